@@ -1,0 +1,1 @@
+//! Reusable backend checks (feature `conformance`). Filled in by the conformance work.

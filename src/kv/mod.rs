@@ -1,0 +1,10 @@
+//! Value types and the KV traits (`KvReader`, `KvWatcher`, `KvWriter`, `KvTtl`,
+//! `KvPurge`, `KvFencedWriter`). Definitions only: no backend behaviour lives here.
+
+mod traits;
+mod types;
+mod version;
+
+pub use traits::{KvFencedWriter, KvPurge, KvReader, KvTtl, KvWatcher, KvWriter};
+pub use types::{BucketStatus, KvEntry, KvError, KvUpdate, LeaseFence, Retention};
+pub use version::{VersionToken, WatchCursor};

@@ -1,0 +1,293 @@
+//! The watch loop of the embedded backend (memory-backend.md §5.3, §5.6): it
+//! registers with the bucket, takes entries, hands each to the watch's
+//! `ResumeGuard` and performs exactly the commands the guard returns. The guard
+//! decides every resume, skip and expiry; this loop only carries them out.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::sync::mpsc::Sender;
+
+use super::clock::Clock;
+use super::log::Entry;
+use super::registry::{BucketCell, SlotId, Taken};
+use super::server::ConnInner;
+use crate::kv::{KvError, KvUpdate, WatchCursor};
+use crate::protocol::resume::{GuardCommand, GuardEvent, GuardMode, ResumeCursor, ResumeGuard};
+use crate::protocol::time::Millis;
+
+/// Most entries one take hands to the loop.
+const TAKE_BATCH_MAX: usize = 256;
+
+/// What a watch call asked for.
+pub(crate) struct WatchSpec {
+    pub(crate) conn: Arc<ConnInner>,
+    pub(crate) cell: Arc<BucketCell>,
+    pub(crate) scope: Vec<String>,
+    pub(crate) cursor: Option<WatchCursor>,
+    pub(crate) mode: GuardMode,
+}
+
+/// Runs one watch call to its end (memory-backend.md §5.7).
+pub(crate) async fn run_watch(spec: WatchSpec, tx: Sender<KvUpdate>) -> Result<(), KvError> {
+    let mut run = WatchRun::start(spec)?;
+    run.drive(&tx).await
+}
+
+/// What the next step of the loop has to work with.
+enum Next {
+    Entry(Arc<Entry>),
+    Wait,
+    Ended(KvError),
+}
+
+struct WatchRun {
+    conn: Arc<ConnInner>,
+    cell: Arc<BucketCell>,
+    clock: Arc<dyn Clock>,
+    scope: Vec<String>,
+    guard: ResumeGuard,
+    slot: Option<SlotId>,
+    snapshot: VecDeque<Arc<Entry>>,
+    batch: VecDeque<Arc<Entry>>,
+    /// The entry last handed to the guard, until it says `Forward` or `Skip`.
+    held: Option<Arc<Entry>>,
+    wake: Arc<Notify>,
+    epoch: u64,
+}
+
+impl Drop for WatchRun {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.cell.deregister(slot);
+        }
+    }
+}
+
+fn message_of(error: KvError) -> String {
+    match error {
+        KvError::WatchError(m) | KvError::OperationFailed(m) | KvError::ConnectionFailed(m) => m,
+        other => other.to_string(),
+    }
+}
+
+impl WatchRun {
+    fn start(spec: WatchSpec) -> Result<Self, KvError> {
+        let clock = spec.conn.server.clock();
+        let now = Millis(clock.now_unix_ms());
+        let epoch = spec.conn.epoch();
+        let wake = Arc::new(Notify::new());
+        let mut run = Self {
+            conn: spec.conn,
+            cell: spec.cell,
+            clock,
+            scope: spec.scope,
+            guard: ResumeGuard::fresh(spec.mode, now),
+            slot: None,
+            snapshot: VecDeque::new(),
+            batch: VecDeque::new(),
+            held: None,
+            wake,
+            epoch,
+        };
+        match spec.cursor.as_ref().and_then(ResumeCursor::of) {
+            Some(cursor) => run.guard = ResumeGuard::resumed(cursor, spec.mode, now),
+            None => {
+                let registration = run
+                    .cell
+                    .register_sync(run.scope.clone(), Arc::clone(&run.wake))?;
+                run.slot = Some(registration.slot);
+                run.snapshot = registration.snapshot.into();
+            }
+        }
+        Ok(run)
+    }
+
+    fn now(&self) -> Millis {
+        Millis(self.clock.now_unix_ms())
+    }
+
+    fn feed(&mut self, event: GuardEvent) {
+        if let Err(unexpected) = self.guard.handle(event) {
+            // The loop feeds only events the guard's phase accepts (memory-backend.md §5.6).
+            panic!("memory watch executor bug: {unexpected}");
+        }
+    }
+
+    fn drop_consumer(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.cell.deregister(slot);
+        }
+        self.snapshot.clear();
+        self.batch.clear();
+        self.held = None;
+    }
+
+    /// Performs every queued guard command; `Some(result)` ends the call.
+    async fn perform(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
+        while let Some(command) = self.guard.poll_command() {
+            match command {
+                GuardCommand::ProbeStream => {
+                    let now = self.now();
+                    let event = match self.cell.probe(now.0) {
+                        Some(facts) => GuardEvent::StreamProbed { now, facts },
+                        None => GuardEvent::ProbeFailed {
+                            now,
+                            error: KvError::WatchError(format!(
+                                "bucket {} not found",
+                                self.cell.name()
+                            )),
+                        },
+                    };
+                    self.feed(event);
+                }
+                GuardCommand::CreateConsumer { start_sequence } => {
+                    let registered = self.cell.register_from(
+                        self.scope.clone(),
+                        start_sequence,
+                        Arc::clone(&self.wake),
+                    );
+                    let now = self.now();
+                    let event = match registered {
+                        Ok(slot) => {
+                            self.slot = Some(slot);
+                            GuardEvent::ConsumerCreated { now }
+                        }
+                        Err(error) => GuardEvent::ConsumerFailed {
+                            now,
+                            error_text: message_of(error),
+                        },
+                    };
+                    self.feed(event);
+                }
+                GuardCommand::DropConsumer => self.drop_consumer(),
+                GuardCommand::Forward => {
+                    if let Some(entry) = self.held.take()
+                        && let Some(end) = self.send(tx, entry.to_update()).await
+                    {
+                        return Some(end);
+                    }
+                }
+                GuardCommand::Skip { .. } => self.held = None,
+                GuardCommand::Expired(cause) => {
+                    tracing::warn!(bucket = self.cell.name(), %cause, "watch cursor expired");
+                    self.drop_consumer();
+                    return Some(Err(KvError::CursorExpired));
+                }
+                GuardCommand::Fail(error) => {
+                    self.drop_consumer();
+                    return Some(Err(error));
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends one update with back-pressure; notices an interrupt while blocked.
+    async fn send(
+        &mut self,
+        tx: &Sender<KvUpdate>,
+        update: KvUpdate,
+    ) -> Option<Result<(), KvError>> {
+        loop {
+            tokio::select! {
+                biased;
+                permit = tx.reserve() => {
+                    return match permit {
+                        Ok(permit) => {
+                            permit.send(update);
+                            None
+                        }
+                        Err(_) => Some(Ok(())),
+                    };
+                }
+                () = self.wake.notified() => {
+                    if let Some(slot) = self.slot
+                        && let Some(error) = self.cell.ended(slot)
+                    {
+                        return Some(Err(error));
+                    }
+                }
+            }
+        }
+    }
+
+    fn next(&mut self) -> Next {
+        if let Some(entry) = self.batch.pop_front() {
+            return Next::Entry(entry);
+        }
+        if let Some(entry) = self.snapshot.pop_front() {
+            return Next::Entry(entry);
+        }
+        let Some(slot) = self.slot else {
+            return Next::Wait;
+        };
+        match self.cell.take(slot, TAKE_BATCH_MAX) {
+            Taken::Ended(error) => Next::Ended(error),
+            Taken::Paused => Next::Wait,
+            Taken::Entries(entries) => {
+                self.batch = entries.into();
+                self.batch.pop_front().map_or(Next::Wait, Next::Entry)
+            }
+        }
+    }
+
+    /// Waits for a wake-up, the guard's deadline or a dropped receiver.
+    async fn wait(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
+        let deadline = if self.conn.is_partitioned() {
+            None
+        } else {
+            self.guard.poll_timeout()
+        };
+        let sleep = deadline.map(|d| self.clock.sleep_until(d.0));
+        tokio::select! {
+            biased;
+            () = tx.closed() => Some(Ok(())),
+            () = self.wake.notified() => None,
+            () = async { sleep.expect("branch runs only with a deadline").await }, if sleep.is_some() => {
+                let now = self.now();
+                self.feed(GuardEvent::Tick { now });
+                None
+            }
+        }
+    }
+
+    async fn drive(&mut self, tx: &Sender<KvUpdate>) -> Result<(), KvError> {
+        loop {
+            if let Some(end) = self.perform(tx).await {
+                return end;
+            }
+            if self.guard.is_streaming() && self.conn.epoch() != self.epoch {
+                self.epoch = self.conn.epoch();
+                let now = self.now();
+                self.feed(GuardEvent::Reconnected { now });
+                continue;
+            }
+            if self.conn.is_partitioned() {
+                if let Some(end) = self.wait(tx).await {
+                    return end;
+                }
+                continue;
+            }
+            match self.next() {
+                Next::Ended(error) => return Err(error),
+                Next::Wait => {
+                    if let Some(end) = self.wait(tx).await {
+                        return end;
+                    }
+                }
+                Next::Entry(entry) => {
+                    let now = self.now();
+                    let event = GuardEvent::Delivered {
+                        now,
+                        revision: Some(entry.revision),
+                        written_ms: Some(entry.stamp_ms),
+                    };
+                    self.held = Some(entry);
+                    self.feed(event);
+                }
+            }
+        }
+    }
+}

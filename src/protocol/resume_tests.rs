@@ -1,0 +1,4 @@
+//! Unit tests of the resume kernels and the ResumeGuard transition table.
+
+#[allow(unused_imports)]
+use super::*;

@@ -1,0 +1,1 @@
+//! The conformance suite against `MemoryConnection` (placeholder until the suite lands).
