@@ -1,4 +1,74 @@
-//! kvfold (crate docs are written below).
+//! # kvfold
+//!
+//! A backend-agnostic key-value API for services that keep a durable local copy
+//! ("fold") of a NATS JetStream key-value bucket, with an embedded in-process
+//! backend as the default.
+//!
+//! ## Layers
+//!
+//! ```text
+//!  KvReader  KvWatcher  KvWriter  KvTtl  KvPurge  KvFencedWriter   traits (core KV operations)
+//!  KvStore                                                          a named bucket handing out the traits
+//!  Connection                                                       lifecycle, store factory, capabilities
+//!  MemoryConnection (embedded, default)                             executors feeding `protocol`
+//!  protocol: pure kernels and sans-IO machines (ResumeGuard, …)     every decision that protects data
+//! ```
+//!
+//! Every decision that protects data lives in [`protocol`] as a pure function or a
+//! sans-IO state machine: no I/O, no clock, no locks, no async. Backends are thin
+//! executors that feed real events into those machines and carry out the commands
+//! they return. The verifiers (loom, proptest) drive the same code.
+//!
+//! ## Quickstart (embedded backend, no server)
+//!
+//! ```
+//! use kvfold::{Connection, KvError, MemoryConnection, StoreConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), KvError> {
+//! let conn = MemoryConnection::new();
+//! conn.connect().await?;
+//! let store = conn.store("settings").await?;
+//! let writer = store.writer().expect("memory buckets are writable");
+//! let v1 = writer.put("color", b"blue").await?;
+//! // Compare-and-swap: only the holder of the latest version wins.
+//! writer.update("color", b"green", &v1).await?;
+//! assert_eq!(writer.update("color", b"red", &v1).await, Err(KvError::RevisionMismatch));
+//! let entry = store.reader().get("color").await?.expect("present");
+//! assert_eq!(entry.value, b"green");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Driving a sans-IO machine (the drive-loop contract)
+//!
+//! Every machine in [`protocol`] is driven the same way; the executors do exactly
+//! this and nothing else (here for [`protocol::resume::ResumeGuard`], which every
+//! backend's watch drives):
+//!
+//! 1. Build the machine with the caller's `now` (`ResumeGuard::resumed` for a
+//!    `_from` watch with a usable cursor, `ResumeGuard::fresh` for a state-sync watch).
+//! 2. Poll commands with `poll_command()` and perform each completely, in order:
+//!    `ProbeStream` reads fresh stream facts, `CreateConsumer` subscribes at the given
+//!    sequence, `DropConsumer` drops the subscription and anything not yet handed in,
+//!    `Forward` sends the last delivered update, `Skip` drops it, `Expired` and `Fail`
+//!    end the watch with `CursorExpired` or the given error.
+//! 3. Feed the completion of every command that has one (`StreamProbed` /
+//!    `ProbeFailed`, `ConsumerCreated` / `ConsumerFailed`) with `handle`, then go back to 2.
+//! 4. While streaming, hand every delivery to `handle(Delivered { .. })` before sending
+//!    anything, then go back to 2.
+//! 5. When the client reconnected since the last check (memory: `MemoryFaults::heal`),
+//!    feed `Reconnected` while the guard is streaming, then go back to 2.
+//! 6. Sleep until `poll_timeout()` (if any), a delivery, or a dropped receiver; on the
+//!    deadline feed `Tick { now }`.
+//! 7. `handle` returning `Err(Unexpected)` is an executor bug: the executor fed an
+//!    event the machine's phase does not accept.
+//!
+//! Time always comes in as an argument; machines report their next deadline.
+//!
+//! ## Crate features
+//!
+//! - `conformance`: the reusable backend checks in `kvfold::conformance`.
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 #![warn(missing_docs)]

@@ -111,6 +111,12 @@ impl MemoryFaults {
         Self { server, scope }
     }
 
+    /// The server these faults act on.
+    #[cfg(feature = "conformance")]
+    pub(crate) fn server(&self) -> &MemoryServer {
+        &self.server
+    }
+
     /// Removes every entry with revision below `revision`; returns the new first revision.
     pub fn evict_below(&self, bucket: &str, revision: u64) -> Result<u64, KvError> {
         let cell = self.server.bucket(bucket)?;

@@ -805,13 +805,15 @@ impl BucketLog {
     /// `now_ms - older_than_ms` (every such key when `older_than_ms` is 0), removes
     /// all its entries; returns how many keys.
     pub fn purge_markers(&mut self, older_than_ms: u64, now_ms: u64) -> usize {
-        let cutoff = now_ms.saturating_sub(older_than_ms);
+        // `now - older_than` before the epoch: no stamp is old enough.
+        let cutoff = now_ms.checked_sub(older_than_ms);
         let keys: Vec<String> = self
             .by_key
             .iter()
             .filter_map(|(key, revs)| {
                 let latest = self.entries.get(revs.back()?)?;
-                let old_enough = older_than_ms == 0 || latest.stamp_ms <= cutoff;
+                let old_enough =
+                    older_than_ms == 0 || cutoff.is_some_and(|cutoff| latest.stamp_ms <= cutoff);
                 (latest.kind.is_marker() && old_enough).then(|| key.clone())
             })
             .collect();

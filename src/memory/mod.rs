@@ -5,6 +5,8 @@
 
 pub(crate) mod clock;
 mod faults;
+#[cfg(feature = "conformance")]
+mod hooks;
 pub mod log;
 #[doc(hidden)]
 pub mod registry;

@@ -38,6 +38,8 @@ pub(crate) async fn run_watch(spec: WatchSpec, tx: Sender<KvUpdate>) -> Result<(
 /// What the next step of the loop has to work with.
 enum Next {
     Entry(Arc<Entry>),
+    /// Nothing now, but the slot still has log to read: take again.
+    Again,
     Wait,
     Ended(KvError),
 }
@@ -217,6 +219,11 @@ impl WatchRun {
         if let Some(entry) = self.batch.pop_front() {
             return Next::Entry(entry);
         }
+        // A paused bucket holds the snapshot too (memory-backend.md §5.3 step 2
+        // comes before step 3); resuming wakes the slot.
+        if !self.snapshot.is_empty() && self.cell.is_paused() {
+            return Next::Wait;
+        }
         if let Some(entry) = self.snapshot.pop_front() {
             return Next::Entry(entry);
         }
@@ -228,7 +235,14 @@ impl WatchRun {
             Taken::Paused => Next::Wait,
             Taken::Entries(entries) => {
                 self.batch = entries.into();
-                self.batch.pop_front().map_or(Next::Wait, Next::Entry)
+                match self.batch.pop_front() {
+                    Some(entry) => Next::Entry(entry),
+                    // A lagging take stops after examining its bound of log entries
+                    // even when none was in scope. Commits do not wake a lagging
+                    // slot, so waiting here would stall the watch: take again.
+                    None if self.cell.has_pending(slot) => Next::Again,
+                    None => Next::Wait,
+                }
             }
         }
     }
@@ -272,6 +286,7 @@ impl WatchRun {
             }
             match self.next() {
                 Next::Ended(error) => return Err(error),
+                Next::Again => tokio::task::yield_now().await,
                 Next::Wait => {
                     if let Some(end) = self.wait(tx).await {
                         return end;

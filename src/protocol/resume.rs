@@ -654,7 +654,10 @@ impl ResumeGuard {
                 }
             }
             // G10 / G13
-            (phase, GuardEvent::Tick { now }) => {
+            (phase, GuardEvent::Tick { .. }) => {
+                // Judged on the clamped `now` (§3.1): a tick stamped before a time
+                // the guard has already seen is as late as that time.
+                let now = self.now;
                 let due = phase == Phase::Streaming
                     && self.judging == GuardMode::Dense
                     && self.deadline.is_some_and(|d| now >= d);
