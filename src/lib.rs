@@ -75,6 +75,8 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[doc(hidden)]
+pub mod fuzz_bodies;
 mod kv;
 pub mod memory;
 pub mod protocol;

@@ -1,0 +1,2 @@
+//! Serves the Stateright explorer on a model (placeholder).
+fn main() {}

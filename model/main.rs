@@ -1,0 +1,1 @@
+//! Stateright models (placeholder until the resume model lands).
