@@ -1,1 +1,5 @@
-//! Stateright models (placeholder until the resume model lands).
+//! Stateright models (verification.md §3): each drives the production `protocol`
+//! kernels against a small environment. One module per model; adding a model is
+//! one `mod` line here.
+
+mod resume;

@@ -76,9 +76,13 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[doc(hidden)]
+pub mod connstate;
+#[doc(hidden)]
 pub mod fuzz_bodies;
 mod kv;
 pub mod memory;
+#[cfg(feature = "nats")]
+mod nats;
 pub mod protocol;
 mod stores;
 mod sync;
@@ -88,6 +92,8 @@ pub use kv::{
     KvWriter, LeaseFence, Retention, VersionToken, WatchCursor,
 };
 pub use memory::{MemoryConfig, MemoryConnection, MemoryFaults};
+#[cfg(feature = "nats")]
+pub use nats::{NatsConnection, NatsConnectionConfig, nats_connect};
 pub use stores::{
     Connection, ConnectionCapabilities, DiscardPolicy, KvStore, StorageType, StoreConfig,
     StoreOptions,

@@ -3,8 +3,12 @@
 //! when built with `--cfg kvfold_loom`. Nothing else belongs here.
 
 #[cfg(kvfold_loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(kvfold_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
+#[cfg(not(kvfold_loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(kvfold_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 

@@ -107,6 +107,7 @@ pub struct Profile {
     delivery_timeout: Duration,
     many_keys: usize,
     burst_bytes: usize,
+    replicas: Option<usize>,
 }
 
 impl Profile {
@@ -124,6 +125,7 @@ impl Profile {
             delivery_timeout: Duration::from_secs(5),
             many_keys: 1500,
             burst_bytes: 24 * 1024 * 1024,
+            replicas: None,
         }
     }
 
@@ -178,6 +180,15 @@ impl Profile {
     #[must_use]
     pub fn burst_bytes(mut self, n: usize) -> Self {
         self.burst_bytes = n;
+        self
+    }
+
+    /// (Addition to api.md §13.) Replicas for every bucket the checks create whose
+    /// configuration leaves `num_replicas` unset (default: unset), so the whole
+    /// suite can run on replicated buckets (e.g. `Some(3)` on a 3-node cluster).
+    #[must_use]
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = Some(n);
         self
     }
 }

@@ -207,6 +207,9 @@ impl<'a> Ctx<'a> {
         'a: 'c,
     {
         config.name = self.bucket_name();
+        if config.num_replicas.is_none() {
+            config.num_replicas = self.profile.replicas;
+        }
         let what = format!("creating bucket {}", config.name);
         let store = self.ok(self.conn.store_with_options(config, options).await, &what);
         Bucket::of(self, store)

@@ -462,7 +462,11 @@ impl BucketLog {
             headers,
             removal,
         } = prepared;
-        let removed = self.removed_by(&key, &removal);
+        // nats-server order: store, per-subject history limit, byte limit (discard
+        // old), then the rollup purge of the key's earlier messages (pinned by the
+        // differential test).
+        let removed = self.removed_by(&key, &Removal::History);
+        let rollup = matches!(removal, Removal::Rollup);
         let header_len = header_block_len(&headers);
         let size = message_size(
             self.config.storage,
@@ -496,6 +500,21 @@ impl BucketLog {
             self.remove(revision);
         }
         self.discard_old();
+        if rollup {
+            let earlier: Vec<u64> = self
+                .by_key
+                .get(&entry.key)
+                .map(|revs| {
+                    revs.iter()
+                        .copied()
+                        .filter(|&r| r < entry.revision)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for revision in earlier {
+                self.remove(revision);
+            }
+        }
         entry
     }
 
@@ -521,18 +540,20 @@ impl BucketLog {
             if deadline > now_ms {
                 break;
             }
-            let was_latest = self
+            // nats-server writes an expiry marker only when the removal empties the
+            // key's subject (pinned on 2.15 by tests/nats_pinned.rs): a removed
+            // latest value with older entries still retained leaves no marker.
+            let was_only = self
                 .entries
                 .get(&revision)
                 .and_then(|e| self.by_key.get(&e.key))
-                .and_then(|revs| revs.back())
-                == Some(&revision);
+                .is_some_and(|revs| revs.len() == 1 && revs.front() == Some(&revision));
             let Some(removed) = self.remove(revision) else {
                 self.deadlines.remove(&(deadline, revision));
                 continue;
             };
             if let (true, EntryKind::Value, Some(marker_ttl_ms)) =
-                (was_latest, removed.kind, self.config.limit_marker_ttl_ms)
+                (was_only, removed.kind, self.config.limit_marker_ttl_ms)
             {
                 let marker_ttl = Duration::from_millis(marker_ttl_ms);
                 let marker = Prepared {
@@ -766,13 +787,19 @@ impl BucketLog {
                 header_len,
                 prepared.value.len(),
             );
-            let freed: u64 = self
-                .removed_by(&prepared.key, &prepared.removal)
-                .iter()
-                .filter_map(|r| self.entries.get(r))
-                .map(|e| e.size)
-                .sum();
-            if self.bytes.saturating_sub(freed) + size > self.config.max_bytes as u64 {
+            // nats-server's rule (pinned by the differential test against 2.15): a
+            // write that does not fit is still accepted when its key is at the
+            // history limit and the key's oldest message, which the write replaces,
+            // is at least as large as the new one.
+            let fits = self.bytes + size <= self.config.max_bytes as u64;
+            let replaces_larger = self.by_key.get(&prepared.key).is_some_and(|revs| {
+                revs.len() >= self.config.max_history as usize
+                    && revs
+                        .front()
+                        .and_then(|r| self.entries.get(r))
+                        .is_some_and(|oldest| oldest.size >= size)
+            });
+            if !fits && !replaces_larger {
                 return Err(KvError::OperationFailed(format!(
                     "bucket {} is full (max_bytes {}, discard new)",
                     self.config.name, self.config.max_bytes

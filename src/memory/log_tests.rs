@@ -199,16 +199,36 @@ fn create_with_ttl_removes_only_the_oldest_at_max_history() {
 }
 
 #[test]
-fn expiry_marker_rolls_up_every_earlier_entry_of_the_key() {
-    let mut log = bucket().history(3).markers(secs(5)).log();
+fn an_expired_value_over_older_entries_leaves_no_marker() {
+    // nats-server 2.15 (tests/nats_pinned.rs): an expiry marker is written only when
+    // the removal empties the key's subject. Here the delete marker and the first
+    // value are still retained, so the key falls back to its delete marker.
+    let mut log = bucket().history(3).markers(secs(2)).log();
     ok(&mut log, put("k", "a"));
     ok(&mut log, delete("k"));
-    ok(&mut log, create_ttl("k", "b", secs(1)));
-    let markers = log.apply_due(3_000);
+    ok(&mut log, create_ttl("k", "b", secs(5)));
+    assert!(log.apply_due(6_999).is_empty());
+    assert_eq!(revisions(&log), vec![1, 2, 3]);
+    assert!(log.apply_due(7_000).is_empty());
+    assert_eq!(revisions(&log), vec![1, 2]);
+    assert_eq!(log.latest("k").map(|e| e.kind), Some(DeleteMarker));
+    assert_eq!(log.last_revision(), 3);
+}
+
+#[test]
+fn an_expired_value_that_was_its_keys_only_entry_leaves_a_marker() {
+    // History 1: the delete removed the value and the create removed the delete
+    // marker, so the TTL'd value is the key's only entry when it expires.
+    let mut log = bucket().history(1).markers(secs(2)).log();
+    ok(&mut log, put("k", "a"));
+    ok(&mut log, delete("k"));
+    ok(&mut log, create_ttl("k", "b", secs(5)));
+    assert_eq!(revisions(&log), vec![3]);
+    let markers = log.apply_due(7_000);
     assert_eq!(markers.len(), 1);
     let m = &markers[0];
     assert_eq!(shape(m), (4, ExpiryMarker, 0));
-    assert_eq!((m.stamp_ms, m.expires_at_ms), (3_000, Some(8_000)));
+    assert_eq!((m.stamp_ms, m.expires_at_ms), (7_000, Some(9_000)));
     assert_eq!(revisions(&log), vec![4]);
 }
 
@@ -295,11 +315,13 @@ fn create_over_a_delete_or_purge_marker_succeeds() {
 
 #[test]
 fn create_over_an_expiry_marker_succeeds() {
-    let mut log = bucket().markers(secs(60)).log();
+    // TTL = marker TTL = 1 s: the value goes at 3000, its marker lives until 4000.
+    let mut log = bucket().markers(secs(1)).log();
     ok(&mut log, put_ttl("k", "a", secs(1)));
     let (due, result) = log.commit(create("k", "b"), 3_000, MAX_PAYLOAD);
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].revision, due[0].kind), (2, ExpiryMarker));
+    assert_eq!(due[0].expires_at_ms, Some(4_000));
     assert_eq!(result.map(|e| e.revision), Ok(3));
 }
 
@@ -451,16 +473,24 @@ fn discard_new_accepts_an_exact_fit_and_refuses_one_byte_more() {
     assert_eq!((e.revision, e.size, log.bytes()), (2, 38, 80));
 }
 
+// nats-server 2.15's discard-new rule (pinned by tests/differential.rs and the live
+// probes of docs/decisions.md): a write that does not fit is accepted only when its key
+// is at the history limit and the key's oldest message, which the write replaces, is
+// at least as large. Removals are never "freed" up front otherwise.
+
 #[test]
-fn discard_new_counts_the_entry_the_history_limit_removes_as_freed() {
+fn discard_new_accepts_a_replacement_no_larger_than_the_oldest_of_a_full_key() {
     let mut log = bucket().max_bytes(80).log();
     ok(&mut log, put("a", "hello"));
     ok(&mut log, put("b", "x"));
-    // 80 − 38 (superseded b) + 38 = 80 fits.
+    // Full: b is at its history limit (1) and its oldest (38) ≥ the new one (38).
     assert_eq!(ok(&mut log, put("b", "y")).revision, 3);
     assert_eq!(log.bytes(), 80);
     assert_eq!(refused(&mut log, put("b", "yy")), full(80));
-    // Below max_history nothing is freed.
+}
+
+#[test]
+fn discard_new_refuses_below_the_history_limit() {
     let mut log = bucket().max_bytes(80).history(2).log();
     ok(&mut log, put("a", "hello"));
     ok(&mut log, put("b", "x"));
@@ -468,16 +498,30 @@ fn discard_new_counts_the_entry_the_history_limit_removes_as_freed() {
 }
 
 #[test]
-fn discard_new_counts_rollup_removals_as_freed() {
+fn discard_new_refuses_a_larger_replacement_even_when_it_would_fit_after_removal() {
+    // 42 + 38 = 80 of 120: b at its limit (1), oldest 38 < new 59 → refused although
+    // 80 − 38 + 59 = 101 would fit.
+    let mut log = bucket().max_bytes(120).log();
+    ok(&mut log, put("a", "hello"));
+    ok(&mut log, put("b", "x"));
+    assert_eq!(refused(&mut log, put("b", &"y".repeat(22))), full(120));
+    // A replacement that fits outright is fine.
+    assert_eq!(ok(&mut log, put("b", "yy")).revision, 3);
+}
+
+#[test]
+fn discard_new_does_not_count_rollup_removals() {
     let mut log = bucket().max_bytes(92).history(5).ttl().log();
     ok(&mut log, put("k", "hello"));
     ok(&mut log, put("k", "hello"));
-    // 84 − 84 + 92 (purge marker) = 92.
+    // 84 + 92 (purge marker) > 92 and k (2 of 5) is not at its history limit.
+    assert_eq!(refused(&mut log, purge("k")), full(92));
+    assert_eq!(refused(&mut log, put_ttl("k", "hello", secs(1))), full(92));
+    // With history 1 the key is at its limit: a rollup replacing a larger oldest fits.
+    let mut log = bucket().max_bytes(92).ttl().log();
+    ok(&mut log, put("k", &"v".repeat(55)));
     assert_eq!(ok(&mut log, purge("k")).size, 92);
-    // 92 − 92 + 89 (put_with_ttl, 1 s) = 89.
-    assert_eq!(ok(&mut log, put_ttl("k", "hello", secs(1))).size, 89);
-    assert_eq!(log.bytes(), 89);
-    assert_eq!(refused(&mut log, put("j", "x")), full(92));
+    assert_eq!(log.bytes(), 92);
 }
 
 #[test]
@@ -528,16 +572,35 @@ fn discard_old_commits_and_evicts_a_single_entry_larger_than_max_bytes() {
 }
 
 #[test]
+fn rollup_happens_after_discard_old_eviction() {
+    // nats-server order: store, history limit, discard-old eviction, then the rollup.
+    // o 42 + k 42 + k 42 = 126; the purge marker (34 + 7 + 51 = 92) makes 218 > 176.
+    let mut log = bucket().history(5).max_bytes(176).discard_old().log();
+    ok(&mut log, put("o", "hello")); // 1
+    ok(&mut log, put("k", "hello")); // 2
+    ok(&mut log, put("k", "hello")); // 3
+    let p = ok(&mut log, purge("k"));
+    assert_eq!((p.revision, p.size), (4, 92));
+    // Eviction first removes o's rev 1 (218 − 42 = 176 fits), then the rollup removes
+    // k's revs 2 and 3: 92 left. Rollup first would have left 126 − 84 + 92 = 134 ≤
+    // 176 with nothing to evict: revisions [1, 4], o still live.
+    assert_eq!((revisions(&log), log.bytes()), (vec![4], 92));
+    assert_eq!(log.latest("o"), None);
+    assert_eq!((log.first_revision(), log.last_revision()), (4, 4));
+}
+
+#[test]
 fn commit_returns_due_effects_even_when_the_write_fails() {
+    // TTL 5 s = marker TTL: the value is due at 7000, its marker at 12000.
     let mut log = bucket().markers(secs(5)).log();
-    ok(&mut log, put_ttl("k", "v", secs(1)));
-    let (due, result) = log.commit(put("a..b", "v"), 4_000, MAX_PAYLOAD);
+    ok(&mut log, put_ttl("k", "v", secs(5)));
+    let (due, result) = log.commit(put("a..b", "v"), 8_000, MAX_PAYLOAD);
     assert!(matches!(result, Err(KvError::OperationFailed(_))));
     let due: Vec<_> = due
         .iter()
         .map(|m| (m.revision, m.kind, m.stamp_ms))
         .collect();
-    assert_eq!(due, vec![(2, ExpiryMarker, 3_000)]);
+    assert_eq!(due, vec![(2, ExpiryMarker, 7_000)]);
     assert_eq!(revisions(&log), vec![2]);
 }
 
@@ -553,7 +616,10 @@ fn an_expired_entry_cannot_satisfy_a_condition() {
 // ---- §4.3 byte accounting --------------------------------------------------------
 
 /// One write of every kind on bucket `b` (history 64, unlimited, 90 s limit markers);
-/// returns `(revision, header_len, size)` of each committed entry, and the log.
+/// returns `(revision, header_len, size)` of each committed entry, and the log. The
+/// TTL'd values expire at their own deadlines (t at 3500, c at 7000), each the only
+/// entry of its key, so each leaves an expiry marker; the 90 s marker TTL gives the
+/// marker header the minutes form `1m30s`.
 fn every_write_kind(storage: StorageType) -> (Vec<(u64, u32, u64)>, BucketLog) {
     let make = bucket().storage(storage).history(64).max_bytes(-1);
     let mut log = make.markers(secs(90)).log();
@@ -578,7 +644,9 @@ fn every_write_kind(storage: StorageType) -> (Vec<(u64, u32, u64)>, BucketLog) {
         let e = ok(&mut log, op);
         out.push((e.revision, e.header_len, e.size));
     }
-    for m in log.apply_due(10_000) {
+    // Nothing is due before the first TTL deadline.
+    assert!(log.apply_due(3_499).is_empty());
+    for m in log.apply_due(7_000) {
         assert_eq!(m.kind, ExpiryMarker);
         out.push((m.revision, m.header_len, m.size));
     }
@@ -643,16 +711,19 @@ fn subject_length_counts_the_bucket_name_and_key() {
 
 #[test]
 fn time_effects_run_in_deadline_order_with_ties_by_lower_revision() {
-    let mut log = bucket().markers(secs(60)).log();
+    // Marker TTL 1 s ≤ every TTL used, so each value keeps its own deadline.
+    let mut log = bucket().markers(secs(1)).log();
     ok(&mut log, create_ttl("a", "v", secs(3))); // deadline 5000
     ok(&mut log, put_ttl("b", "v", secs(1))); // 3000
     ok(&mut log, put_ttl("c", "v", secs(1))); // 3000
     assert_eq!(log.next_deadline_ms(), Some(3_000));
-    let markers = log.apply_due(10_000);
+    // Order: b 3000, c 3000 (tie → lower revision), markers 4 and 5 at 4000, a 5000.
+    let markers = log.apply_due(5_000);
     assert_eq!(keys_of(&markers), vec!["b", "c", "a"]);
     let stamps: Vec<(u64, u64)> = markers.iter().map(|m| (m.revision, m.stamp_ms)).collect();
     assert_eq!(stamps, vec![(4, 3_000), (5, 3_000), (6, 5_000)]);
-    assert_eq!(log.next_deadline_ms(), Some(63_000));
+    assert_eq!(revisions(&log), vec![6]);
+    assert_eq!(log.next_deadline_ms(), Some(6_000));
 }
 
 #[test]
@@ -695,7 +766,8 @@ fn the_deadline_is_the_earlier_of_max_age_and_ttl() {
 
 #[test]
 fn a_ttl_entry_expires_when_no_longer_the_latest_without_a_marker() {
-    let mut log = bucket().history(3).markers(secs(5)).log();
+    // Marker TTL 1 s = the TTL, so rev 1 keeps its own deadline of 3000.
+    let mut log = bucket().history(3).markers(secs(1)).log();
     ok_at(&mut log, create_ttl("k", "a", secs(1)), 2_000);
     ok_at(&mut log, put("k", "b"), 2_500);
     assert!(log.apply_due(3_000).is_empty());
@@ -704,17 +776,18 @@ fn a_ttl_entry_expires_when_no_longer_the_latest_without_a_marker() {
 
 #[test]
 fn an_expiry_marker_is_stamped_at_the_deadline_not_at_now() {
-    let mut log = bucket().markers(secs(60)).log();
-    ok(&mut log, put_ttl("k", "v", secs(1)));
-    let markers = log.apply_due(50_000);
+    // TTL 60 s ≥ marker TTL 30 s: the value is due at 62000; effects run at 90000.
+    let mut log = bucket().markers(secs(30)).log();
+    ok(&mut log, put_ttl("k", "v", secs(60)));
+    let markers = log.apply_due(90_000);
     assert_eq!(markers.len(), 1);
     assert_eq!(
         (markers[0].stamp_ms, markers[0].expires_at_ms),
-        (3_000, Some(63_000))
+        (62_000, Some(92_000))
     );
-    assert_eq!(log.last_stamp_ms(), 3_000);
+    assert_eq!(log.last_stamp_ms(), 62_000);
     // A later write never stamps before the marker.
-    assert_eq!(ok_at(&mut log, put("j", "v"), 2_500).stamp_ms, 3_000);
+    assert_eq!(ok_at(&mut log, put("j", "v"), 2_500).stamp_ms, 62_000);
 }
 
 #[test]
@@ -747,13 +820,64 @@ fn no_marker_is_written_without_limit_marker_ttl() {
 
 #[test]
 fn an_expiry_marker_expires_after_limit_marker_ttl_without_a_marker() {
-    let mut log = bucket().markers(secs(5)).log();
-    ok(&mut log, put_ttl("k", "v", secs(1)));
-    assert_eq!(log.apply_due(3_000).len(), 1);
-    assert_eq!(log.next_deadline_ms(), Some(8_000));
-    assert!(log.apply_due(7_999).is_empty());
+    // TTL 5 s ≥ marker TTL 2 s: value due at 7000, its marker at 7000 + 2000.
+    let mut log = bucket().markers(secs(2)).log();
+    ok(&mut log, put_ttl("k", "v", secs(5)));
+    assert_eq!(log.apply_due(7_000).len(), 1);
+    assert_eq!(log.next_deadline_ms(), Some(9_000));
+    assert!(log.apply_due(8_999).is_empty());
     assert_eq!(revisions(&log), vec![2]);
-    assert!(log.apply_due(8_000).is_empty());
+    assert!(log.apply_due(9_000).is_empty());
+    assert_eq!((log.values(), log.bytes()), (0, 0));
+    assert_eq!((log.first_revision(), log.last_revision()), (3, 2));
+}
+
+// nats-server 2.15 with limit markers: a TTL'd value expires at its own deadline in
+// the memory backend. (nats-server may keep it until the marker TTL on buckets with
+// history > 1; memory-backend.md §9 allows that timing difference.)
+
+#[test]
+fn a_ttl_keeps_its_own_deadline_under_limit_markers() {
+    let mut log = bucket().history(2).markers(secs(2)).log();
+    let p = ok(&mut log, put_ttl("p", "v", secs(1))); // 1, stamp 2000
+    let c = ok(&mut log, create_ttl("c", "v", secs(1))); // 2, stamp 2000
+    assert_eq!(
+        (p.expires_at_ms, c.expires_at_ms),
+        (Some(3_000), Some(3_000))
+    );
+    // put_ttl 10 + (8 + 1 + 4) + rollup 18 + 2 = 43; create_ttl 10 + expected "0" 40 + 13 + 2 = 65.
+    assert_eq!((p.header_len, c.header_len), (43, 65));
+    assert!(log.apply_due(2_999).is_empty());
+    let markers: Vec<_> = log
+        .apply_due(3_000)
+        .iter()
+        .map(|m| (m.key.clone(), shape(m), m.stamp_ms, m.expires_at_ms))
+        .collect();
+    let marker = |key: &str, rev| (key.to_string(), (rev, ExpiryMarker, 0), 3_000, Some(5_000));
+    assert_eq!(markers, vec![marker("p", 3), marker("c", 4)]);
+    assert!(log.apply_due(4_999).is_empty());
+    assert!(log.apply_due(5_000).is_empty());
+    assert_eq!((log.values(), log.bytes()), (0, 0));
+}
+
+#[test]
+fn max_age_is_not_raised_by_the_marker_ttl() {
+    // Probe: max_age 1.5 s, marker TTL 3 s → the value goes at 1.5 s; its marker,
+    // also subject to max_age, at 1.5 s after its stamp (3 s), before its own 3 s TTL.
+    let mut log = bucket()
+        .max_age(Duration::from_millis(1_500))
+        .markers(secs(3))
+        .log();
+    ok(&mut log, put("k", "v")); // 1, stamp 2000
+    assert_eq!(log.next_deadline_ms(), Some(3_500));
+    assert!(log.apply_due(3_499).is_empty());
+    let m = log.apply_due(3_500).pop().expect("expiry marker");
+    assert_eq!((shape(&m), m.stamp_ms), ((2, ExpiryMarker, 0), 3_500));
+    assert_eq!(m.expires_at_ms, Some(6_500));
+    assert_eq!(log.next_deadline_ms(), Some(5_000));
+    assert!(log.apply_due(4_999).is_empty());
+    assert_eq!(revisions(&log), vec![2]);
+    assert!(log.apply_due(5_000).is_empty());
     assert_eq!((log.values(), log.bytes()), (0, 0));
     assert_eq!((log.first_revision(), log.last_revision()), (3, 2));
 }
@@ -812,7 +936,8 @@ fn evict_head_removes_the_lowest_retained_entries_across_holes() {
 
 #[test]
 fn purge_markers_zero_removes_every_key_whose_latest_is_a_marker() {
-    let mut log = bucket().history(3).markers(secs(60)).log();
+    // Marker TTL 1 s = x's TTL: x is due at 3000, its marker (stamped 3000) at 4000.
+    let mut log = bucket().history(3).markers(secs(1)).log();
     ok(&mut log, put("a", "v")); // 1
     ok(&mut log, delete("a")); // 2
     ok(&mut log, purge("b")); // 3
@@ -930,7 +1055,8 @@ fn next_deadline_is_none_without_age_or_ttl_and_tracks_the_earliest() {
 
 #[test]
 fn entries_read_and_deliver_as_api_15_2_says() {
-    let mut log = bucket().markers(secs(5)).log();
+    // Marker TTL 1 s = x's TTL: x is due at 3000, its marker lives until 4000.
+    let mut log = bucket().markers(secs(1)).log();
     let v = ok(&mut log, put("v", "x"));
     let t = ok(&mut log, delete_v("v", 1));
     let d = ok(&mut log, delete("d"));

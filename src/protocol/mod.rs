@@ -7,6 +7,7 @@
 //! compatibility kernels, their five enums and [`cursor_rank`].
 
 pub mod nats;
+pub mod push;
 pub mod resume;
 pub mod subject;
 pub mod time;

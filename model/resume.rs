@@ -1,0 +1,800 @@
+//! The `resume` model (verification.md §3, matrix rows 3 and 4): the production
+//! [`ResumeGuard`] driven the way the NATS executor drives it (nats-backend.md
+//! §10.3–§10.6) against a small NATS-like stream and consumer. The guard's logic
+//! is never re-implemented here; mutations are model-side wrappers that alter one
+//! decision (verification.md §6).
+//!
+//! Shared by the `model` test target (`mod resume;`) and the `explore` example
+//! (`#[path = "../model/resume.rs"] mod resume;`).
+
+use std::fmt;
+
+use kvfold::protocol::resume::{GuardEvent, GuardMode, LogLimits, ResumeCursor, ResumeGuard};
+use kvfold::protocol::time::Millis;
+use stateright::{Model, Property};
+
+#[path = "resume/executor.rs"]
+mod executor;
+#[path = "resume/stream.rs"]
+mod stream;
+#[cfg(test)]
+#[path = "resume/tests.rs"]
+mod tests;
+
+pub use executor::{Cause, End, Outstanding, Probe, Seen, Watch};
+use stream::{AGE_ONLY_LIMITS, DISCARD_OLD_LIMITS, first_sequence, message, revision_at};
+pub use stream::{CLOCK_STEP_MS, Consumer, Fate, Message};
+
+// ===========================================================================
+// Configuration: scope, retention, bounds, mutation
+// ===========================================================================
+
+/// Which keys the watch covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `watch_all_from`: every revision is delivered; the guard runs `Dense`.
+    All,
+    /// `watch_prefix_from` on key 0's prefix: only key 0 is delivered; the guard
+    /// runs `Sparse`. A prefix watch cannot see an in-scope eviction above its
+    /// frontier while it streams (nats-backend.md §13), so the environment makes
+    /// such an eviction only where a check can see it: before the watch, during a
+    /// resume (pre-check to post-check) or while the client is away.
+    Prefix,
+}
+
+/// How the stream loses messages other than by per-key history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Retention {
+    /// Discard-old with a byte limit, as kvfold creates buckets: a limit evicts
+    /// the oldest retained message at any moment (`EvictHead`).
+    DiscardOld,
+    /// An age limit only (`MAX_AGE_MS`): a message leaves once it is older than
+    /// the limit, as the clock moves. `plan_resume` row 4 (the supersession-only
+    /// resume) applies to this bucket.
+    AgeOnly,
+}
+
+/// How the watch call starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Start {
+    /// `watch_*_from(cursor)` with any revision the stream has written:
+    /// `ResumeGuard::resumed` (pre-check, creation, post-check).
+    Resume,
+    /// `watch_all` / `watch_prefix` without a cursor: `ResumeGuard::fresh`. The
+    /// executor's own state-sync consumer delivers the retained messages from the
+    /// stream start (with a per-key history of 1 these are exactly the last
+    /// message per subject), judged `Sparse` until a reconnect makes the guard
+    /// resume in the scope's mode.
+    StateSync,
+}
+
+/// What the executor does with a delivery it has taken from the consumer when it
+/// notices, before handing it in, that the client reconnected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InHand {
+    /// nats-backend.md §10.5/§10.6 as written: feed `Reconnected`, discard the
+    /// delivery ("it will be delivered again").
+    Discarded,
+    /// Feed `Reconnected`; discard the delivery only if the guard dropped the
+    /// consumer (G16), else hand it in (G17). The memory executor's order
+    /// (memory-backend.md §5.6: the epoch is compared before the next taken
+    /// entry is handed in, and only `DropConsumer` discards taken entries).
+    KeptUnlessDropped,
+}
+
+/// Every limit of one run of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Bounds {
+    /// Writes over the whole run (before and during the watch).
+    pub writes: u8,
+    /// Distinct keys written (key 0 is the prefix scope's key).
+    pub keys: u8,
+    /// Per-key history: a write removes its key's oldest retained message once
+    /// the key holds this many (a benign, superseded interior gap).
+    pub history: u8,
+    /// Head evictions by a limit (`DiscardOld` only).
+    pub evictions: u8,
+    /// Client reconnects (the client recreates its consumer without a check).
+    pub reconnects: u8,
+    /// Silent self-recreations of the ordered consumer before its first delivery
+    /// (it then replays from the stream start).
+    pub replays: u8,
+    /// Idle-probe timer expiries (each moves the clock to the guard's deadline).
+    pub ticks: u8,
+    /// Clock advances of `CLOCK_STEP_MS` outside the guard's timer (they age
+    /// messages out of an `AgeOnly` bucket).
+    pub clock_steps: u8,
+}
+
+impl Bounds {
+    /// The default run on a `DiscardOld` bucket (seconds).
+    pub const DISCARD_OLD: Bounds = Bounds {
+        writes: 5,
+        keys: 2,
+        history: 1,
+        evictions: 2,
+        reconnects: 1,
+        replays: 1,
+        ticks: 2,
+        clock_steps: 0,
+    };
+
+    /// The default run on an `AgeOnly` bucket (seconds).
+    pub const AGE_ONLY: Bounds = Bounds {
+        writes: 4,
+        keys: 2,
+        history: 1,
+        evictions: 0,
+        reconnects: 1,
+        replays: 1,
+        ticks: 1,
+        clock_steps: 2,
+    };
+
+    /// The backstop runs that explore a masked mutant's whole space.
+    pub const BACKSTOP: Bounds = Bounds {
+        writes: 4,
+        keys: 2,
+        history: 1,
+        evictions: 2,
+        reconnects: 1,
+        replays: 1,
+        ticks: 1,
+        clock_steps: 0,
+    };
+
+    /// The `#[ignore]`d deep run on a `DiscardOld` bucket (about 15 M states
+    /// for the All scope: a minute and 2.5 GB in release).
+    pub const DEEP_DISCARD_OLD: Bounds = Bounds {
+        writes: 6,
+        keys: 2,
+        history: 1,
+        evictions: 2,
+        reconnects: 2,
+        replays: 1,
+        ticks: 2,
+        clock_steps: 0,
+    };
+
+    /// The `#[ignore]`d deep run with three keys and a per-key history of 2
+    /// (resumed watches only: the state-sync consumer delivers every retained
+    /// message, which is the last one per subject only with a history of 1).
+    pub const DEEP_WIDE: Bounds = Bounds {
+        writes: 5,
+        keys: 3,
+        history: 2,
+        evictions: 2,
+        reconnects: 1,
+        replays: 1,
+        ticks: 1,
+        clock_steps: 0,
+    };
+
+    /// The `#[ignore]`d deep run on an `AgeOnly` bucket (about 17 M states for
+    /// the All scope).
+    pub const DEEP_AGE_ONLY: Bounds = Bounds {
+        writes: 5,
+        keys: 2,
+        history: 1,
+        evictions: 0,
+        reconnects: 1,
+        replays: 1,
+        ticks: 1,
+        clock_steps: 3,
+    };
+}
+
+/// A deliberately broken variant (verification.md §6), injected model-side
+/// without touching the production guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mutation {
+    /// The production guard, unaltered.
+    None,
+    /// "Trust a clamped start" (the silent clamp): `plan_resume` row 5 is treated
+    /// as `Ok`. The pre-check answer claims the gap below the floor holds no
+    /// eviction (age-only limits, cursor age 0), so the guard accepts the
+    /// server's clamped position, `first_sequence - 1`, as its resume point.
+    TrustClampedStart,
+    /// "Skip the post-create re-check": the post-check probe is answered with the
+    /// facts the pre-check read before the consumer was created.
+    SkipPostCheck,
+    /// "No floor guard": the All-scope watch's guard is built `Sparse`.
+    NoFloorGuard,
+    /// "Periodic-only floor guard": the probe a gapped delivery asks for (G6) is
+    /// answered without eviction information (the floor at `frontier + 1`); the
+    /// idle probe still reads the real stream.
+    PeriodicProbeOnly,
+    /// "Ignore reconnects": the executor never feeds `Reconnected`, so the
+    /// client's own consumer recreation streams on without any window check.
+    IgnoreReconnect,
+    /// Not a mutation the checker must catch: the pre-check alone trusts a
+    /// lowered floor (`first_sequence` 1). The post-check reads the real floor
+    /// after creation and must still stop every silent skip.
+    PreCheckTrustsLoweredFloor,
+}
+
+impl Mutation {
+    /// Every variant.
+    pub const ALL: [Mutation; 7] = [
+        Mutation::None,
+        Mutation::TrustClampedStart,
+        Mutation::SkipPostCheck,
+        Mutation::NoFloorGuard,
+        Mutation::PeriodicProbeOnly,
+        Mutation::IgnoreReconnect,
+        Mutation::PreCheckTrustsLoweredFloor,
+    ];
+
+    /// The variant called `name` (the explorer's command line).
+    pub fn named(name: &str) -> Option<Mutation> {
+        Mutation::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The kebab-case name (the explorer's command line).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::None => "none",
+            Mutation::TrustClampedStart => "trust-clamped-start",
+            Mutation::SkipPostCheck => "skip-post-check",
+            Mutation::NoFloorGuard => "no-floor-guard",
+            Mutation::PeriodicProbeOnly => "periodic-probe-only",
+            Mutation::IgnoreReconnect => "ignore-reconnect",
+            Mutation::PreCheckTrustsLoweredFloor => "pre-check-trusts-lowered-floor",
+        }
+    }
+}
+
+/// The model: a watch scope, a bucket, bounds, and the guard's decisions
+/// (production, or one broken by a mutation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumeModel {
+    /// The watch's scope.
+    pub scope: Scope,
+    /// The bucket's retention.
+    pub retention: Retention,
+    /// How the call starts.
+    pub start: Start,
+    /// The executor's handling of a delivery in hand at a noticed reconnect.
+    pub in_hand: InHand,
+    /// The run's limits.
+    pub bounds: Bounds,
+    /// The decision altered, if any.
+    pub mutation: Mutation,
+}
+
+impl ResumeModel {
+    /// The production guard resuming a watch on `scope` of a `retention` bucket,
+    /// driven by the NATS executor as specified.
+    pub fn new(scope: Scope, retention: Retention, bounds: Bounds) -> Self {
+        Self {
+            scope,
+            retention,
+            start: Start::Resume,
+            in_hand: InHand::Discarded,
+            bounds,
+            mutation: Mutation::None,
+        }
+    }
+
+    /// The same model starting with a state-sync watch (no cursor).
+    pub fn state_sync(self) -> Self {
+        Self {
+            start: Start::StateSync,
+            ..self
+        }
+    }
+
+    /// The same model with another executor handling of a delivery in hand.
+    pub fn in_hand(self, in_hand: InHand) -> Self {
+        Self { in_hand, ..self }
+    }
+
+    /// The same model with one decision broken.
+    pub fn mutated(self, mutation: Mutation) -> Self {
+        Self { mutation, ..self }
+    }
+
+    fn in_scope(&self, key: u8) -> bool {
+        match self.scope {
+            Scope::All => true,
+            Scope::Prefix => key == 0,
+        }
+    }
+
+    fn guard_mode(&self) -> GuardMode {
+        match (self.scope, self.mutation) {
+            (Scope::All, Mutation::NoFloorGuard) | (Scope::Prefix, _) => GuardMode::Sparse,
+            (Scope::All, _) => GuardMode::Dense,
+        }
+    }
+
+    fn limits(&self) -> LogLimits {
+        match self.retention {
+            Retention::DiscardOld => DISCARD_OLD_LIMITS,
+            Retention::AgeOnly => AGE_ONLY_LIMITS,
+        }
+    }
+}
+
+impl fmt::Display for ResumeModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} scope, {:?} bucket, {:?} start, in hand {:?}, mutation {}",
+            self.scope,
+            self.retention,
+            self.start,
+            self.in_hand,
+            self.mutation.name()
+        )
+    }
+}
+
+// ===========================================================================
+// State and actions
+// ===========================================================================
+
+/// One state of the model: the clock, the stream and, once started, the watch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResumeState {
+    /// Model time (ms), a multiple of `CLOCK_STEP_MS`.
+    pub clock_ms: u64,
+    /// Clock advances outside the guard's timer so far.
+    pub clock_steps: u8,
+    /// Revision `i + 1` is `log[i]`.
+    pub log: Vec<Message>,
+    /// The watch call, once started.
+    pub watch: Option<Watch>,
+}
+
+impl ResumeState {
+    fn seen(&self, bits: Seen) -> bool {
+        self.watch.as_ref().is_some_and(|w| w.seen.intersects(bits))
+    }
+
+    fn end(&self) -> Option<End> {
+        self.watch.as_ref().and_then(|w| w.end)
+    }
+
+    fn head_evictions(&self) -> usize {
+        self.log.iter().filter(|m| m.fate == Fate::Evicted).count()
+    }
+}
+
+/// A step of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A client writes `key`: a new revision at the end of the stream.
+    Write {
+        /// The key.
+        key: u8,
+    },
+    /// A limit evicts the oldest retained message (`DiscardOld`).
+    EvictHead,
+    /// Time passes by one step; an `AgeOnly` bucket ages messages out.
+    AdvanceClock,
+    /// The watch call starts: `watch_*_from(cursor)`.
+    StartWatch {
+        /// The resume cursor's revision.
+        cursor: u64,
+    },
+    /// The watch call starts without a cursor (state-sync).
+    StartStateSync,
+    /// The outstanding `ProbeStream` is answered from the stream as it is now.
+    AnswerProbe,
+    /// The outstanding `CreateConsumer` completes (the server clamps silently).
+    CreateConsumer,
+    /// The consumer delivers its next retained in-scope message. If the client
+    /// reconnected meanwhile, the executor notices before handing it in.
+    Deliver,
+    /// The ordered consumer recreates itself before its first delivery and
+    /// replays from the stream start (no reconnect is visible).
+    ConsumerReplays,
+    /// The client reconnects and recreates its consumer at last delivered + 1
+    /// (from the stream start if it delivered nothing), without any check.
+    Reconnect,
+    /// The executor notices the grown connect counter and feeds `Reconnected`.
+    NoticeReconnect,
+    /// The guard's idle deadline passes: the clock moves to it, `Tick` is fed.
+    Tick,
+}
+
+// ===========================================================================
+// The model
+// ===========================================================================
+
+/// Property names (the tests look them up by these).
+pub mod names {
+    /// Rows 3 and 4: nothing evicted is passed over silently.
+    pub const NO_FORWARD_PAST_EVICTION: &str =
+        "no post-eviction message is forwarded as if contiguous";
+    /// Nothing still retained is passed over either.
+    pub const NO_FORWARD_PAST_RETAINED: &str = "no retained message is passed over";
+    /// No redelivery is forwarded.
+    pub const FORWARDS_INCREASE: &str = "forwarded revisions strictly increase";
+    /// `Skip` drops only redeliveries.
+    pub const SKIPS_ONLY_REDELIVERIES: &str = "a skip drops only a redelivery";
+    /// Nothing after `Expired`.
+    pub const NOTHING_AFTER_END: &str = "nothing is forwarded after Expired";
+    /// The executor contract (protocol.md §3.1).
+    pub const DRIVE_LOOP: &str = "the guard keeps the drive-loop contract";
+    /// Every maximal run.
+    pub const ENDS_AT_TRUTH: &str =
+        "every run forwards every retained revision after the cursor or expires";
+    /// Witness.
+    pub const RESUME_FORWARDS: &str = "a resume passes the pre- and post-checks and forwards";
+    /// Witness.
+    pub const BENIGN_GAP: &str = "a benign interior gap is forwarded";
+    /// Witness.
+    pub const PRE_CHECK_REFUSES: &str = "the pre-check refuses a cursor below the floor";
+    /// Witness.
+    pub const POST_CHECK_CATCHES_RACE: &str =
+        "an eviction races consumer creation and the post-check catches it";
+    /// Witness.
+    pub const RECONNECT_RERESUMES: &str = "a reconnect re-resumes";
+    /// Witness.
+    pub const RECONNECT_EXPIRES: &str = "a reconnect after an eviction expires the watch";
+    /// Witness.
+    pub const REDELIVERY_SKIPPED: &str = "a redelivery is skipped";
+    /// Witness (All scope).
+    pub const FLOOR_GUARD_EXPIRES: &str = "the floor guard expires the watch";
+    /// Witness (All scope).
+    pub const IDLE_PROBE_EXPIRES: &str = "the idle floor probe expires the watch";
+    /// Witness (AgeOnly bucket).
+    pub const SUPERSESSION_RESUME: &str = "a supersession-only resume crosses a benign gap";
+    /// Witness (state-sync start).
+    pub const STATE_SYNC_KEEPS_CONSUMER: &str =
+        "a reconnect before the first delivery keeps the state-sync consumer";
+}
+
+impl ResumeModel {
+    /// A terminal state: nothing can happen any more.
+    fn is_terminal(&self, state: &ResumeState) -> bool {
+        let mut actions = Vec::new();
+        self.actions(state, &mut actions);
+        actions.is_empty()
+    }
+
+    /// The end of every maximal run: the watch expired, or every retained
+    /// in-scope revision after the cursor was forwarded.
+    fn ends_at_truth(&self, state: &ResumeState) -> bool {
+        let Some(watch) = &state.watch else {
+            return false;
+        };
+        if !self.is_terminal(state) {
+            return false;
+        }
+        matches!(watch.end, Some(End::Expired { .. }))
+            || !state.log.iter().enumerate().any(|(index, m)| {
+                m.fate == Fate::Retained
+                    && self.in_scope(m.key)
+                    && revision_at(index) > watch.forwarded_to
+            })
+    }
+}
+
+impl Model for ResumeModel {
+    type State = ResumeState;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<Self::State> {
+        vec![ResumeState {
+            clock_ms: 0,
+            clock_steps: 0,
+            log: Vec::new(),
+            watch: None,
+        }]
+    }
+
+    fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>) {
+        // An ended watch is final; so is a violation, which keeps each
+        // counterexample the shortest path to it.
+        if state.end().is_some() || state.seen(Seen::VIOLATIONS) {
+            return;
+        }
+        if state.log.len() < usize::from(self.bounds.writes) {
+            actions.extend((0..self.bounds.keys).map(|key| Action::Write { key }));
+        }
+        if self.retention == Retention::DiscardOld
+            && state.head_evictions() < usize::from(self.bounds.evictions)
+            && let Some(head) = state.log.iter().position(|m| m.fate == Fate::Retained)
+            && self.eviction_allowed(state, std::iter::once(head))
+        {
+            actions.push(Action::EvictHead);
+        }
+        if state.clock_steps < self.bounds.clock_steps
+            && self.eviction_allowed(
+                state,
+                self.aged_out(&state.log, state.clock_ms + CLOCK_STEP_MS),
+            )
+        {
+            actions.push(Action::AdvanceClock);
+        }
+        let Some(watch) = &state.watch else {
+            match self.start {
+                Start::Resume => actions.extend(
+                    (1..=state.log.len() as u64).map(|cursor| Action::StartWatch { cursor }),
+                ),
+                Start::StateSync => actions.push(Action::StartStateSync),
+            }
+            return;
+        };
+        if watch.reconnects < self.bounds.reconnects {
+            actions.push(Action::Reconnect);
+        }
+        if watch.replays < self.bounds.replays && watch.consumer.is_some_and(|c| !c.delivered_any) {
+            actions.push(Action::ConsumerReplays);
+        }
+        match watch.outstanding {
+            Some(Outstanding::Probe(_)) => actions.push(Action::AnswerProbe),
+            Some(Outstanding::Create { .. }) => actions.push(Action::CreateConsumer),
+            None if watch.guard.is_streaming() => {
+                // The periodic connect-counter check (nats-backend.md §10.5).
+                if watch.reconnect_pending {
+                    actions.push(Action::NoticeReconnect);
+                }
+                if watch
+                    .consumer
+                    .is_some_and(|c| self.deliverable(&state.log, &c).is_some())
+                {
+                    actions.push(Action::Deliver);
+                }
+                if watch.ticks < self.bounds.ticks
+                    && let Some(deadline) = watch.guard.poll_timeout()
+                    && self.eviction_allowed(
+                        state,
+                        self.aged_out(&state.log, state.clock_ms.max(deadline.0)),
+                    )
+                {
+                    actions.push(Action::Tick);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn next_state(&self, last: &Self::State, action: Self::Action) -> Option<Self::State> {
+        let mut state = last.clone();
+        match action {
+            Action::Write { key } => self.write(&mut state, key),
+            Action::EvictHead => {
+                let head = state.log.iter_mut().find(|m| m.fate == Fate::Retained)?;
+                head.fate = Fate::Evicted;
+            }
+            Action::AdvanceClock => {
+                state.clock_steps += 1;
+                let clock_ms = state.clock_ms + CLOCK_STEP_MS;
+                self.move_clock(&mut state, clock_ms);
+            }
+            Action::StartWatch { cursor } => {
+                let resume_from = ResumeCursor {
+                    revision: cursor,
+                    written_ms: message(&state.log, cursor).map(Message::written_unix_ms),
+                };
+                let now = Millis(state.clock_ms);
+                let guard = ResumeGuard::resumed(resume_from, self.guard_mode(), now);
+                let mut watch = Watch::new(guard, cursor);
+                watch.resuming = true;
+                watch.anchored = true;
+                watch.dense = self.scope == Scope::All;
+                // The constructor queued the pre-check probe.
+                self.perform_commands(&mut watch, &state.log, Probe::PreCheck, None);
+                state.watch = Some(watch);
+            }
+            Action::StartStateSync => {
+                let mode = self.guard_mode();
+                let guard = ResumeGuard::fresh(mode, Millis(state.clock_ms));
+                // Everything below the floor left before the call began: the
+                // snapshot is what the stream retains now.
+                let before = first_sequence(&state.log) - 1;
+                let mut watch = Watch::new(guard, before);
+                watch.consumer = Some(Consumer {
+                    next: 1,
+                    delivered_any: false,
+                });
+                state.watch = Some(watch);
+            }
+            Action::AnswerProbe => {
+                let mut watch = state.watch.take()?;
+                let Some(Outstanding::Probe(probe)) = watch.outstanding.take() else {
+                    return None;
+                };
+                let facts = self.answer(&state, &mut watch, probe);
+                let now = Millis(state.clock_ms);
+                let event = GuardEvent::StreamProbed { now, facts };
+                self.feed(&mut watch, &state.log, event, Some(probe));
+                if probe == Probe::PostCheck && watch.guard.is_streaming() {
+                    watch.resuming = false;
+                    watch.resumes_passed += 1;
+                    if watch.guard.frontier() > Some(watch.forwarded_to) {
+                        watch.seen.insert(Seen::RESUMED_ACROSS_SUPERSEDED_GAP);
+                    }
+                    if watch.after_reconnect {
+                        watch.seen.insert(Seen::RERESUMED);
+                    }
+                }
+                state.watch = Some(watch);
+            }
+            Action::CreateConsumer => {
+                let watch = state.watch.as_mut()?;
+                let Some(Outstanding::Create { start_sequence }) = watch.outstanding.take() else {
+                    return None;
+                };
+                watch.consumer = Some(Consumer {
+                    next: start_sequence,
+                    delivered_any: false,
+                });
+                let now = Millis(state.clock_ms);
+                self.feed(watch, &state.log, GuardEvent::ConsumerCreated { now }, None);
+            }
+            Action::Deliver => {
+                let watch = state.watch.as_mut()?;
+                let consumer = watch.consumer.as_mut()?;
+                let revision = self.deliverable(&state.log, consumer)?;
+                consumer.next = revision + 1;
+                consumer.delivered_any = true;
+                if watch.reconnect_pending {
+                    // Compared before handing the delivery in (§10.5, §10.6).
+                    let now = Millis(state.clock_ms);
+                    let dropped = self.notice_reconnect(watch, &state.log, now);
+                    let discarded = self.in_hand == InHand::Discarded
+                        && self.mutation != Mutation::IgnoreReconnect;
+                    if dropped || discarded {
+                        return Some(state);
+                    }
+                }
+                watch.in_hand = Some(revision);
+                let event = GuardEvent::Delivered {
+                    now: Millis(state.clock_ms),
+                    revision: Some(revision),
+                    written_ms: message(&state.log, revision).map(Message::written_unix_ms),
+                };
+                self.feed(watch, &state.log, event, None);
+            }
+            Action::ConsumerReplays => {
+                let watch = state.watch.as_mut()?;
+                watch.replays += 1;
+                watch.consumer.as_mut()?.next = 1;
+            }
+            Action::Reconnect => {
+                let watch = state.watch.as_mut()?;
+                watch.reconnects += 1;
+                watch.reconnect_pending = true;
+                if let Some(consumer) = watch.consumer.as_mut()
+                    && !consumer.delivered_any
+                {
+                    // async-nats's ordered consumer, recreated before its first
+                    // delivery, delivers everything from the stream start.
+                    consumer.next = 1;
+                }
+            }
+            Action::NoticeReconnect => {
+                let watch = state.watch.as_mut()?;
+                self.notice_reconnect(watch, &state.log, Millis(state.clock_ms));
+            }
+            Action::Tick => {
+                let deadline = state.watch.as_ref()?.guard.poll_timeout()?;
+                let clock_ms = state.clock_ms.max(deadline.0);
+                self.move_clock(&mut state, clock_ms);
+                let watch = state.watch.as_mut()?;
+                watch.ticks += 1;
+                let now = Millis(clock_ms);
+                self.feed(watch, &state.log, GuardEvent::Tick { now }, None);
+            }
+        }
+        Some(state)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        use names::*;
+        let mut properties = vec![
+            Property::always(NO_FORWARD_PAST_EVICTION, |_, s: &ResumeState| {
+                !s.seen(Seen::FORWARD_PAST_EVICTION)
+            }),
+            Property::always(NO_FORWARD_PAST_RETAINED, |_, s: &ResumeState| {
+                !s.seen(Seen::FORWARD_PAST_RETAINED)
+            }),
+            Property::always(FORWARDS_INCREASE, |_, s: &ResumeState| {
+                !s.seen(Seen::FORWARD_NOT_INCREASING)
+            }),
+            Property::always(SKIPS_ONLY_REDELIVERIES, |_, s: &ResumeState| {
+                !s.seen(Seen::SKIP_ABOVE_FORWARDED)
+            }),
+            Property::always(NOTHING_AFTER_END, |_, s: &ResumeState| {
+                !s.seen(Seen::FORWARD_AFTER_END)
+            }),
+            Property::always(DRIVE_LOOP, |_, s: &ResumeState| {
+                !s.seen(Seen::CONTRACT_BROKEN)
+            }),
+            Property::eventually(ENDS_AT_TRUTH, |m: &ResumeModel, s| m.ends_at_truth(s)),
+            Property::sometimes(RESUME_FORWARDS, |_, s: &ResumeState| {
+                s.seen(Seen::FORWARDED_AFTER_CHECKS)
+            }),
+            Property::sometimes(BENIGN_GAP, |_, s: &ResumeState| {
+                s.seen(Seen::BENIGN_GAP_FORWARDED)
+            }),
+            Property::sometimes(POST_CHECK_CATCHES_RACE, |_, s: &ResumeState| {
+                matches!(
+                    s.end(),
+                    Some(End::Expired {
+                        cause: Cause::BelowFloor,
+                        at: Some(Probe::PostCheck),
+                        ..
+                    })
+                )
+            }),
+            Property::sometimes(RECONNECT_RERESUMES, |_, s: &ResumeState| {
+                s.seen(Seen::RERESUMED)
+            }),
+            Property::sometimes(RECONNECT_EXPIRES, |_, s: &ResumeState| {
+                matches!(
+                    s.end(),
+                    Some(End::Expired {
+                        cause: Cause::BelowFloor,
+                        after_reconnect: true,
+                        ..
+                    })
+                )
+            }),
+            Property::sometimes(REDELIVERY_SKIPPED, |_, s: &ResumeState| {
+                s.seen(Seen::REDELIVERY_SKIPPED)
+            }),
+        ];
+        match self.start {
+            Start::Resume => {
+                properties.push(Property::sometimes(
+                    PRE_CHECK_REFUSES,
+                    |_, s: &ResumeState| {
+                        s.end()
+                            == Some(End::Expired {
+                                cause: Cause::BelowFloor,
+                                at: Some(Probe::PreCheck),
+                                after_reconnect: false,
+                            })
+                    },
+                ));
+            }
+            Start::StateSync => {
+                properties.push(Property::sometimes(
+                    STATE_SYNC_KEEPS_CONSUMER,
+                    |_, s: &ResumeState| s.seen(Seen::KEPT_STATE_SYNC_CONSUMER),
+                ));
+            }
+        }
+        if self.scope == Scope::All {
+            properties.push(Property::sometimes(
+                FLOOR_GUARD_EXPIRES,
+                |_, s: &ResumeState| {
+                    matches!(
+                        s.end(),
+                        Some(End::Expired {
+                            cause: Cause::FloorPassed,
+                            at: Some(Probe::Floor),
+                            ..
+                        })
+                    )
+                },
+            ));
+            properties.push(Property::sometimes(
+                IDLE_PROBE_EXPIRES,
+                |_, s: &ResumeState| {
+                    matches!(
+                        s.end(),
+                        Some(End::Expired {
+                            cause: Cause::FloorPassed,
+                            at: Some(Probe::Idle),
+                            ..
+                        })
+                    )
+                },
+            ));
+        }
+        if self.retention == Retention::AgeOnly {
+            properties.push(Property::sometimes(
+                SUPERSESSION_RESUME,
+                |_, s: &ResumeState| s.seen(Seen::RESUMED_ACROSS_SUPERSEDED_GAP),
+            ));
+        }
+        properties
+    }
+}

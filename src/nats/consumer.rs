@@ -1,0 +1,230 @@
+//! A raw ephemeral push consumer (nats-backend.md §7.2, §10.1 "raw consumer"):
+//! subscribe first, then create the consumer, then read deliveries while
+//! answering flow control and watching heartbeats. Every delivery's consumer
+//! sequence goes through `protocol::push::PushTracker`, so a dropped delivery is
+//! an error, never a silent skip.
+
+use std::time::Duration;
+
+use async_nats::{Client, Message, StatusCode, Subscriber};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::request::{Failure, api_once, with_retry};
+use crate::protocol::push::{DeliveryFields, PushTracker, PushVerdict, parse_delivery};
+
+/// Idle heartbeat the server sends on a quiet consumer.
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Silence after which the consumer is taken for gone (three missed heartbeats):
+/// a deleted bucket or consumer sends nothing more, so this is how a watch learns
+/// of it.
+pub(crate) const HEARTBEAT_LOSS: Duration = Duration::from_millis(3_500);
+/// Server-side cleanup of a consumer whose client went away.
+const INACTIVE_THRESHOLD: Duration = Duration::from_secs(300);
+
+/// Where delivery starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deliver {
+    /// The last message of every matching subject, then new ones.
+    LastPerSubject,
+    /// Every message from this stream sequence (the server clamps a start below its first).
+    From(u64),
+}
+
+/// What to create.
+pub(crate) struct ConsumerSpec {
+    /// Full filter subjects (`$KV.<b>.<pattern>`), at least one.
+    pub(crate) filters: Vec<String>,
+    pub(crate) deliver: Deliver,
+    pub(crate) headers_only: bool,
+    pub(crate) description: &'static str,
+}
+
+/// One data delivery.
+pub(crate) struct Delivery {
+    pub(crate) message: Message,
+    /// The reply subject's fields; `None` when unreadable.
+    pub(crate) fields: Option<DeliveryFields>,
+}
+
+/// What one received message was.
+pub(crate) enum Received {
+    Data(Box<Delivery>),
+    /// Flow control or heartbeat, handled.
+    Control,
+}
+
+/// A live push consumer and its subscription.
+pub(crate) struct PushConsumer {
+    client: Client,
+    stream: String,
+    name: String,
+    subscriber: Subscriber,
+    tracker: PushTracker,
+    /// Pending messages reported when the consumer was created.
+    pub(crate) pending_at_create: u64,
+    last_activity: Instant,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl PushConsumer {
+    /// Subscribes to a fresh inbox, then creates the consumer on `KV_<bucket>`.
+    pub(crate) async fn create(
+        client: &Client,
+        bucket: &str,
+        spec: &ConsumerSpec,
+    ) -> Result<Self, Failure> {
+        let stream = format!("KV_{bucket}");
+        let inbox = client.new_inbox();
+        let subscriber = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| Failure::text(format!("subscribe failed: {e}")))?;
+        let mut config = json!({
+            "deliver_subject": inbox,
+            "ack_policy": "none",
+            "replay_policy": "instant",
+            "flow_control": true,
+            "idle_heartbeat": nanos(IDLE_HEARTBEAT),
+            "inactive_threshold": nanos(INACTIVE_THRESHOLD),
+            "mem_storage": true,
+            "num_replicas": 1,
+            "max_deliver": 1,
+            "headers_only": spec.headers_only,
+            "description": spec.description,
+        });
+        let object = config
+            .as_object_mut()
+            .expect("json! of an object is an object");
+        match spec.deliver {
+            Deliver::LastPerSubject => {
+                object.insert("deliver_policy".into(), json!("last_per_subject"));
+            }
+            Deliver::From(start) => {
+                object.insert("deliver_policy".into(), json!("by_start_sequence"));
+                object.insert("opt_start_seq".into(), json!(start));
+            }
+        }
+        if let [single] = spec.filters.as_slice() {
+            object.insert("filter_subject".into(), json!(single));
+        } else {
+            object.insert("filter_subjects".into(), json!(spec.filters));
+        }
+        let body = json!({ "stream_name": stream, "config": config });
+        let api = format!("CONSUMER.CREATE.{stream}");
+        let reply = with_retry(|bound| api_once(client, &api, &body, bound)).await?;
+        let name = reply
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Failure::text("consumer create reply without a name"))?
+            .to_string();
+        let pending_at_create = reply
+            .get("num_pending")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Ok(Self {
+            client: client.clone(),
+            stream,
+            name,
+            subscriber,
+            tracker: PushTracker::new(),
+            pending_at_create,
+            last_activity: Instant::now(),
+        })
+    }
+
+    /// Restarts the silence timer (while the client is disconnected nothing can arrive).
+    pub(crate) fn touch(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    /// When the consumer counts as gone if nothing arrives before it.
+    pub(crate) fn heartbeat_deadline(&self) -> Instant {
+        self.last_activity + HEARTBEAT_LOSS
+    }
+
+    /// The next raw message of the subscription (cancel-safe); `None` when it ended.
+    pub(crate) async fn raw_next(&mut self) -> Option<Message> {
+        self.subscriber.next().await
+    }
+
+    /// Classifies and handles one raw message: answers flow control, checks
+    /// heartbeats and consumer sequences. `Err` = the consumer can no longer
+    /// guarantee complete, ordered delivery.
+    pub(crate) async fn receive(&mut self, message: Message) -> Result<Received, String> {
+        self.last_activity = Instant::now();
+        match message.status {
+            None => {
+                let fields = message.reply.as_deref().and_then(parse_delivery);
+                match fields {
+                    Some(f) => {
+                        if let PushVerdict::Gap { expected, got } =
+                            self.tracker.on_message(f.consumer_sequence)
+                        {
+                            return Err(format!(
+                                "push consumer lost deliveries: expected consumer sequence {expected}, got {got}"
+                            ));
+                        }
+                    }
+                    None => self.tracker.on_unreadable(),
+                }
+                Ok(Received::Data(Box::new(Delivery { message, fields })))
+            }
+            Some(StatusCode::IDLE_HEARTBEAT) => {
+                if let Some(reply) = message.reply.clone() {
+                    // Flow control request: answer it so the server keeps sending.
+                    self.client
+                        .publish(reply, Vec::new().into())
+                        .await
+                        .map_err(|e| format!("flow control reply failed: {e}"))?;
+                    return Ok(Received::Control);
+                }
+                let headers = message.headers.as_ref();
+                if let Some(stalled) = headers.and_then(|h| h.get("Nats-Consumer-Stalled")) {
+                    self.client
+                        .publish(stalled.as_str().to_string(), Vec::new().into())
+                        .await
+                        .map_err(|e| format!("flow control reply failed: {e}"))?;
+                }
+                let last = headers
+                    .and_then(|h| h.get("Nats-Last-Consumer"))
+                    .and_then(|v| v.as_str().parse::<u64>().ok());
+                match self.tracker.on_heartbeat(last) {
+                    PushVerdict::InOrder => Ok(Received::Control),
+                    PushVerdict::Gap { expected, got } => Err(format!(
+                        "push consumer lost deliveries (heartbeat): expected consumer sequence {expected}, server is at {got}"
+                    )),
+                }
+            }
+            Some(status) => Err(format!(
+                "push consumer ended: {status} {}",
+                message.description.as_deref().unwrap_or("")
+            )),
+        }
+    }
+
+    /// Deletes the consumer, best effort (a failure only warns; the inactive
+    /// threshold removes it later).
+    pub(crate) async fn delete(self) {
+        let api = format!("CONSUMER.DELETE.{}.{}", self.stream, self.name);
+        let result = api_once(&self.client, &api, &json!({}), Duration::from_secs(5)).await;
+        if let Err(failure) = result {
+            tracing::debug!(consumer = %self.name, ?failure, "consumer delete failed; the server removes it later");
+        }
+    }
+
+    /// The consumer's current `num_pending` (for the listing's stall check).
+    pub(crate) async fn num_pending(&self) -> Result<u64, Failure> {
+        let api = format!("CONSUMER.INFO.{}.{}", self.stream, self.name);
+        let empty = json!({});
+        let reply = with_retry(|bound| api_once(&self.client, &api, &empty, bound)).await?;
+        Ok(reply
+            .get("num_pending")
+            .and_then(Value::as_u64)
+            .unwrap_or(0))
+    }
+}

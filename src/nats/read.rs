@@ -1,0 +1,267 @@
+//! Reads on NATS (nats-backend.md §7): `entry`/`get` by direct get, and the
+//! listing consumer behind `keys`, `scan` and `for_each_key`. Message kinds come
+//! from `protocol::nats::wire_kind`, revisions from the ACK reply kernels.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::{HeaderMap, StatusCode};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::bucket::NatsBucket;
+use super::consumer::{ConsumerSpec, Deliver, PushConsumer, Received};
+use super::request::{Failure, OP_TIMEOUT, read_error, request_once, with_retry};
+use crate::kv::{KvEntry, KvError, KvReader, VersionToken};
+use crate::protocol::nats::{MessageHeaders, WireKind, wire_kind};
+use crate::protocol::subject::{filter_patterns, key_in_scope, key_is_valid, prefix_is_valid};
+
+/// Silence after which the listing asks the server whether it is complete.
+const LISTING_STALL_CHECK: Duration = Duration::from_secs(1);
+
+/// The KV headers of a message, borrowed.
+pub(crate) fn kv_headers(headers: Option<&HeaderMap>) -> MessageHeaders<'_> {
+    let get = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+    MessageHeaders {
+        kv_operation: get("KV-Operation"),
+        marker_reason: get("Nats-Marker-Reason"),
+        msg_size: get("Nats-Msg-Size"),
+    }
+}
+
+/// The latest message of a key as a direct get returns it.
+pub(crate) struct Latest {
+    pub(crate) revision: u64,
+    pub(crate) kind: WireKind,
+    pub(crate) entry: KvEntry,
+}
+
+fn unix_ms(text: &str) -> u64 {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .and_then(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+        .unwrap_or(0)
+}
+
+pub(crate) fn invalid_key(key: &str) -> KvError {
+    KvError::OperationFailed(format!(
+        "invalid key {key:?}: use A-Z a-z 0-9 - / _ = . with no leading, trailing or doubled '.'"
+    ))
+}
+
+impl NatsBucket {
+    /// The key's latest message of any kind (markers included), by direct get.
+    pub(crate) async fn latest(&self, key: &str) -> Result<Option<Latest>, KvError> {
+        let subject = format!(
+            "$JS.API.DIRECT.GET.{}.{}",
+            self.stream_name,
+            self.subject(key)
+        );
+        let reply = with_retry(|bound| {
+            let subject = subject.clone();
+            async move {
+                let message = request_once(&self.client, subject, None, Vec::new(), bound).await?;
+                match message.status {
+                    Some(StatusCode::NOT_FOUND) => Ok(None),
+                    Some(status) => Err(Failure::text(format!(
+                        "direct get failed: {status} {}",
+                        message.description.as_deref().unwrap_or("")
+                    ))),
+                    None => Ok(Some(message)),
+                }
+            }
+        })
+        .await
+        .map_err(|failure| read_error(failure, &self.name))?;
+        let Some(message) = reply else {
+            return Ok(None);
+        };
+        let headers = message.headers.as_ref();
+        let revision = headers
+            .and_then(|h| h.get("Nats-Sequence"))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+            .filter(|&r| r != 0)
+            .ok_or_else(|| {
+                KvError::OperationFailed(
+                    "direct get reply without a readable Nats-Sequence".to_string(),
+                )
+            })?;
+        let written_ms = headers
+            .and_then(|h| h.get("Nats-Time-Stamp"))
+            .map_or(0, |v| unix_ms(v.as_str()));
+        let kind = wire_kind(&kv_headers(headers), message.payload.len() as u64);
+        Ok(Some(Latest {
+            revision,
+            kind,
+            entry: KvEntry {
+                key: key.to_string(),
+                value: message.payload.to_vec(),
+                version: VersionToken::from_u64(revision).written_at(written_ms),
+            },
+        }))
+    }
+
+    /// Runs the listing consumer over `prefix`, calling `f` for every key whose
+    /// latest message is a non-empty value, in revision order.
+    async fn listing(
+        &self,
+        prefix: &str,
+        headers_only: bool,
+        f: &mut (dyn FnMut(KvEntry) + Send),
+    ) -> Result<(), KvError> {
+        if !prefix_is_valid(prefix) {
+            return Err(KvError::OperationFailed(format!(
+                "invalid prefix {prefix:?}"
+            )));
+        }
+        let filters: Vec<String> = filter_patterns(&[prefix])
+            .into_iter()
+            .map(|p| format!("$KV.{}.{p}", self.name))
+            .collect();
+        let spec = ConsumerSpec {
+            filters,
+            deliver: Deliver::LastPerSubject,
+            headers_only,
+            description: "kvfold listing",
+        };
+        let mut consumer = PushConsumer::create(&self.client, &self.name, &spec)
+            .await
+            .map_err(|failure| read_error(failure, &self.name))?;
+        let result = self.drain_listing(&mut consumer, prefix, f).await;
+        consumer.delete().await;
+        result
+    }
+
+    async fn drain_listing(
+        &self,
+        consumer: &mut PushConsumer,
+        prefix: &str,
+        f: &mut (dyn FnMut(KvEntry) + Send),
+    ) -> Result<(), KvError> {
+        let expected = consumer.pending_at_create;
+        let key_prefix = self.subject_prefix();
+        let mut received = 0u64;
+        let mut silent_since = tokio::time::Instant::now();
+        while received < expected {
+            let message = match tokio::time::timeout(LISTING_STALL_CHECK, consumer.raw_next()).await
+            {
+                Ok(Some(message)) => message,
+                Ok(None) => return Ok(()),
+                Err(_) => {
+                    // The pending count can be stale: ask whether anything is left.
+                    let pending = consumer
+                        .num_pending()
+                        .await
+                        .map_err(|f| read_error(f, &self.name))?;
+                    if pending == 0 {
+                        return Ok(());
+                    }
+                    if silent_since.elapsed() >= OP_TIMEOUT {
+                        return Err(KvError::Timeout);
+                    }
+                    continue;
+                }
+            };
+            silent_since = tokio::time::Instant::now();
+            let delivery = match consumer.receive(message).await {
+                Ok(Received::Control) => continue,
+                Ok(Received::Data(delivery)) => delivery,
+                Err(text) => {
+                    return Err(KvError::OperationFailed(format!(
+                        "listing interrupted: {text}"
+                    )));
+                }
+            };
+            received += 1;
+            let message = &delivery.message;
+            let Some(key) = message.subject.as_str().strip_prefix(&key_prefix) else {
+                continue;
+            };
+            if !key_in_scope(key, &[prefix]) {
+                continue;
+            }
+            let headers = kv_headers(message.headers.as_ref());
+            let len = headers
+                .msg_size
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(message.payload.len() as u64);
+            if wire_kind(&headers, len) != WireKind::Value {
+                continue;
+            }
+            let version = match delivery.fields {
+                Some(fields) => VersionToken::from_u64(fields.stream_sequence)
+                    .written_at(fields.timestamp_ns.map_or(0, |ns| ns / 1_000_000)),
+                None => VersionToken::unknown(),
+            };
+            f(KvEntry {
+                key: key.to_string(),
+                value: message.payload.to_vec(),
+                version,
+            });
+            if delivery.fields.and_then(|d| d.pending) == Some(0) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn sorted_listing(
+        &self,
+        prefix: &str,
+        headers_only: bool,
+    ) -> Result<Vec<KvEntry>, KvError> {
+        let mut by_key: BTreeMap<String, KvEntry> = BTreeMap::new();
+        let mut keep = |entry: KvEntry| {
+            let newer = by_key
+                .get(&entry.key)
+                .is_none_or(|old| old.version.as_u64() <= entry.version.as_u64());
+            if newer {
+                by_key.insert(entry.key.clone(), entry);
+            }
+        };
+        self.listing(prefix, headers_only, &mut keep).await?;
+        Ok(by_key.into_values().collect())
+    }
+}
+
+#[async_trait]
+impl KvReader for NatsBucket {
+    async fn get(&self, key: &str) -> Result<Option<KvEntry>, KvError> {
+        Ok(self.entry(key).await?.filter(|e| !e.value.is_empty()))
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        Ok(self
+            .sorted_listing(prefix, true)
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .collect())
+    }
+
+    async fn for_each_key(
+        &self,
+        prefix: &str,
+        f: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), KvError> {
+        // A last-per-subject consumer delivers each key once: memory stays bounded by one key.
+        let mut each = |entry: KvEntry| f(entry.key);
+        self.listing(prefix, true, &mut each).await
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<KvEntry>, KvError> {
+        self.sorted_listing(prefix, false).await
+    }
+
+    async fn entry(&self, key: &str) -> Result<Option<KvEntry>, KvError> {
+        if !key_is_valid(key) {
+            return Err(invalid_key(key));
+        }
+        Ok(self
+            .latest(key)
+            .await?
+            .filter(|l| matches!(l.kind, WireKind::Value | WireKind::EmptyValue))
+            .map(|l| l.entry))
+    }
+}

@@ -1,0 +1,382 @@
+//! Watches on NATS (nats-backend.md §10): a raw push consumer per watch call, every
+//! delivery handed to the watch's `ResumeGuard`, and exactly the guard's commands
+//! performed. The executor reports reconnects (the client's connect counter) and
+//! time; whether and from where to resume is the guard's decision.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc::Sender;
+use tokio::time::Instant;
+
+use super::bucket::NatsBucket;
+use super::consumer::{ConsumerSpec, Deliver, PushConsumer, Received};
+use super::info::stream_info;
+use super::read::kv_headers;
+use super::request::{read_error, watch_error};
+use crate::kv::{BucketStatus, KvError, KvUpdate, KvWatcher, Retention, WatchCursor};
+use crate::protocol::nats::decode_kv_message;
+use crate::protocol::resume::{GuardCommand, GuardEvent, GuardMode, ResumeCursor, ResumeGuard};
+use crate::protocol::subject::{filter_patterns, key_in_scope, prefix_is_valid};
+use crate::protocol::time::Millis;
+
+/// How often the executor compares the client's connect counter while idle.
+pub(crate) const RECONNECT_CHECK_MS: u64 = 5_000;
+
+/// What woke the streaming loop.
+enum Wake {
+    Closed,
+    ReconnectCheck,
+    Deadline,
+    HeartbeatLost,
+    Message(Option<async_nats::Message>),
+}
+
+struct WatchRun<'a> {
+    bucket: &'a NatsBucket,
+    prefixes: Vec<String>,
+    filters: Vec<String>,
+    guard: ResumeGuard,
+    consumer: Option<PushConsumer>,
+    /// The update last handed to the guard, and whether it is in scope.
+    held: Option<(KvUpdate, bool)>,
+    started: Instant,
+    connects: u64,
+}
+
+impl WatchRun<'_> {
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn connects_now(&self) -> u64 {
+        self.bucket
+            .client
+            .statistics()
+            .connects
+            .load(Ordering::Relaxed)
+    }
+
+    fn feed(&mut self, event: GuardEvent) {
+        if let Err(unexpected) = self.guard.handle(event) {
+            // The loop feeds only events the guard's phase accepts (nats-backend.md §10.6).
+            panic!("NATS watch executor bug: {unexpected}");
+        }
+    }
+
+    async fn drop_consumer(&mut self) {
+        self.held = None;
+        if let Some(consumer) = self.consumer.take() {
+            consumer.delete().await;
+        }
+    }
+
+    /// Performs every queued guard command; `Some(result)` ends the call.
+    async fn perform(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
+        while let Some(command) = self.guard.poll_command() {
+            match command {
+                GuardCommand::ProbeStream => {
+                    let probed = stream_info(&self.bucket.client, &self.bucket.name).await;
+                    let now = self.now();
+                    let event = match probed {
+                        Ok(info) => GuardEvent::StreamProbed {
+                            now,
+                            facts: info.facts(),
+                        },
+                        Err(failure) => GuardEvent::ProbeFailed {
+                            now,
+                            error: watch_error(failure, &self.bucket.name),
+                        },
+                    };
+                    self.feed(event);
+                }
+                GuardCommand::CreateConsumer { start_sequence } => {
+                    let spec = ConsumerSpec {
+                        filters: self.filters.clone(),
+                        deliver: Deliver::From(start_sequence),
+                        headers_only: false,
+                        description: "kvfold watch",
+                    };
+                    let created =
+                        PushConsumer::create(&self.bucket.client, &self.bucket.name, &spec).await;
+                    let now = self.now();
+                    let event = match created {
+                        Ok(consumer) => {
+                            self.consumer = Some(consumer);
+                            GuardEvent::ConsumerCreated { now }
+                        }
+                        Err(failure) => GuardEvent::ConsumerFailed {
+                            now,
+                            error_text: super::request::failure_text(&failure),
+                        },
+                    };
+                    self.feed(event);
+                }
+                GuardCommand::DropConsumer => self.drop_consumer().await,
+                GuardCommand::Forward => {
+                    if let Some((update, in_scope)) = self.held.take()
+                        && in_scope
+                    {
+                        tokio::select! {
+                            biased;
+                            () = tx.closed() => return Some(Ok(())),
+                            sent = tx.send(update) => {
+                                if sent.is_err() {
+                                    return Some(Ok(()));
+                                }
+                            }
+                        }
+                    }
+                }
+                GuardCommand::Skip { .. } => self.held = None,
+                GuardCommand::Expired(cause) => {
+                    tracing::warn!(bucket = %self.bucket.name, %cause, "watch cursor expired");
+                    self.drop_consumer().await;
+                    return Some(Err(KvError::CursorExpired));
+                }
+                GuardCommand::Fail(error) => {
+                    self.drop_consumer().await;
+                    return Some(Err(error));
+                }
+            }
+        }
+        None
+    }
+
+    /// Reports a grown connect counter to the guard (only while it streams).
+    fn check_reconnect(&mut self) -> bool {
+        let connects = self.connects_now();
+        if connects != self.connects && self.guard.is_streaming() {
+            self.connects = connects;
+            let now = self.now();
+            self.feed(GuardEvent::Reconnected { now });
+            return true;
+        }
+        false
+    }
+
+    /// A consumer fault (lost deliveries, silence): when the client reconnected and
+    /// the guard re-resumes (G16), the fault is what the reconnect left behind and
+    /// the new consumer replaces the old; otherwise the watch ends with the fault.
+    fn recover(&mut self, fault: &str) -> Option<KvError> {
+        if self.check_reconnect() && !self.guard.is_streaming() {
+            tracing::debug!(bucket = %self.bucket.name, %fault, "consumer fault after a reconnect; re-resuming");
+            return None;
+        }
+        Some(KvError::WatchError(fault.to_string()))
+    }
+
+    async fn drive(&mut self, tx: &Sender<KvUpdate>) -> Result<(), KvError> {
+        let mut reconnect_check = tokio::time::interval(Duration::from_millis(RECONNECT_CHECK_MS));
+        reconnect_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Some(end) = self.perform(tx).await {
+                return end;
+            }
+            let deadline = self
+                .guard
+                .poll_timeout()
+                .map(|at| self.started + Duration::from_millis(at.0));
+            let heartbeat = self.consumer.as_ref().map(PushConsumer::heartbeat_deadline);
+            let Some(consumer) = self.consumer.as_mut() else {
+                // Streaming always has a consumer; without one there is nothing to wait for.
+                return Err(KvError::WatchError("watch has no consumer".to_string()));
+            };
+            let wake = tokio::select! {
+                biased;
+                () = tx.closed() => Wake::Closed,
+                _ = reconnect_check.tick() => Wake::ReconnectCheck,
+                () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => Wake::Deadline,
+                () = async { tokio::time::sleep_until(heartbeat.expect("guarded by is_some")).await }, if heartbeat.is_some() => Wake::HeartbeatLost,
+                next = consumer.raw_next() => Wake::Message(next),
+            };
+            let message = match wake {
+                Wake::Closed => return Ok(()),
+                Wake::ReconnectCheck => {
+                    self.check_reconnect();
+                    continue;
+                }
+                Wake::Deadline => {
+                    let now = self.now();
+                    self.feed(GuardEvent::Tick { now });
+                    continue;
+                }
+                Wake::HeartbeatLost => {
+                    if self.bucket.client.connection_state()
+                        != async_nats::connection::State::Connected
+                    {
+                        // No heartbeat can arrive while the client is away; the
+                        // reconnect check decides what happens after it is back.
+                        if let Some(consumer) = self.consumer.as_mut() {
+                            consumer.touch();
+                        }
+                        continue;
+                    }
+                    if let Some(end) = self.recover("watch consumer missed its heartbeats") {
+                        return Err(end);
+                    }
+                    continue;
+                }
+                Wake::Message(None) => return Ok(()),
+                Wake::Message(Some(message)) => message,
+            };
+            let Some(consumer) = self.consumer.as_mut() else {
+                return Err(KvError::WatchError("watch has no consumer".to_string()));
+            };
+            let delivery = match consumer.receive(message).await {
+                Ok(Received::Control) => continue,
+                Ok(Received::Data(delivery)) => delivery,
+                Err(text) => match self.recover(&text) {
+                    Some(end) => return Err(end),
+                    None => continue,
+                },
+            };
+            if self.check_reconnect() && !self.guard.is_streaming() {
+                // The guard re-resumes (G16): the delivery in hand is discarded, the new
+                // consumer delivers it again. Without a frontier (G17) the consumer is
+                // kept and the delivery is handed in below: discarding it would lose it
+                // (found by the resume model, docs/models/resume.md).
+                continue;
+            }
+            let message = &delivery.message;
+            let Some(update) = decode_kv_message(
+                &self.bucket.name,
+                message.subject.as_str(),
+                message.reply.as_deref(),
+                &kv_headers(message.headers.as_ref()),
+                &message.payload,
+            ) else {
+                continue;
+            };
+            let prefixes: Vec<&str> = self.prefixes.iter().map(String::as_str).collect();
+            let in_scope = key_in_scope(update.key(), &prefixes);
+            let revision = update.version().as_u64();
+            let written_ms = update.version().written_ms();
+            self.held = Some((update, in_scope));
+            let now = self.now();
+            self.feed(GuardEvent::Delivered {
+                now,
+                revision,
+                written_ms,
+            });
+        }
+    }
+}
+
+impl NatsBucket {
+    async fn watch(
+        &self,
+        prefixes: &[&str],
+        cursor: Option<&WatchCursor>,
+        mode: GuardMode,
+        tx: Sender<KvUpdate>,
+    ) -> Result<(), KvError> {
+        for prefix in prefixes {
+            if !prefix_is_valid(prefix) {
+                return Err(KvError::WatchError(format!("invalid prefix {prefix:?}")));
+            }
+        }
+        if prefixes.is_empty() {
+            return Ok(());
+        }
+        let filters: Vec<String> = filter_patterns(prefixes)
+            .into_iter()
+            .map(|p| format!("$KV.{}.{p}", self.name))
+            .collect();
+        let started = Instant::now();
+        let mut run = WatchRun {
+            bucket: self,
+            prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
+            filters,
+            guard: ResumeGuard::fresh(mode, Millis(0)),
+            consumer: None,
+            held: None,
+            started,
+            connects: self.client.statistics().connects.load(Ordering::Relaxed),
+        };
+        match cursor.and_then(ResumeCursor::of) {
+            Some(cursor) => run.guard = ResumeGuard::resumed(cursor, mode, Millis(0)),
+            None => {
+                let spec = ConsumerSpec {
+                    filters: run.filters.clone(),
+                    deliver: Deliver::LastPerSubject,
+                    headers_only: false,
+                    description: "kvfold watch",
+                };
+                let consumer = PushConsumer::create(&self.client, &self.name, &spec)
+                    .await
+                    .map_err(|failure| watch_error(failure, &self.name))?;
+                run.consumer = Some(consumer);
+            }
+        }
+        let result = run.drive(&tx).await;
+        run.drop_consumer().await;
+        result
+    }
+}
+
+#[async_trait]
+impl KvWatcher for NatsBucket {
+    async fn watch_all(&self, tx: Sender<KvUpdate>) -> Result<(), KvError> {
+        self.watch(&[""], None, GuardMode::Dense, tx).await
+    }
+
+    async fn watch_prefix(&self, prefix: &str, tx: Sender<KvUpdate>) -> Result<(), KvError> {
+        self.watch(&[prefix], None, GuardMode::Sparse, tx).await
+    }
+
+    async fn watch_prefixes(&self, prefixes: &[&str], tx: Sender<KvUpdate>) -> Result<(), KvError> {
+        self.watch(prefixes, None, GuardMode::Sparse, tx).await
+    }
+
+    async fn watch_all_from(
+        &self,
+        cursor: &WatchCursor,
+        tx: Sender<KvUpdate>,
+    ) -> Result<(), KvError> {
+        self.watch(&[""], Some(cursor), GuardMode::Dense, tx).await
+    }
+
+    async fn watch_prefix_from(
+        &self,
+        prefix: &str,
+        cursor: &WatchCursor,
+        tx: Sender<KvUpdate>,
+    ) -> Result<(), KvError> {
+        self.watch(&[prefix], Some(cursor), GuardMode::Sparse, tx)
+            .await
+    }
+
+    async fn watch_prefixes_from(
+        &self,
+        prefixes: &[&str],
+        cursor: &WatchCursor,
+        tx: Sender<KvUpdate>,
+    ) -> Result<(), KvError> {
+        self.watch(prefixes, Some(cursor), GuardMode::Sparse, tx)
+            .await
+    }
+
+    async fn retention(&self) -> Result<Option<Retention>, KvError> {
+        let info = stream_info(&self.client, &self.name)
+            .await
+            .map_err(|failure| read_error(failure, &self.name))?;
+        Ok(Some(info.retention()))
+    }
+
+    fn bucket_name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    async fn last_revision(&self) -> Result<Option<u64>, KvError> {
+        Ok(self.status().await?.map(|s| s.last_revision))
+    }
+
+    async fn status(&self) -> Result<Option<BucketStatus>, KvError> {
+        let info = stream_info(&self.client, &self.name)
+            .await
+            .map_err(|failure| read_error(failure, &self.name))?;
+        Ok(Some(info.status(&self.name)))
+    }
+}

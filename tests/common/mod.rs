@@ -1,0 +1,7 @@
+//! Shared helpers for integration tests. Include with `mod common;`.
+
+#[cfg(feature = "nats")]
+pub mod nats;
+
+#[cfg(all(feature = "nats", feature = "conformance"))]
+pub mod hooks;
