@@ -2,4 +2,6 @@
 //! kernels against a small environment. One module per model; adding a model is
 //! one `mod` line here.
 
+mod fold;
+mod lease;
 mod resume;

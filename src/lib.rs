@@ -66,34 +66,72 @@
 //!
 //! Time always comes in as an argument; machines report their next deadline.
 //!
+//! ## The fold loop (`watch_applied`)
+//!
+//! [`watch_applied`] drives [`protocol::fold::FoldMachine`] the same way, exactly
+//! as follows, and takes no decision of its own:
+//!
+//! 1. **Drain commands.** Perform every command in order: `SetTimer` re-arms the
+//!    single window timer, `Apply` calls `apply`, `StoreApply` moves the store into a
+//!    blocking task and feeds `StoreApplied` (committed, failed with the batch handed
+//!    back, or lost on a panic), `OnApplied` calls `on_applied`, `RunExport` exports
+//!    on a blocking task and feeds `ExportFinished`, `ReplyExport` answers the request,
+//!    `Finish` aborts the watch task and ends the loop.
+//! 2. **Drain notices** into `tracing` events (target `kvfold::fold`).
+//! 3. **Ask `wants()`**: `Nothing` ends the loop; `Backlog` takes one queued update
+//!    (or feeds `BacklogDrained`); `Any` waits on a biased select — shutdown, the
+//!    window deadline, the repair channel, export requests, updates (a closed update
+//!    channel feeds `WatchEnded` with the watch task's outcome).
+//! 4. Every event carries `now`, the milliseconds since the loop started.
+//! 5. `handle` returning `Err(Unexpected)` is an executor bug: panic.
+//!
 //! ## Crate features
 //!
+//! - `nats` (default): the NATS JetStream backend (`NatsConnection`).
 //! - `conformance`: the reusable backend checks in `kvfold::conformance`.
+//! - `model-check`: the Stateright models (`cargo test --features model-check`).
+//! - `failpoints`: test-only fault injection in snapshot and artifact staging.
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
 
+mod artifact;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[doc(hidden)]
 pub mod connstate;
+mod fold;
 #[doc(hidden)]
 pub mod fuzz_bodies;
 mod kv;
+mod lease;
 pub mod memory;
 #[cfg(feature = "nats")]
 mod nats;
 pub mod protocol;
+mod repair;
+pub mod snapshot;
 mod stores;
 mod sync;
 
+pub use artifact::{ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE};
+pub use fold::{
+    BatchConfig, ExportRequest, FoldProgress, WatchEnd, WatchScope, watch_applied,
+    watch_applied_owned,
+};
 pub use kv::{
     BucketStatus, KvEntry, KvError, KvFencedWriter, KvPurge, KvReader, KvTtl, KvUpdate, KvWatcher,
     KvWriter, LeaseFence, Retention, VersionToken, WatchCursor,
 };
+#[doc(hidden)]
+pub use lease::LeaseClockSource;
+pub use lease::{DEFAULT_TAKEOVER_GRACE, ExportLease, LeaseGuard};
 pub use memory::{MemoryConfig, MemoryConnection, MemoryFaults};
 #[cfg(feature = "nats")]
 pub use nats::{NatsConnection, NatsConnectionConfig, nats_connect};
+pub use protocol::lease::LeaseRecord;
+pub use repair::{ExpiryRepair, RestoreSource, RestoredFold};
+pub use snapshot::{AppendLogConfig, AppendLogSnapshot, SnapshotError, SnapshotStore};
 pub use stores::{
     Connection, ConnectionCapabilities, DiscardPolicy, KvStore, StorageType, StoreConfig,
     StoreOptions,

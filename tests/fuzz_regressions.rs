@@ -22,6 +22,10 @@ macro_rules! replay_targets {
 replay_targets! {
     cursor_decode,
     ack_parse,
+    log_replay,
+    manifest_parse,
+    fold_machine,
+    lease_machine,
 }
 
 /// Files in `dir` that are fuzz inputs (not the README or hidden files), sorted.

@@ -56,6 +56,7 @@ mod limits;
 mod listing;
 mod reads;
 mod resume;
+pub mod snapshot;
 mod support;
 mod ttl;
 mod watch;

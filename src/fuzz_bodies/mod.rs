@@ -7,7 +7,16 @@
 
 mod ack_parse;
 mod cursor_decode;
+mod fold_machine;
+pub mod fold_script;
 mod input;
+mod lease_machine;
+mod log_replay;
+mod manifest_parse;
 
 pub use ack_parse::ack_parse;
 pub use cursor_decode::cursor_decode;
+pub use fold_machine::fold_machine;
+pub use lease_machine::lease_machine;
+pub use log_replay::log_replay;
+pub use manifest_parse::manifest_parse;

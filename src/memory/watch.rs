@@ -272,6 +272,11 @@ impl WatchRun {
             if let Some(end) = self.perform(tx).await {
                 return end;
             }
+            // An interrupt ends the watch whatever else is going on (memory-backend.md
+            // §6.1): a partitioned or reconnecting watch must not drop it on the floor.
+            if let Some(error) = self.slot.and_then(|slot| self.cell.ended(slot)) {
+                return Err(error);
+            }
             if self.guard.is_streaming() && self.conn.epoch() != self.epoch {
                 self.epoch = self.conn.epoch();
                 let now = self.now();

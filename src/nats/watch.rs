@@ -127,6 +127,11 @@ impl WatchRun<'_> {
                                 }
                             }
                         }
+                        // Time spent waiting on the application (back-pressure) is not
+                        // silence from the server: restart the heartbeat timer.
+                        if let Some(consumer) = self.consumer.as_mut() {
+                            consumer.touch();
+                        }
                     }
                 }
                 GuardCommand::Skip { .. } => self.held = None,
@@ -188,8 +193,10 @@ impl WatchRun<'_> {
                 () = tx.closed() => Wake::Closed,
                 _ = reconnect_check.tick() => Wake::ReconnectCheck,
                 () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => Wake::Deadline,
-                () = async { tokio::time::sleep_until(heartbeat.expect("guarded by is_some")).await }, if heartbeat.is_some() => Wake::HeartbeatLost,
+                // Messages already buffered come before the silence verdict: a watch
+                // that was held up by its receiver must not mistake the backlog for loss.
                 next = consumer.raw_next() => Wake::Message(next),
+                () = async { tokio::time::sleep_until(heartbeat.expect("guarded by is_some")).await }, if heartbeat.is_some() => Wake::HeartbeatLost,
             };
             let message = match wake {
                 Wake::Closed => return Ok(()),

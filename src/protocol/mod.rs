@@ -6,8 +6,13 @@
 //! bodies, simulations) call these same items. The root holds the twelve
 //! compatibility kernels, their five enums and [`cursor_rank`].
 
+pub mod fold;
+pub mod lease;
+pub mod log;
+pub mod manifest;
 pub mod nats;
 pub mod push;
+pub mod repair;
 pub mod resume;
 pub mod subject;
 pub mod time;

@@ -1,0 +1,113 @@
+//! The `fold` model's checks: the production machine keeps every property within
+//! the default bounds (state count pinned so a change in the state space shows
+//! up in review), and every mutation is caught. Deep bounds: `cargo test
+//! --release --features model-check --test model -- --ignored`.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use stateright::{Checker, HasDiscoveries, Model};
+
+use super::names::*;
+use super::{Bounds, FoldModel, Mutation};
+
+/// Explores the whole state space, asserts every property (and that every
+/// witness was found), and returns the number of unique states.
+fn check_all(model: FoldModel) -> usize {
+    let started = Instant::now();
+    let checker = model.checker().spawn_bfs().join();
+    let count = checker.unique_state_count();
+    eprintln!(
+        "({model}) {:?}: {count} unique states in {:?}",
+        model.bounds,
+        started.elapsed()
+    );
+    checker.assert_properties();
+    count
+}
+
+/// Explores until `property` is discovered and returns the counterexample's
+/// actions (printed for the reader), or `None` if the whole space keeps it.
+fn counterexample(model: FoldModel, property: &'static str) -> Option<String> {
+    let checker = model
+        .checker()
+        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
+        .spawn_bfs()
+        .join();
+    let path = checker.discovery(property)?;
+    let actions = format!("{:?}", path.clone().into_actions());
+    eprintln!(
+        "({model}) \"{property}\" fails after {actions}\nlast state: {:#?}",
+        path.last_state()
+    );
+    Some(actions)
+}
+
+// ---------------------------------------------------------------------------
+// The production machine
+// ---------------------------------------------------------------------------
+
+#[test]
+fn production_fold_machine_keeps_every_property() {
+    assert_eq!(check_all(FoldModel::new(Bounds::DEFAULT)), 1_037_878);
+}
+
+#[test]
+fn production_fold_machine_keeps_every_property_with_exports() {
+    assert_eq!(check_all(FoldModel::new(Bounds::EXPORT)), 698_590);
+}
+
+// ---------------------------------------------------------------------------
+// Mutations (verification.md §6): each must be caught
+// ---------------------------------------------------------------------------
+
+#[test]
+fn mutant_dropping_the_failed_batch_is_caught() {
+    let model = FoldModel::new(Bounds::DEFAULT).mutated(Mutation::DropFailedBatch);
+    assert!(counterexample(model, STORE_COMPLETE).is_some());
+}
+
+#[test]
+fn mutant_resuming_from_the_in_memory_cursor_is_caught() {
+    let model = FoldModel::new(Bounds::DEFAULT).mutated(Mutation::ResumeFromApplied);
+    assert!(counterexample(model, STORE_COMPLETE).is_some());
+}
+
+#[test]
+fn mutant_advancing_the_cursor_before_apply_is_caught() {
+    let model = FoldModel::new(Bounds::DEFAULT).mutated(Mutation::CursorBeforeApply);
+    assert!(counterexample(model, CURSOR_AFTER_APPLY).is_some());
+}
+
+/// The store mutants also break convergence on a path where every `always`
+/// property holds: the store ends up missing a write for good (a state where
+/// an `always` property failed counts as converged, see `converged`).
+#[test]
+fn store_mutants_also_break_convergence() {
+    for mutation in [Mutation::DropFailedBatch, Mutation::ResumeFromApplied] {
+        let model = FoldModel::new(Bounds::DEFAULT).mutated(mutation);
+        assert!(counterexample(model, CONVERGES).is_some(), "{mutation:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deep bounds (`#[ignore]`: run by hand in release)
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "deep bounds: cargo test --release --features model-check --test model -- --ignored"]
+fn deep_four_writes_keep_every_property() {
+    assert_eq!(check_all(FoldModel::new(Bounds::DEEP)), 4_596_146);
+}
+
+#[test]
+#[ignore = "deep bounds: cargo test --release --features model-check --test model -- --ignored"]
+fn deep_repeated_failures_and_crashes_keep_every_property() {
+    assert_eq!(check_all(FoldModel::new(Bounds::DEEP_FAULTS)), 8_681_553);
+}
+
+#[test]
+#[ignore = "deep bounds: cargo test --release --features model-check --test model -- --ignored"]
+fn deep_three_keys_keep_every_property() {
+    assert_eq!(check_all(FoldModel::new(Bounds::DEEP_KEYS)), 3_579_838);
+}

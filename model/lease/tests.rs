@@ -1,0 +1,190 @@
+//! The `lease` model's checks: the production machine keeps every property
+//! within the default bounds (state counts pinned so a change in the state space
+//! shows up in review), clocks beyond the bound cost only duplicate work, and
+//! every mutation is caught. Deep bounds: `cargo test --release --features
+//! model-check --test model lease -- --ignored`.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use stateright::{Checker, Expectation, HasDiscoveries, Model};
+
+use super::names::*;
+use super::{Bounds, LeaseModel, Mutation, Start};
+
+/// Explores the whole state space, asserts every property (and that every
+/// witness was found), and returns the number of unique states.
+fn check_all(model: LeaseModel) -> usize {
+    let started = Instant::now();
+    let checker = model.checker().spawn_bfs().join();
+    let count = checker.unique_state_count();
+    eprintln!(
+        "lease model ({model}) {:?}: {count} unique states in {:?}",
+        model.bounds,
+        started.elapsed()
+    );
+    checker.assert_properties();
+    count
+}
+
+/// Explores until `property` is discovered and returns the counterexample's
+/// actions (printed for the reader), or `None` if the whole space keeps it.
+fn counterexample(model: LeaseModel, property: &'static str) -> Option<String> {
+    let checker = model
+        .checker()
+        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
+        .spawn_bfs()
+        .join();
+    let path = checker.discovery(property)?;
+    let actions = format!("{:?}", path.clone().into_actions());
+    eprintln!(
+        "({model}) \"{property}\" fails after {actions}\nlast state: {:#?}",
+        path.last_state()
+    );
+    Some(actions)
+}
+
+/// Explores the whole space and returns every `always` or `eventually` property
+/// with a counterexample, and the number of unique states.
+fn broken_properties(model: LeaseModel) -> (Vec<&'static str>, usize) {
+    let started = Instant::now();
+    let checker = model.checker().spawn_bfs().join();
+    assert!(checker.is_done());
+    let count = checker.unique_state_count();
+    let mut broken: Vec<_> = model
+        .properties()
+        .into_iter()
+        .filter(|p| p.expectation != Expectation::Sometimes)
+        .map(|p| p.name)
+        .filter(|name| checker.discovery(name).is_some())
+        .collect();
+    broken.sort_unstable();
+    eprintln!(
+        "lease model ({model}) {:?}: {count} unique states in {:?}",
+        model.bounds,
+        started.elapsed()
+    );
+    (broken, count)
+}
+
+// ---------------------------------------------------------------------------
+// The production lease, clocks within the bound
+// ---------------------------------------------------------------------------
+
+#[test]
+fn production_lease_keeps_every_property_through_crash_stall_pause_and_abandon() {
+    assert!(Bounds::DEFAULT.clocks_within_bound());
+    let model = LeaseModel::new(Start::Empty, Bounds::DEFAULT);
+    assert_eq!(check_all(model), 780_404);
+}
+
+#[test]
+fn production_lease_takes_over_junk() {
+    let model = LeaseModel::new(Start::Junk, Bounds::JUNK);
+    assert_eq!(check_all(model), 13_682);
+}
+
+/// The grace absorbs a monotonic clock that gains up to the grace over a lease
+/// duration.
+#[test]
+fn production_lease_keeps_every_property_with_a_fast_clock_within_the_grace() {
+    assert!(Bounds::RATE_WITHIN_GRACE.clocks_within_bound());
+    let model = LeaseModel::new(Start::Empty, Bounds::RATE_WITHIN_GRACE);
+    assert_eq!(check_all(model), 179_185);
+}
+
+/// The local-observation rule never compares wall clocks across replicas for a
+/// takeover's timing, so wall skew beyond a whole lease duration delays
+/// takeovers but never makes one premature.
+#[test]
+fn wall_skew_beyond_the_lease_duration_only_delays_takeovers() {
+    let model = LeaseModel::new(Start::Empty, Bounds::WALL_SKEW_BEYOND_TTL);
+    assert_eq!(check_all(model), 664_274);
+}
+
+// ---------------------------------------------------------------------------
+// Beyond the bound: the only harm is duplicate work
+// ---------------------------------------------------------------------------
+
+/// A monotonic clock that gains more than the grace over a lease duration breaks
+/// the rule's one assumption: a replica takes over early and two replicas hold
+/// at once. The harm stops there: every takeover still replaces the revision it
+/// judged (CAS decides), the machine keeps its contract, and no round is lost
+/// (the fleet never wedges).
+#[test]
+fn clock_rate_beyond_the_grace_costs_only_duplicate_work() {
+    assert!(!Bounds::RATE_BEYOND_GRACE.clocks_within_bound());
+    let model = LeaseModel::new(Start::Empty, Bounds::RATE_BEYOND_GRACE);
+    let (broken, count) = broken_properties(model);
+    assert_eq!(broken, vec![NO_PREMATURE_TAKEOVER, ONE_LIVE_HOLDER]);
+    assert_eq!(count, 261_471);
+    // The shortest early takeover, for the reader.
+    assert!(counterexample(model, NO_PREMATURE_TAKEOVER).is_some());
+}
+
+// ---------------------------------------------------------------------------
+// Stalls inside try_acquire
+// ---------------------------------------------------------------------------
+
+/// A round that stalls (a slow store call, a process pause) between its clock
+/// read and its entry read for longer than the grace: the production executor
+/// judges the entry with the clocks read when it arrived, so the stall never
+/// makes a takeover premature.
+#[test]
+fn production_lease_survives_stalls_longer_than_the_grace() {
+    assert!(Bounds::STALL_BEYOND_GRACE.clocks_within_bound());
+    let model = LeaseModel::new(Start::Empty, Bounds::STALL_BEYOND_GRACE);
+    assert_eq!(check_all(model), 699_201);
+}
+
+// ---------------------------------------------------------------------------
+// Mutations (verification.md §6): each must be caught
+// ---------------------------------------------------------------------------
+
+#[test]
+fn mutant_taking_over_on_wall_clock_alone_is_caught() {
+    let model = LeaseModel::new(Start::Empty, Bounds::DEFAULT).mutated(Mutation::WallClockOnly);
+    assert!(counterexample(model, NO_PREMATURE_TAKEOVER).is_some());
+}
+
+#[test]
+fn mutant_taking_over_without_cas_is_caught() {
+    let model =
+        LeaseModel::new(Start::Empty, Bounds::DEFAULT).mutated(Mutation::TakeOverWithoutCas);
+    assert!(counterexample(model, ONE_LIVE_HOLDER).is_some());
+    assert!(counterexample(model, TAKEOVER_REPLACES_JUDGED).is_some());
+}
+
+/// The defect the model found in the machine as first specified: sighting and
+/// judging with the round's start clock lets a stalled round take over early.
+#[test]
+fn mutant_judging_at_the_round_start_is_caught() {
+    let model = LeaseModel::new(Start::Empty, Bounds::STALL_BEYOND_GRACE)
+        .mutated(Mutation::JudgeAtRoundStart);
+    let actions = counterexample(model, NO_PREMATURE_TAKEOVER).expect("the early takeover");
+    assert!(actions.contains("Stall"), "{actions}");
+}
+
+#[test]
+fn mutant_treating_junk_as_live_forever_is_caught() {
+    let model = LeaseModel::new(Start::Junk, Bounds::JUNK).mutated(Mutation::JunkLiveForever);
+    assert!(counterexample(model, EVENTUALLY_HELD).is_some());
+}
+
+// ---------------------------------------------------------------------------
+// Deep bounds
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "deep tier: cargo test --release --features model-check --test model lease -- --ignored"]
+fn deep_three_replicas_keep_every_property() {
+    let model = LeaseModel::new(Start::Empty, Bounds::DEEP);
+    assert_eq!(check_all(model), 7_233_962);
+}
+
+#[test]
+#[ignore = "deep tier: cargo test --release --features model-check --test model lease -- --ignored"]
+fn deep_two_of_every_fault_keep_every_property() {
+    let model = LeaseModel::new(Start::Empty, Bounds::DEEP_FAULTS);
+    assert_eq!(check_all(model), 49_331_234);
+}

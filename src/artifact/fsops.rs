@@ -1,0 +1,127 @@
+//! The file operations staging performs that matter for durability (create, write,
+//! fsync, rename), in one place. Under `cfg(test)` each one is also recorded on a
+//! per-thread log, so a unit test can review the order "write → `sync_all` →
+//! rename → fsync of the directory it landed in" (artifact.md §8, C1).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Creates the directory `path` (its parent must exist).
+pub(crate) fn create_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir(path)?;
+    record::op(record::Op::CreateDir, path);
+    Ok(())
+}
+
+/// Creates the new file `path` for writing; refuses an existing one.
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    record::op(record::Op::Write, path);
+    Ok(file)
+}
+
+/// Writes all of `bytes` to `file` (named `path`).
+pub(crate) fn write_all(file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    file.write_all(bytes)?;
+    record::op(record::Op::Write, path);
+    Ok(())
+}
+
+/// `sync_all` of `file` (named `path`): its contents and metadata are durable.
+pub(crate) fn sync_file(file: &File, path: &Path) -> io::Result<()> {
+    file.sync_all()?;
+    record::op(record::Op::SyncFile, path);
+    Ok(())
+}
+
+/// fsync of the directory `path`: entries created, removed or renamed in it are
+/// durable. A no-op where directories cannot be opened (not Unix).
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(path)?.sync_all()?;
+    record::op(record::Op::SyncDir, path);
+    Ok(())
+}
+
+/// Renames `from` onto `to` (atomic on one filesystem).
+pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    record::rename(from, to);
+    Ok(())
+}
+
+/// The per-thread operation log behind the durability review (tests only).
+pub(crate) mod record {
+    use std::path::Path;
+    #[cfg(test)]
+    use std::path::PathBuf;
+
+    /// A recorded operation kind.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Op {
+        /// A directory was created.
+        CreateDir,
+        /// A file was created or written.
+        Write,
+        /// A file was `sync_all`ed.
+        SyncFile,
+        /// A directory was fsynced.
+        SyncDir,
+    }
+
+    /// One entry of the log.
+    #[cfg(test)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Entry {
+        /// `op` on `path`.
+        Op(Op, PathBuf),
+        /// A rename from `.0` to `.1`.
+        Rename(PathBuf, PathBuf),
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// `Some` while a test records this thread's operations.
+        static LOG: std::cell::RefCell<Option<Vec<Entry>>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// Records `op` on `path` when recording is on.
+    #[cfg_attr(not(test), inline(always))]
+    pub(crate) fn op(op: Op, path: &Path) {
+        #[cfg(test)]
+        push(Entry::Op(op, path.to_path_buf()));
+        #[cfg(not(test))]
+        let _ = (op, path);
+    }
+
+    /// Records a rename when recording is on.
+    #[cfg_attr(not(test), inline(always))]
+    pub(crate) fn rename(from: &Path, to: &Path) {
+        #[cfg(test)]
+        push(Entry::Rename(from.to_path_buf(), to.to_path_buf()));
+        #[cfg(not(test))]
+        let _ = (from, to);
+    }
+
+    #[cfg(test)]
+    fn push(entry: Entry) {
+        LOG.with(|log| {
+            if let Some(log) = log.borrow_mut().as_mut() {
+                log.push(entry);
+            }
+        });
+    }
+
+    /// Starts recording this thread's operations (drops an earlier log).
+    #[cfg(test)]
+    pub(crate) fn start() {
+        LOG.with(|log| *log.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stops recording and returns what was recorded.
+    #[cfg(test)]
+    pub(crate) fn take() -> Vec<Entry> {
+        LOG.with(|log| log.borrow_mut().take().unwrap_or_default())
+    }
+}

@@ -1,0 +1,475 @@
+//! The `watch_applied` executor (fold.md §4): it performs exactly what the
+//! `FoldMachine` commands, feeds completions back, and selects on what the machine
+//! wants. Every decision (when to flush, cursor moves, re-queue, fail-stop) is the
+//! machine's.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::watch_task::watch_task;
+use super::{ExportRequest, WatchEnd, WatchScope};
+use crate::artifact::{ExportManifest, stamp_scope};
+use crate::fold::BatchConfig;
+use crate::kv::{KvError, KvUpdate, KvWatcher, WatchCursor};
+use crate::protocol::RepairMode;
+use crate::protocol::fold::{
+    ExportReply, FoldCommand, FoldConfig, FoldEvent, FoldMachine, FoldNotice, StoreOutcome,
+    TaskEnd, TaskOutcome, Wants,
+};
+use crate::protocol::repair::arm_repair;
+use crate::protocol::time::Millis;
+use crate::repair::ExpiryRepair;
+use crate::snapshot::{SnapshotError, SnapshotStore};
+
+/// Aborts the watch task when the run's future is dropped or unwinds.
+struct AbortOnDrop(Option<JoinHandle<Result<(), KvError>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+fn join_panic(error: tokio::task::JoinError) -> String {
+    if error.is_panic() {
+        panic_text(&*error.into_panic())
+    } else {
+        "task was cancelled".to_string()
+    }
+}
+
+fn scope_label(scope: &WatchScope) -> String {
+    format!("{:?}", scope.prefixes())
+}
+
+fn emit(notice: FoldNotice, export_slot: &ExportSlot) {
+    match notice {
+        FoldNotice::Flushed {
+            parsed,
+            raw,
+            cursor,
+        } => {
+            tracing::debug!(target: "kvfold::fold", parsed, raw, cursor = cursor.rank(), "flushed");
+        }
+        FoldNotice::Committed { cursor, raw } => {
+            tracing::debug!(target: "kvfold::fold", cursor = cursor.rank(), raw, "committed");
+        }
+        FoldNotice::StoreApplyFailed { streak, error } => {
+            tracing::warn!(target: "kvfold::fold", streak, %error, "store apply failed; batch re-queued");
+        }
+        FoldNotice::FailStop { streak, error } => {
+            tracing::error!(target: "kvfold::fold", streak, %error, "store apply failed too often; stopping");
+        }
+        FoldNotice::CursorMovedBack { from, to } => {
+            tracing::warn!(target: "kvfold::fold", from = from.rank(), to = to.rank(), "cursor moved back");
+        }
+        FoldNotice::ResumeMismatch { resume, store } => {
+            tracing::warn!(target: "kvfold::fold", resume = resume.rank(), store = store.rank(), "resume cursor differs from the store's");
+        }
+        FoldNotice::EvictionRecorded { cursor } => {
+            tracing::info!(target: "kvfold::fold", cursor = cursor.rank(), "eviction memo recorded");
+        }
+        FoldNotice::RepairStarted { kind, applied } => {
+            tracing::warn!(target: "kvfold::fold", ?kind, applied = applied.rank(), "repair started");
+        }
+        FoldNotice::StaleKeys { count } => {
+            if count > 0 {
+                tracing::warn!(target: "kvfold::fold", count, "stale keys found");
+            }
+        }
+        FoldNotice::RestoreApplying {
+            from,
+            to,
+            rewrite,
+            delete,
+        } => {
+            tracing::info!(target: "kvfold::fold", from = from.rank(), to = to.rank(), rewrite, delete, "restoring");
+        }
+        FoldNotice::RepairRefused(reason) => {
+            tracing::error!(target: "kvfold::fold", %reason, "repair refused");
+        }
+        FoldNotice::ExportServed { ok } => {
+            let dest = export_slot
+                .dest
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            match &export_slot.outcome {
+                Some(Ok(cursor)) => {
+                    tracing::info!(target: "kvfold::fold", ok, %dest, cursor, "export served");
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(target: "kvfold::fold", ok, %dest, %error, "export failed");
+                }
+                None => tracing::info!(target: "kvfold::fold", ok, %dest, "export served"),
+            }
+        }
+        FoldNotice::Finished { ok, cursor } => {
+            if ok {
+                tracing::info!(target: "kvfold::fold", cursor = cursor.rank(), "watch finished");
+            } else {
+                tracing::error!(target: "kvfold::fold", cursor = cursor.rank(), "watch finished with an error");
+            }
+        }
+    }
+}
+
+/// The pending export request and its result.
+#[derive(Default)]
+struct ExportSlot {
+    request: Option<ExportRequest>,
+    dest: Option<PathBuf>,
+    result: Option<Result<ExportManifest, SnapshotError>>,
+    /// What the last export produced, for its log line (the result itself is
+    /// handed to the requester before notices are drained): the artifact's
+    /// cursor rank, or the error text.
+    outcome: Option<Result<u64, String>>,
+}
+
+/// `watch_applied_owned` (fold.md §4).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_owned<U, S, P, A, O, R>(
+    watcher: Arc<dyn KvWatcher>,
+    scope: WatchScope,
+    resume: Option<WatchCursor>,
+    repair: R,
+    mut store: Option<S>,
+    mut exports: Option<mpsc::Receiver<ExportRequest>>,
+    config: BatchConfig,
+    mut parse: P,
+    mut apply: A,
+    mut on_applied: O,
+    mut shutdown: watch::Receiver<bool>,
+) -> WatchEnd<S>
+where
+    U: Send,
+    S: SnapshotStore + Send + 'static,
+    P: FnMut(&KvUpdate) -> Option<U> + Send,
+    A: FnMut(Vec<U>) + Send,
+    O: FnMut(WatchCursor) + Send,
+    R: Into<ExpiryRepair<S>>,
+{
+    let repair: ExpiryRepair<S> = repair.into();
+    let mode = repair.mode();
+    let early_applied = |store: &Option<S>| match store {
+        Some(s) => s.cursor(),
+        None => resume.clone().unwrap_or_default(),
+    };
+    // 1. Arming.
+    let armed = match arm_repair(mode, store.is_some()) {
+        Ok(armed) => armed,
+        Err(refusal) => {
+            let applied = early_applied(&store);
+            return WatchEnd {
+                result: Err(KvError::WatchError(refusal.to_string())),
+                applied,
+                store,
+            };
+        }
+    };
+    if mode != RepairMode::None {
+        let applied = early_applied(&store);
+        return WatchEnd {
+            result: Err(KvError::WatchError(format!(
+                "expiry repair {mode:?} is not available in this kvfold version: relist and restore \
+                 repairs are not implemented yet; use ExpiryRepair::None (re-list on expiry)"
+            ))),
+            applied,
+            store,
+        };
+    }
+    // 2. Unanchored check.
+    let usable_resume = resume.as_ref().is_some_and(|c| !c.is_none());
+    if let Some(s) = &store
+        && !usable_resume
+        && let Err(e) = s.has_entries()
+    {
+        let applied = early_applied(&store);
+        return WatchEnd {
+            result: Err(KvError::WatchError(format!(
+                "reading the fold at start failed: {e}"
+            ))),
+            applied,
+            store,
+        };
+    }
+    // 3–4. The machine.
+    let store_cursor = store.as_ref().map(SnapshotStore::cursor);
+    let mut m = FoldMachine::<U>::new(FoldConfig::new(
+        &config,
+        resume.clone(),
+        store_cursor,
+        armed,
+    ));
+    // 5. A shutdown already requested ends the run before it starts.
+    if *shutdown.borrow_and_update() {
+        let cursor = m.resume_cursor().clone();
+        return WatchEnd {
+            result: Ok(cursor.clone()),
+            applied: cursor,
+            store,
+        };
+    }
+    // 6. Span, channel, watch task.
+    let span = tracing::info_span!(
+        "kvfold.watch",
+        bucket = watcher.bucket_name().unwrap_or("?"),
+        scope = %scope_label(&scope),
+        resume = %resume.as_ref().filter(|c| !c.is_none()).map_or_else(|| "none".to_string(), |c| c.rank().to_string()),
+        store = store.is_some(),
+        repair = ?mode,
+        applied = tracing::field::Empty,
+        committed = tracing::field::Empty,
+    );
+    let (tx, mut rx) = mpsc::channel::<KvUpdate>(config.channel_capacity.max(1));
+    let task = tokio::spawn(
+        watch_task(Arc::clone(&watcher), scope.clone(), resume.clone(), tx)
+            .instrument(span.clone()),
+    );
+    let mut task = AbortOnDrop(Some(task));
+    let prefixes = scope.prefixes();
+    let started = Instant::now();
+    let now = move || Millis(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let mut timer: Option<Millis> = None;
+    let mut export_slot = ExportSlot::default();
+    let mut result: Option<Result<WatchCursor, KvError>> = None;
+
+    async {
+        loop {
+            // 1. Drain commands.
+            while let Some(command) = m.poll_command() {
+                match command {
+                    FoldCommand::SetTimer(t) => timer = t,
+                    FoldCommand::Apply(batch) => apply(batch),
+                    FoldCommand::StoreApply { raw, cursor } => {
+                        let Some(mut s) = store.take() else {
+                            unreachable!("the machine asks for a store apply only while it has a store");
+                        };
+                        let task_span = span.clone();
+                        let joined = tokio::task::spawn_blocking(move || {
+                            task_span.in_scope(|| {
+                                let r = s.apply(&raw, &cursor);
+                                (s, raw, r)
+                            })
+                        })
+                        .await;
+                        let outcome = match joined {
+                            Ok((s, _, Ok(()))) => {
+                                store = Some(s);
+                                StoreOutcome::Committed
+                            }
+                            Ok((s, raw, Err(e))) => {
+                                store = Some(s);
+                                StoreOutcome::Failed { raw, error: e.to_string() }
+                            }
+                            Err(e) => StoreOutcome::Lost { panic: join_panic(e) },
+                        };
+                        feed(&mut m, FoldEvent::StoreApplied { now: now(), outcome });
+                        span.record("committed", m.committed().rank());
+                    }
+                    FoldCommand::OnApplied(cursor) => {
+                        span.record("applied", cursor.rank());
+                        on_applied(cursor);
+                    }
+                    FoldCommand::RunExport => {
+                        let Some(mut s) = store.take() else {
+                            unreachable!("the machine runs an export only while it has a store");
+                        };
+                        let dest = export_slot.request.as_ref().map(|r| r.dest_dir.clone());
+                        export_slot.dest = dest.clone();
+                        let prefixes = prefixes.clone();
+                        let task_span = span.clone();
+                        let joined = tokio::task::spawn_blocking(move || {
+                            task_span.in_scope(|| {
+                                let r = match dest {
+                                    None => Err(SnapshotError::Backend("no export request is pending".to_string())),
+                                    Some(dest) => s.export_to(&dest).and_then(|_| stamp_scope(&dest, &prefixes)),
+                                };
+                                (s, r)
+                            })
+                        })
+                        .await;
+                        let outcome = match joined {
+                            Ok((s, r)) => {
+                                store = Some(s);
+                                let ok = r.is_ok();
+                                export_slot.outcome = Some(match &r {
+                                    Ok(manifest) => Ok(manifest.cursor.rank()),
+                                    Err(error) => Err(error.to_string()),
+                                });
+                                export_slot.result = Some(r);
+                                TaskOutcome::Done { ok }
+                            }
+                            Err(e) => TaskOutcome::Panicked { panic: join_panic(e) },
+                        };
+                        feed(&mut m, FoldEvent::ExportFinished { now: now(), outcome });
+                    }
+                    FoldCommand::ReplyExport(reply) => {
+                        let request = export_slot.request.take();
+                        let answer = match reply {
+                            ExportReply::Result => export_slot.result.take().unwrap_or_else(|| {
+                                Err(SnapshotError::Backend("export produced no result".to_string()))
+                            }),
+                            ExportReply::NoStore => Err(SnapshotError::Backend(
+                                "no snapshot store; nothing to export".to_string(),
+                            )),
+                        };
+                        if let Some(request) = request {
+                            let _ = request.reply.send(answer);
+                        }
+                    }
+                    FoldCommand::Finish(r) => {
+                        if let Some(handle) = task.0.take() {
+                            handle.abort();
+                            if let Err(e) = handle.await
+                                && e.is_panic()
+                            {
+                                tracing::warn!(target: "kvfold::fold", panic = %join_panic(e), "watch task panicked while ending");
+                            }
+                        }
+                        result = Some(r);
+                    }
+                    FoldCommand::DiffRelist
+                    | FoldCommand::DiffRestore
+                    | FoldCommand::FilterListedLive
+                    | FoldCommand::ReadRetention
+                    | FoldCommand::NextChunk { .. }
+                    | FoldCommand::DropRestored
+                    | FoldCommand::AckRelist
+                    | FoldCommand::ReplyRestore(_) => {
+                        // The machine issues repair commands only after a repair was
+                        // requested, which needs an armed repair channel; this version
+                        // arms none.
+                        unreachable!("repair command without an armed repair");
+                    }
+                }
+            }
+            // 2. Drain notices.
+            while let Some(notice) = m.poll_notice() {
+                emit(notice, &export_slot);
+            }
+            // 3. What does the machine want?
+            match m.wants() {
+                Wants::Nothing => break,
+                Wants::Backlog => {
+                    let event = match rx.try_recv() {
+                        Ok(update) => {
+                            let parsed = parse(&update);
+                            FoldEvent::Update { now: now(), update, parsed }
+                        }
+                        Err(_) => FoldEvent::BacklogDrained { now: now() },
+                    };
+                    feed(&mut m, event);
+                }
+                Wants::Completion(pending) => {
+                    unreachable!("the executor awaits every completion where it is commanded ({pending:?})");
+                }
+                Wants::Any => {
+                    let deadline = timer.map(|t| started + Duration::from_millis(t.0));
+                    let event = tokio::select! {
+                        biased;
+                        changed = shutdown.changed() => match changed {
+                            Err(_) => Some(FoldEvent::Shutdown { now: now() }),
+                            Ok(()) if *shutdown.borrow_and_update() => Some(FoldEvent::Shutdown { now: now() }),
+                            Ok(()) => None,
+                        },
+                        () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => {
+                            Some(FoldEvent::WindowElapsed { now: now() })
+                        }
+                        request = async { exports.as_mut().expect("guarded by is_some").recv().await }, if exports.is_some() => {
+                            match request {
+                                Some(request) => {
+                                    export_slot.dest = Some(request.dest_dir.clone());
+                                    export_slot.request = Some(request);
+                                    export_slot.result = None;
+                                    export_slot.outcome = None;
+                                    Some(FoldEvent::ExportRequested { now: now() })
+                                }
+                                None => {
+                                    exports = None;
+                                    None
+                                }
+                            }
+                        }
+                        update = rx.recv() => match update {
+                            Some(update) => {
+                                let parsed = parse(&update);
+                                Some(FoldEvent::Update { now: now(), update, parsed })
+                            }
+                            None => {
+                                let end = match task.0.take() {
+                                    None => TaskEnd::Clean,
+                                    Some(handle) => match handle.await {
+                                        Ok(Ok(())) => TaskEnd::Clean,
+                                        Ok(Err(e)) => TaskEnd::Failed(e),
+                                        Err(e) => TaskEnd::Panicked(join_panic(e)),
+                                    },
+                                };
+                                Some(FoldEvent::WatchEnded { now: now(), end })
+                            }
+                        },
+                    };
+                    if let Some(event) = event {
+                        feed(&mut m, event);
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+
+    let result = result.unwrap_or_else(|| Ok(m.resume_cursor().clone()));
+    WatchEnd {
+        result,
+        applied: m.resume_cursor().clone(),
+        store,
+    }
+}
+
+/// Feeds an event; a rejection is an executor bug (fold.md §4.2 step 5).
+fn feed<U>(m: &mut FoldMachine<U>, event: FoldEvent<U>) {
+    if let Err(unexpected) = m.handle(event) {
+        panic!("watch_applied executor bug: {unexpected}");
+    }
+}
+
+/// Drops `store` on a dedicated thread, waiting at most 30 s (fold.md §4.7).
+pub(crate) async fn close_store<S: Send + 'static>(store: S) {
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("kvfold-close".to_string())
+        .spawn(move || {
+            drop(store);
+            let _ = done_tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            if tokio::time::timeout(Duration::from_secs(30), done_rx)
+                .await
+                .is_err()
+            {
+                tracing::warn!(target: "kvfold::fold", "closing the snapshot store took more than 30 s; leaving it to finish in the background");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(target: "kvfold::fold", error = %e, "could not spawn the store-closing thread; the store was dropped inline");
+        }
+    }
+}

@@ -1,0 +1,866 @@
+//! Exact command sequences of the fold machine (fold.md §2.4–§2.6), one scenario
+//! per test.
+
+use super::*;
+use crate::kv::{KvEntry, VersionToken};
+use FoldCommand as C;
+
+type M = FoldMachine<u64>;
+
+fn config(window_ms: u64, max: usize, store: Option<u64>, armed: bool) -> FoldConfig {
+    FoldConfig {
+        window_ms,
+        max,
+        has_store: store.is_some(),
+        repair_armed: armed,
+        resume: WatchCursor::none(),
+        store_cursor: store.map(|r| {
+            if r == 0 {
+                WatchCursor::none()
+            } else {
+                WatchCursor::from_u64(r)
+            }
+        }),
+    }
+}
+
+fn put(rev: u64) -> KvUpdate {
+    KvUpdate::Put(KvEntry {
+        key: format!("k{rev}"),
+        value: vec![1],
+        version: VersionToken::from_u64(rev),
+    })
+}
+
+fn unknown_put() -> KvUpdate {
+    KvUpdate::Put(KvEntry {
+        key: "synthetic".into(),
+        value: vec![1],
+        version: VersionToken::unknown(),
+    })
+}
+
+fn synthetic_delete(key: &str) -> KvUpdate {
+    KvUpdate::Delete {
+        key: key.into(),
+        version: VersionToken::unknown(),
+    }
+}
+
+fn cur(rev: u64) -> WatchCursor {
+    WatchCursor::from_u64(rev)
+}
+
+fn drain(m: &mut M) -> Vec<C<u64>> {
+    std::iter::from_fn(|| m.poll_command()).collect()
+}
+
+fn update(m: &mut M, now: u64, rev: u64, parsed: Option<u64>) {
+    m.handle(FoldEvent::Update {
+        now: Millis(now),
+        update: put(rev),
+        parsed,
+    })
+    .unwrap();
+}
+
+fn committed(m: &mut M, now: u64) {
+    m.handle(FoldEvent::StoreApplied {
+        now: Millis(now),
+        outcome: StoreOutcome::Committed,
+    })
+    .unwrap();
+}
+
+#[test]
+fn first_update_opens_the_window_and_the_deadline_flushes() {
+    let mut m = M::new(config(10, 100, None, false));
+    update(&mut m, 5, 1, Some(1));
+    assert_eq!(drain(&mut m), vec![C::SetTimer(Some(Millis(15)))]);
+    assert_eq!(m.poll_timeout(), Some(Millis(15)));
+    m.handle(FoldEvent::WindowElapsed { now: Millis(14) })
+        .unwrap();
+    assert!(drain(&mut m).is_empty(), "a stale timer does nothing");
+    m.handle(FoldEvent::WindowElapsed { now: Millis(15) })
+        .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::SetTimer(None), C::Apply(vec![1]), C::OnApplied(cur(1))]
+    );
+    assert_eq!(m.phase(), FoldPhase::Idle);
+    assert_eq!(m.applied(), &cur(1));
+}
+
+#[test]
+fn cursor_is_stored_only_after_apply() {
+    let mut m = M::new(config(10, 2, Some(0), false));
+    update(&mut m, 0, 1, Some(1));
+    update(&mut m, 1, 2, Some(2));
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(10))),
+            C::SetTimer(None),
+            C::Apply(vec![1, 2]),
+            C::StoreApply {
+                raw: vec![put(1), put(2)],
+                cursor: cur(2)
+            },
+        ]
+    );
+    assert_eq!(m.wants(), Wants::Completion(Pending::Store));
+    committed(&mut m, 2);
+    assert_eq!(drain(&mut m), vec![C::OnApplied(cur(2))]);
+    assert_eq!(m.committed(), &cur(2));
+    assert_eq!(m.resume_cursor(), &cur(2));
+}
+
+#[test]
+fn rejected_parses_still_advance_the_cursor_and_reach_the_store() {
+    let mut m = M::new(config(10, 100, Some(0), false));
+    update(&mut m, 0, 1, None);
+    update(&mut m, 1, 2, None);
+    m.handle(FoldEvent::WindowElapsed { now: Millis(10) })
+        .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(10))),
+            C::SetTimer(None),
+            C::StoreApply {
+                raw: vec![put(1), put(2)],
+                cursor: cur(2)
+            },
+        ]
+    );
+    committed(&mut m, 11);
+    assert_eq!(drain(&mut m), vec![C::OnApplied(cur(2))]);
+}
+
+#[test]
+fn unknown_version_never_moves_the_pending_cursor() {
+    let mut m = M::new(config(10, 100, None, false));
+    update(&mut m, 0, 4, Some(4));
+    m.handle(FoldEvent::Update {
+        now: Millis(1),
+        update: unknown_put(),
+        parsed: Some(9),
+    })
+    .unwrap();
+    m.handle(FoldEvent::WindowElapsed { now: Millis(10) })
+        .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(10))),
+            C::SetTimer(None),
+            C::Apply(vec![4, 9]),
+            C::OnApplied(cur(4))
+        ]
+    );
+    // Alone, an unknown version applies but moves nothing.
+    m.handle(FoldEvent::Update {
+        now: Millis(20),
+        update: unknown_put(),
+        parsed: Some(10),
+    })
+    .unwrap();
+    m.handle(FoldEvent::WindowElapsed { now: Millis(30) })
+        .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(30))),
+            C::SetTimer(None),
+            C::Apply(vec![10])
+        ]
+    );
+    assert_eq!(m.applied(), &cur(4));
+}
+
+#[test]
+fn a_late_update_closes_the_expired_window_first() {
+    let mut m = M::new(config(10, 100, None, false));
+    update(&mut m, 0, 1, Some(1));
+    update(&mut m, 10, 2, Some(2));
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(10))),
+            C::SetTimer(None),
+            C::Apply(vec![1]),
+            C::OnApplied(cur(1)),
+            C::SetTimer(Some(Millis(20))),
+        ]
+    );
+    assert_eq!(m.phase(), FoldPhase::Batching);
+}
+
+#[test]
+fn max_zero_flushes_after_every_update() {
+    let mut m = M::new(config(10, 0, None, false));
+    update(&mut m, 0, 1, Some(1));
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(10))),
+            C::SetTimer(None),
+            C::Apply(vec![1]),
+            C::OnApplied(cur(1))
+        ]
+    );
+}
+
+#[test]
+fn a_failed_batch_is_requeued_in_front_and_committed_cumulatively() {
+    let mut m = M::new(config(10, 100, Some(0), false));
+    update(&mut m, 0, 1, Some(1));
+    m.handle(FoldEvent::WindowElapsed { now: Millis(10) })
+        .unwrap();
+    drain(&mut m);
+    m.handle(FoldEvent::StoreApplied {
+        now: Millis(11),
+        outcome: StoreOutcome::Failed {
+            raw: vec![put(1)],
+            error: "disk full".into(),
+        },
+    })
+    .unwrap();
+    // on_applied still fires: the domain applied the batch.
+    assert_eq!(drain(&mut m), vec![C::OnApplied(cur(1))]);
+    assert_eq!(m.applied(), &cur(1));
+    assert_eq!(m.committed(), &WatchCursor::none());
+    assert_eq!(m.resume_cursor(), &WatchCursor::none());
+    assert_eq!(m.store_fail_streak(), 1);
+    update(&mut m, 20, 2, Some(2));
+    m.handle(FoldEvent::WindowElapsed { now: Millis(30) })
+        .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(30))),
+            C::SetTimer(None),
+            C::Apply(vec![2]),
+            C::StoreApply {
+                raw: vec![put(1), put(2)],
+                cursor: cur(2)
+            },
+        ]
+    );
+    committed(&mut m, 31);
+    assert_eq!(drain(&mut m), vec![C::OnApplied(cur(2))]);
+    assert_eq!(m.store_fail_streak(), 0);
+    assert_eq!(m.committed(), &cur(2));
+}
+
+#[test]
+fn sixteen_consecutive_store_failures_end_the_run() {
+    let mut m = M::new(config(0, 100, Some(0), false));
+    let mut pending = Vec::new();
+    for n in 1..=MAX_STORE_APPLY_FAILURES {
+        // Each round ingests one more update and flushes: the re-queued batch goes
+        // first, then the new update, and the apply fails again.
+        let now = u64::from(n) * 10;
+        update(&mut m, now, u64::from(n), Some(u64::from(n)));
+        m.handle(FoldEvent::WindowElapsed { now: Millis(now) })
+            .unwrap();
+        pending.push(put(u64::from(n)));
+        let commands = drain(&mut m);
+        assert_eq!(
+            commands.last(),
+            Some(&C::StoreApply {
+                raw: pending.clone(),
+                cursor: cur(u64::from(n))
+            }),
+            "round {n}"
+        );
+        m.handle(FoldEvent::StoreApplied {
+            now: Millis(now + 1),
+            outcome: StoreOutcome::Failed {
+                raw: pending.clone(),
+                error: "eio".into(),
+            },
+        })
+        .unwrap();
+        let after = drain(&mut m);
+        if n < MAX_STORE_APPLY_FAILURES {
+            assert_eq!(after, vec![C::OnApplied(cur(u64::from(n)))]);
+            assert_eq!(m.store_fail_streak(), n);
+        } else {
+            assert_eq!(
+                after,
+                vec![C::Finish(Err(KvError::WatchError(
+                    "store apply failed 16 consecutive times: eio".into()
+                )))]
+            );
+        }
+    }
+    assert_eq!(m.phase(), FoldPhase::Finished);
+    assert!(
+        m.handle(FoldEvent::Shutdown { now: Millis(1_000) })
+            .is_err()
+    );
+}
+
+#[test]
+fn a_store_failure_reply_with_the_wrong_length_is_rejected_unchanged() {
+    let mut m = M::new(config(0, 100, Some(0), false));
+    update(&mut m, 0, 1, Some(1));
+    m.handle(FoldEvent::WindowElapsed { now: Millis(0) })
+        .unwrap();
+    drain(&mut m);
+    let before = m.clone();
+    let err = m
+        .handle(FoldEvent::StoreApplied {
+            now: Millis(1),
+            outcome: StoreOutcome::Failed {
+                raw: vec![],
+                error: "x".into(),
+            },
+        })
+        .unwrap_err();
+    assert_eq!(err.phase, FoldPhase::AwaitingStore);
+    assert_eq!(m, before);
+}
+
+#[test]
+fn a_lost_store_ends_the_run() {
+    let mut m = M::new(config(0, 100, Some(0), false));
+    update(&mut m, 0, 1, Some(1));
+    m.handle(FoldEvent::WindowElapsed { now: Millis(0) })
+        .unwrap();
+    drain(&mut m);
+    m.handle(FoldEvent::StoreApplied {
+        now: Millis(1),
+        outcome: StoreOutcome::Lost {
+            panic: "boom".into(),
+        },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::Finish(Err(KvError::WatchError(
+            "snapshot store task panicked: boom".into()
+        )))]
+    );
+    assert!(!m.has_store());
+}
+
+#[test]
+fn export_flushes_first_then_runs() {
+    let mut m = M::new(config(10, 100, Some(0), false));
+    update(&mut m, 0, 1, Some(1));
+    m.handle(FoldEvent::ExportRequested { now: Millis(1) })
+        .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(10))),
+            C::SetTimer(None),
+            C::Apply(vec![1]),
+            C::StoreApply {
+                raw: vec![put(1)],
+                cursor: cur(1)
+            },
+        ]
+    );
+    committed(&mut m, 2);
+    assert_eq!(drain(&mut m), vec![C::OnApplied(cur(1)), C::RunExport]);
+    assert_eq!(m.wants(), Wants::Completion(Pending::Export));
+    m.handle(FoldEvent::ExportFinished {
+        now: Millis(3),
+        outcome: TaskOutcome::Done { ok: true },
+    })
+    .unwrap();
+    assert_eq!(drain(&mut m), vec![C::ReplyExport(ExportReply::Result)]);
+    assert_eq!(m.phase(), FoldPhase::Idle);
+}
+
+#[test]
+fn export_without_a_store_replies_no_store() {
+    let mut m = M::new(config(10, 100, None, false));
+    m.handle(FoldEvent::ExportRequested { now: Millis(1) })
+        .unwrap();
+    assert_eq!(drain(&mut m), vec![C::ReplyExport(ExportReply::NoStore)]);
+}
+
+#[test]
+fn a_panicked_export_ends_the_run_and_loses_the_store() {
+    let mut m = M::new(config(10, 100, Some(3), false));
+    m.handle(FoldEvent::ExportRequested { now: Millis(1) })
+        .unwrap();
+    assert_eq!(drain(&mut m), vec![C::RunExport]);
+    m.handle(FoldEvent::ExportFinished {
+        now: Millis(2),
+        outcome: TaskOutcome::Panicked { panic: "p".into() },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::Finish(Err(KvError::WatchError(
+            "snapshot export task panicked: p".into()
+        )))]
+    );
+    assert!(!m.has_store());
+}
+
+#[test]
+fn shutdown_flushes_then_finishes_with_the_resume_cursor() {
+    let mut m = M::new(config(10, 100, None, false));
+    update(&mut m, 0, 7, Some(7));
+    m.handle(FoldEvent::Shutdown { now: Millis(1) }).unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(10))),
+            C::SetTimer(None),
+            C::Apply(vec![7]),
+            C::OnApplied(cur(7)),
+            C::Finish(Ok(cur(7)))
+        ]
+    );
+    assert_eq!(m.wants(), Wants::Nothing);
+}
+
+#[test]
+fn with_a_store_the_result_is_the_committed_cursor() {
+    let mut m = M::new(config(10, 100, Some(3), false));
+    update(&mut m, 0, 4, Some(4));
+    m.handle(FoldEvent::Shutdown { now: Millis(1) }).unwrap();
+    drain(&mut m);
+    m.handle(FoldEvent::StoreApplied {
+        now: Millis(2),
+        outcome: StoreOutcome::Failed {
+            raw: vec![put(4)],
+            error: "eio".into(),
+        },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::OnApplied(cur(4)), C::Finish(Ok(cur(3)))],
+        "the store's cursor, not the in-memory one"
+    );
+}
+
+#[test]
+fn an_empty_run_ends_with_the_cursor_it_started_from() {
+    let mut m = M::new(FoldConfig {
+        resume: cur(9),
+        ..config(10, 100, None, false)
+    });
+    m.handle(FoldEvent::WatchEnded {
+        now: Millis(1),
+        end: TaskEnd::Clean,
+    })
+    .unwrap();
+    assert_eq!(drain(&mut m), vec![C::Finish(Ok(cur(9)))]);
+}
+
+#[test]
+fn watch_errors_and_panics_end_the_run_after_a_flush() {
+    let mut m = M::new(config(10, 100, None, false));
+    update(&mut m, 0, 1, Some(1));
+    m.handle(FoldEvent::WatchEnded {
+        now: Millis(1),
+        end: TaskEnd::Panicked("oops".into()),
+    })
+    .unwrap();
+    let commands = drain(&mut m);
+    assert_eq!(
+        commands.last(),
+        Some(&C::Finish(Err(KvError::WatchError(
+            "watch task panicked: oops".into()
+        ))))
+    );
+    assert!(commands.contains(&C::Apply(vec![1])));
+}
+
+#[test]
+fn eviction_memo_is_committed_alone_and_never_clears() {
+    let mut m = M::new(config(10, 100, Some(5), true));
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(1),
+        kind: RepairKind::Evicting,
+    })
+    .unwrap();
+    let memo = WatchCursor::none().remembering(true);
+    assert_eq!(
+        drain(&mut m),
+        vec![C::StoreApply {
+            raw: vec![],
+            cursor: memo.clone()
+        }]
+    );
+    committed(&mut m, 2);
+    assert!(
+        drain(&mut m).is_empty(),
+        "a memo-only commit does not call on_applied"
+    );
+    assert!(m.committed().seen_evicting());
+    update(&mut m, 3, 6, Some(6));
+    m.handle(FoldEvent::WindowElapsed { now: Millis(13) })
+        .unwrap();
+    let commands = drain(&mut m);
+    assert!(commands.contains(&C::StoreApply {
+        raw: vec![put(6)],
+        cursor: cur(6).remembering(true)
+    }));
+    // A second eviction notice changes nothing.
+    committed(&mut m, 14);
+    drain(&mut m);
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(15),
+        kind: RepairKind::Evicting,
+    })
+    .unwrap();
+    assert!(drain(&mut m).is_empty());
+}
+
+#[test]
+fn repairs_are_rejected_unless_armed() {
+    let mut m = M::new(config(10, 100, Some(0), false));
+    let before = m.clone();
+    assert!(
+        m.handle(FoldEvent::RepairRequested {
+            now: Millis(1),
+            kind: RepairKind::Relist
+        })
+        .is_err()
+    );
+    assert_eq!(m, before);
+}
+
+#[test]
+fn relist_drains_settles_diffs_deletes_and_acks() {
+    let mut m = M::new(config(10, 2, Some(4), true));
+    update(&mut m, 0, 5, Some(5));
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(1),
+        kind: RepairKind::Relist,
+    })
+    .unwrap();
+    assert_eq!(m.wants(), Wants::Backlog);
+    update(&mut m, 2, 6, Some(6));
+    let _ = drain(&mut m);
+    // The backlog filled the batch (max 2): flushed and committed, then keep draining.
+    committed(&mut m, 3);
+    assert_eq!(drain(&mut m), vec![C::OnApplied(cur(6))]);
+    assert_eq!(m.wants(), Wants::Backlog);
+    m.handle(FoldEvent::BacklogDrained { now: Millis(4) })
+        .unwrap();
+    assert_eq!(drain(&mut m), vec![C::DiffRelist]);
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(5),
+        result: RepairIo::RelistDiffed { stale: 1 },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::NextChunk {
+            source: ChunkSource::StaleDeletes,
+            max: 2
+        }]
+    );
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(6),
+        result: RepairIo::Corrections {
+            items: vec![(synthetic_delete("gone"), None)],
+        },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::StoreApply {
+            raw: vec![synthetic_delete("gone")],
+            cursor: cur(6)
+        }]
+    );
+    committed(&mut m, 7);
+    assert_eq!(
+        drain(&mut m),
+        vec![C::NextChunk {
+            source: ChunkSource::StaleDeletes,
+            max: 2
+        }],
+        "corrections never move the cursor and never call on_applied"
+    );
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(8),
+        result: RepairIo::Corrections { items: vec![] },
+    })
+    .unwrap();
+    assert_eq!(drain(&mut m), vec![C::AckRelist]);
+    assert_eq!(m.phase(), FoldPhase::Idle);
+}
+
+#[test]
+fn restore_not_ahead_is_refused() {
+    let mut m = M::new(FoldConfig {
+        resume: cur(9),
+        ..config(10, 100, Some(9), true)
+    });
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(1),
+        kind: RepairKind::Restore { target: cur(9) },
+    })
+    .unwrap();
+    m.handle(FoldEvent::BacklogDrained { now: Millis(2) })
+        .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::DropRestored,
+            C::ReplyRestore(Err(RestoreRefused::NotAhead {
+                artifact: cur(9),
+                applied: cur(9)
+            }))
+        ]
+    );
+}
+
+#[test]
+fn restore_rewrites_deletes_rechecks_retention_and_commits_the_target_last() {
+    let mut m = M::new(FoldConfig {
+        resume: cur(3),
+        ..config(10, 10, Some(3), true)
+    });
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(1),
+        kind: RepairKind::Restore { target: cur(20) },
+    })
+    .unwrap();
+    m.handle(FoldEvent::BacklogDrained { now: Millis(2) })
+        .unwrap();
+    assert_eq!(drain(&mut m), vec![C::DiffRestore]);
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(3),
+        result: RepairIo::RestoreDiffed {
+            rewrite: 1,
+            delete_candidates: 2,
+        },
+    })
+    .unwrap();
+    assert_eq!(drain(&mut m), vec![C::FilterListedLive]);
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(4),
+        result: RepairIo::LiveFiltered { remaining: 1 },
+    })
+    .unwrap();
+    assert_eq!(drain(&mut m), vec![C::ReadRetention]);
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(5),
+        result: RepairIo::Retention {
+            first_revision: Some(15),
+        },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::NextChunk {
+            source: ChunkSource::RestorePuts,
+            max: 10
+        }]
+    );
+    let restored = KvUpdate::Put(KvEntry {
+        key: "r".into(),
+        value: vec![2],
+        version: VersionToken::from_u64(18),
+    });
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(6),
+        result: RepairIo::Corrections {
+            items: vec![(restored.clone(), Some(18))],
+        },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::Apply(vec![18]),
+            C::StoreApply {
+                raw: vec![restored],
+                cursor: cur(3)
+            }
+        ],
+        "a restored put with a known version does not move the cursor"
+    );
+    committed(&mut m, 7);
+    assert_eq!(
+        drain(&mut m),
+        vec![C::NextChunk {
+            source: ChunkSource::RestorePuts,
+            max: 10
+        }]
+    );
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(8),
+        result: RepairIo::Corrections { items: vec![] },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::NextChunk {
+            source: ChunkSource::RestoreDeletes,
+            max: 10
+        }]
+    );
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(9),
+        result: RepairIo::Corrections { items: vec![] },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::StoreApply {
+            raw: vec![],
+            cursor: cur(20)
+        }]
+    );
+    committed(&mut m, 10);
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::OnApplied(cur(20)),
+            C::DropRestored,
+            C::ReplyRestore(Ok(cur(20)))
+        ]
+    );
+    assert_eq!(m.committed(), &cur(20));
+}
+
+#[test]
+fn restore_evicted_during_listing_is_refused_with_nothing_folded() {
+    let mut m = M::new(FoldConfig {
+        resume: cur(3),
+        ..config(10, 10, Some(3), true)
+    });
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(1),
+        kind: RepairKind::Restore { target: cur(20) },
+    })
+    .unwrap();
+    m.handle(FoldEvent::BacklogDrained { now: Millis(2) })
+        .unwrap();
+    drain(&mut m);
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(3),
+        result: RepairIo::RestoreDiffed {
+            rewrite: 0,
+            delete_candidates: 1,
+        },
+    })
+    .unwrap();
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(4),
+        result: RepairIo::LiveFiltered { remaining: 1 },
+    })
+    .unwrap();
+    drain(&mut m);
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(5),
+        result: RepairIo::Retention {
+            first_revision: Some(22),
+        },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::DropRestored,
+            C::ReplyRestore(Err(RestoreRefused::EvictedDuringListing {
+                artifact: cur(20),
+                first_revision: 22
+            }))
+        ]
+    );
+    assert_eq!(m.committed(), &cur(3));
+}
+
+#[test]
+fn corrections_of_the_wrong_shape_are_rejected_unchanged() {
+    let mut m = M::new(config(10, 1, Some(0), true));
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(1),
+        kind: RepairKind::Relist,
+    })
+    .unwrap();
+    m.handle(FoldEvent::BacklogDrained { now: Millis(2) })
+        .unwrap();
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(3),
+        result: RepairIo::RelistDiffed { stale: 2 },
+    })
+    .unwrap();
+    drain(&mut m);
+    let before = m.clone();
+    for items in [
+        vec![(put(1), None)],
+        vec![(synthetic_delete("a"), None), (synthetic_delete("b"), None)],
+    ] {
+        assert!(
+            m.handle(FoldEvent::RepairIo {
+                now: Millis(4),
+                result: RepairIo::Corrections { items },
+            })
+            .is_err()
+        );
+        assert_eq!(m, before);
+    }
+}
+
+#[test]
+fn repair_io_failure_ends_the_run() {
+    let mut m = M::new(config(10, 10, Some(0), true));
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(1),
+        kind: RepairKind::Relist,
+    })
+    .unwrap();
+    m.handle(FoldEvent::BacklogDrained { now: Millis(2) })
+        .unwrap();
+    drain(&mut m);
+    m.handle(FoldEvent::RepairIo {
+        now: Millis(3),
+        result: RepairIo::Failed {
+            error: "listing: timeout".into(),
+            store_lost: true,
+        },
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![C::Finish(Err(KvError::WatchError(
+            "listing: timeout".into()
+        )))]
+    );
+    assert!(!m.has_store());
+}
+
+#[test]
+fn resume_mismatch_is_noticed() {
+    let mut m = M::new(FoldConfig {
+        resume: cur(4),
+        ..config(10, 10, Some(6), false)
+    });
+    assert_eq!(
+        m.poll_notice(),
+        Some(FoldNotice::ResumeMismatch {
+            resume: cur(4),
+            store: cur(6)
+        })
+    );
+    assert_eq!(m.resume_cursor(), &cur(6));
+}
+
+#[test]
+fn window_rounds_up_to_whole_milliseconds() {
+    let batch = BatchConfig {
+        window: std::time::Duration::from_micros(1_500),
+        max: 3,
+        channel_capacity: 1,
+    };
+    let c = FoldConfig::new(&batch, None, None, false);
+    assert_eq!((c.window_ms, c.has_store), (2, false));
+    assert_eq!(c.resume, WatchCursor::none());
+}

@@ -1,0 +1,289 @@
+//! `AppendLogSnapshot`, the default `SnapshotStore` (snapshot.md §9): the whole
+//! fold in an in-RAM ordered map, made durable by an append-only log through a
+//! `SnapshotWriter`. Export and import stage through `crate::artifact`; every byte
+//! decision is `protocol::log`'s.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::SnapshotError;
+use super::compact::compact_to_file;
+use super::load::load;
+use super::store::SnapshotStore;
+use super::writer::{DEFAULT_COMPACT_THRESHOLD, SnapshotWriter};
+use crate::artifact::{ExportManifest, ExportStage, PayloadShape, import_artifact};
+use crate::kv::{KvEntry, KvUpdate, WatchCursor};
+use crate::protocol::log::{LogFormat, Tail, replay};
+
+/// The payload file of an append-log artifact, under `data/`.
+const PAYLOAD_FILE: &str = "fold.snap";
+/// The backend name in manifests.
+const BACKEND: &str = "append-log";
+
+/// Tuning of an [`AppendLogSnapshot`]; build with `..Default::default()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendLogConfig {
+    /// Compact when the log has grown this many bytes since the last compaction.
+    pub compact_threshold: u64,
+    /// Fsync every checkpoint (the batch and its cursor are on disk when `apply` returns).
+    pub sync: bool,
+    /// Format of exported payloads (v3; v2 only for fleets with pre-v3 readers).
+    pub artifact_format: LogFormat,
+}
+
+impl Default for AppendLogConfig {
+    /// [`DEFAULT_COMPACT_THRESHOLD`], no per-checkpoint fsync, v3 artifacts.
+    fn default() -> Self {
+        Self {
+            compact_threshold: DEFAULT_COMPACT_THRESHOLD,
+            sync: false,
+            artifact_format: LogFormat::V3,
+        }
+    }
+}
+
+fn format_version(format: LogFormat) -> &'static str {
+    match format {
+        LogFormat::V2 => "2",
+        LogFormat::V3 => "3",
+    }
+}
+
+/// The default snapshot store: an in-RAM fold over an append-only, checksummed log
+/// file (`path` is a file).
+pub struct AppendLogSnapshot {
+    map: BTreeMap<String, KvEntry>,
+    cursor: WatchCursor,
+    writer: SnapshotWriter,
+    config: AppendLogConfig,
+    /// After a failed compaction: retry once the log has grown past this many bytes.
+    compact_backoff: Option<u64>,
+}
+
+impl std::fmt::Debug for AppendLogSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendLogSnapshot")
+            .field("path", &self.writer.path())
+            .field("entries", &self.map.len())
+            .field("cursor", &self.cursor)
+            .finish()
+    }
+}
+
+impl AppendLogSnapshot {
+    /// Opens (or creates) the store at `path`; returns the resume cursor (`none` for a new store).
+    pub fn open(path: &Path, compact_threshold: u64) -> Result<(WatchCursor, Self), SnapshotError> {
+        Self::open_with(
+            path,
+            AppendLogConfig {
+                compact_threshold,
+                ..AppendLogConfig::default()
+            },
+        )
+    }
+
+    /// Opens (or creates) the store at `path` with `config`: `load` (upgrading v2,
+    /// dropping a torn tail, compacting), then a writer.
+    pub fn open_with(
+        path: &Path,
+        config: AppendLogConfig,
+    ) -> Result<(WatchCursor, Self), SnapshotError> {
+        let (cursor, map) = match load(path)? {
+            Some(snapshot) => (snapshot.cursor, snapshot.entries.into_iter().collect()),
+            None => (WatchCursor::none(), BTreeMap::new()),
+        };
+        let writer = SnapshotWriter::open_with(path, config.compact_threshold, config.sync)?;
+        Ok((
+            cursor.clone(),
+            Self {
+                map,
+                cursor,
+                writer,
+                config,
+                compact_backoff: None,
+            },
+        ))
+    }
+
+    /// Verifies the artifact at `artifact_dir` and installs it as a new store at
+    /// `dest_path` (which must not exist); nothing lands on failure.
+    pub fn import(
+        artifact_dir: &Path,
+        dest_path: &Path,
+        compact_threshold: u64,
+    ) -> Result<(WatchCursor, Self), SnapshotError> {
+        Self::import_with(
+            artifact_dir,
+            dest_path,
+            AppendLogConfig {
+                compact_threshold,
+                ..AppendLogConfig::default()
+            },
+        )
+    }
+
+    /// [`import`](AppendLogSnapshot::import) with `config` for the opened store.
+    pub fn import_with(
+        artifact_dir: &Path,
+        dest_path: &Path,
+        config: AppendLogConfig,
+    ) -> Result<(WatchCursor, Self), SnapshotError> {
+        let check_version = |version: &str| match version {
+            "2" | "3" => Ok(()),
+            other => Err(SnapshotError::ArtifactInvalid(format!(
+                "append-log artifact has format generation {other:?}; this kvfold reads \"2\" and \"3\""
+            ))),
+        };
+        let open_staged = |staged: &Path, manifest: &ExportManifest| {
+            let bytes = std::fs::read(staged)?;
+            let invalid = |why: String| SnapshotError::ArtifactInvalid(why);
+            let replayed =
+                replay(&bytes).map_err(|e| invalid(format!("payload does not decode: {e}")))?;
+            if replayed.tail != Tail::Clean {
+                return Err(invalid(format!(
+                    "payload ends in a torn tail ({:?})",
+                    replayed.tail
+                )));
+            }
+            let declared = match manifest.backend_version.as_str() {
+                "2" => Some(LogFormat::V2),
+                _ => Some(LogFormat::V3),
+            };
+            if replayed.format.is_some() && replayed.format != declared {
+                return Err(invalid(format!(
+                    "payload format {:?} does not match backend_version {:?}",
+                    replayed.format, manifest.backend_version
+                )));
+            }
+            Ok(replayed.cursor)
+        };
+        import_artifact(
+            artifact_dir,
+            dest_path,
+            BACKEND,
+            PayloadShape::SingleFile(PAYLOAD_FILE),
+            check_version,
+            open_staged,
+        )?;
+        Self::open_with(dest_path, config)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> AppendLogConfig {
+        self.config
+    }
+
+    /// Arms fault injection on the log writer (feature `failpoints`; tests only):
+    /// the handle is shared, so the caller arms and clears faults on the live store.
+    #[cfg(feature = "failpoints")]
+    #[doc(hidden)]
+    pub fn inject_faults(&mut self, faults: super::file::WriterFaults) {
+        self.writer.inject_faults(faults);
+    }
+
+    fn maybe_compact(&mut self, due: bool) {
+        if !due {
+            return;
+        }
+        let grown = self.writer.bytes_since_compact();
+        if let Some(retry_at) = self.compact_backoff
+            && grown < retry_at
+        {
+            return;
+        }
+        match self.writer.compact() {
+            Ok(()) => self.compact_backoff = None,
+            Err(error) => {
+                tracing::warn!(path = %self.writer.path().display(), %error, "compaction failed; the batch is durable, retrying later");
+                self.compact_backoff = Some(grown.saturating_add(self.config.compact_threshold));
+            }
+        }
+    }
+}
+
+impl SnapshotStore for AppendLogSnapshot {
+    fn load(path: &Path) -> Result<(WatchCursor, Self), SnapshotError> {
+        Self::open(path, DEFAULT_COMPACT_THRESHOLD)
+    }
+
+    fn apply(&mut self, batch: &[KvUpdate], cursor: &WatchCursor) -> Result<(), SnapshotError> {
+        for update in batch {
+            self.writer.write_update(update)?;
+        }
+        let due = self.writer.checkpoint(cursor)?;
+        // Only now mirror the batch: readers never see data whose log write failed.
+        for update in batch {
+            match update {
+                KvUpdate::Put(entry) => {
+                    self.map.insert(entry.key.clone(), entry.clone());
+                }
+                KvUpdate::Delete { key, .. } | KvUpdate::Purge { key, .. } => {
+                    self.map.remove(key);
+                }
+            }
+        }
+        self.cursor = cursor.clone();
+        self.maybe_compact(due);
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<KvEntry>, SnapshotError> {
+        Ok(self.map.get(key).cloned())
+    }
+
+    fn range(&self, prefix: &str) -> Result<Vec<KvEntry>, SnapshotError> {
+        Ok(self
+            .map
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(_, entry)| entry.clone())
+            .collect())
+    }
+
+    fn has_entries(&self) -> Result<bool, SnapshotError> {
+        Ok(!self.map.is_empty())
+    }
+
+    fn cursor(&self) -> WatchCursor {
+        self.cursor.clone()
+    }
+
+    fn export_to(&mut self, dest_dir: &Path) -> Result<ExportManifest, SnapshotError> {
+        let format = self.config.artifact_format;
+        let stage = ExportStage::new(dest_dir)?;
+        let data = stage.create_payload_dir()?;
+        let payload = data.join(PAYLOAD_FILE);
+        let entries = self
+            .map
+            .values()
+            .map(|e| (e.key.as_str(), e.value.as_slice(), &e.version));
+        compact_to_file(&payload, entries, &self.cursor, format)?;
+        // Verify the written payload against the live fold before sealing it.
+        let bytes = std::fs::read(&payload)?;
+        let disagree = |why: String| {
+            SnapshotError::ArtifactInvalid(format!(
+                "exported payload disagrees with the live fold: {why}"
+            ))
+        };
+        let replayed = replay(&bytes).map_err(|e| disagree(e.to_string()))?;
+        if replayed.format != Some(format) || replayed.tail != Tail::Clean {
+            return Err(disagree(format!(
+                "format {:?}, tail {:?}",
+                replayed.format, replayed.tail
+            )));
+        }
+        if replayed.cursor != self.cursor || replayed.entries.len() != self.map.len() {
+            return Err(disagree(format!(
+                "cursor {:?} vs {:?}, {} vs {} entries",
+                replayed.cursor,
+                self.cursor,
+                replayed.entries.len(),
+                self.map.len()
+            )));
+        }
+        stage.seal_and_finalize(BACKEND, format_version(format), &self.cursor)
+    }
+}

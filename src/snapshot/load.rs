@@ -1,0 +1,120 @@
+//! `load` and `Snapshot` (snapshot.md §4, §7): read a whole log, replay it through
+//! the kernel, rewrite it compact when it is not (v2 upgrade, torn tail,
+//! overwrites), and materialise the state. `stale_keys` asks the root kernels
+//! whether a key listing may prove deletes.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::SnapshotError;
+use super::compact::compact_to_file;
+use super::file::map_log_error;
+use crate::kv::{KvEntry, Retention, WatchCursor};
+use crate::protocol::log::{self, LogFormat, Tail, V3_HEADER_LEN, encode_header};
+use crate::protocol::{RepairMode, RepairPlan, listing_truth, plan_repair};
+
+/// A loaded fold: the cursor it is consistent with and its live entries.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The latest Cursor record of the log (none if the log had none).
+    pub cursor: WatchCursor,
+    /// Live entries by key.
+    pub entries: HashMap<String, KvEntry>,
+}
+
+impl Snapshot {
+    /// The keys of this snapshot that are absent from `current_keys` (a fresh
+    /// listing of the bucket), sorted ascending; or `None` when the listing is not
+    /// the truth, so absence from it does not prove a delete.
+    ///
+    /// The decision is the root kernels': `listing_truth(retention,
+    /// cursor.seen_evicting())`, refused when `plan_repair(Relist, truth)` is
+    /// `RefuseRelist` (the bucket evicts current values and already has, or the
+    /// cursor's memo saw eviction). `retention = None` means the caller vouches
+    /// that the bucket never evicts current values.
+    pub fn stale_keys<'a, I>(
+        &'a self,
+        current_keys: I,
+        retention: Option<Retention>,
+    ) -> Option<Vec<&'a str>>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let truth = listing_truth(retention, self.cursor.seen_evicting());
+        if plan_repair(RepairMode::Relist, truth) == RepairPlan::RefuseRelist {
+            return None;
+        }
+        let current: HashSet<&str> = current_keys.into_iter().collect();
+        let mut stale: Vec<&str> = self
+            .entries
+            .keys()
+            .map(String::as_str)
+            .filter(|key| !current.contains(key))
+            .collect();
+        stale.sort_unstable();
+        Some(stale)
+    }
+}
+
+/// Loads the log at `path`.
+///
+/// - Missing file: `Ok(None)`.
+/// - No entries and a cursor that encodes to no bytes: `Ok(None)`; the file is
+///   rewritten as the canonical empty v3 log unless it already is one (a later
+///   writer must never append behind junk or a torn first record).
+/// - Otherwise `Ok(Some(snapshot))` (a log with a cursor but no entries gives an
+///   empty map). A file that is not already compact (v2, a torn tail,
+///   overwritten or deleted keys, several cursors) is rewritten as a compact v3
+///   file first: temp file, fsync, rename, directory fsync.
+///
+/// Errors: `Corrupted` and `InvalidFormat` as the kernel classifies the bytes
+/// (the file is left untouched), `Io` from the OS.
+///
+/// `load` writes to the file: never call it on a file a live
+/// [`SnapshotWriter`](super::SnapshotWriter) owns.
+pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let replay = log::replay(&bytes).map_err(|e| map_log_error(path, e))?;
+    if let Tail::Torn { offset, kind } = replay.tail {
+        tracing::warn!(path = %path.display(), offset, dropped_bytes = bytes.len() as u64 - offset,
+            ?kind, "dropping the torn tail of a snapshot log");
+    }
+    if replay.format == Some(LogFormat::V2) {
+        tracing::info!(path = %path.display(), entries = replay.entries.len(),
+            "upgrading snapshot log from format v2 to v3");
+    }
+    if replay.entries.is_empty() && replay.cursor.to_bytes().is_empty() {
+        let mut empty = Vec::with_capacity(V3_HEADER_LEN);
+        encode_header(LogFormat::V3, &mut empty);
+        if bytes != empty {
+            compact_to_file(path, [], &WatchCursor::none(), LogFormat::V3)?;
+        }
+        return Ok(None);
+    }
+    if !replay.already_compact {
+        let entries = replay.entries.iter().map(|(k, (v, ver))| (*k, *v, ver));
+        compact_to_file(path, entries, &replay.cursor, LogFormat::V3)?;
+    }
+    let entries = replay
+        .entries
+        .iter()
+        .map(|(key, (value, version))| {
+            let entry = KvEntry {
+                key: (*key).to_owned(),
+                value: value.to_vec(),
+                version: version.clone(),
+            };
+            ((*key).to_owned(), entry)
+        })
+        .collect();
+    Ok(Some(Snapshot {
+        cursor: replay.cursor,
+        entries,
+    }))
+}

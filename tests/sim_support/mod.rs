@@ -1,0 +1,13 @@
+//! Deterministic simulation of `watch_applied` (verification.md §8): the real
+//! executor over `MemoryConnection` with fault controls and a fault-injecting
+//! `SnapshotStore` wrapper around `AppendLogSnapshot`, driven by one seed.
+
+pub mod board;
+pub mod replica;
+pub mod rng;
+pub mod scenario;
+pub mod sim;
+pub mod store;
+pub mod trace;
+pub mod truth;
+pub mod world;

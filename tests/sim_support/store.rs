@@ -1,0 +1,388 @@
+//! `SimStore`: a fault-injecting `SnapshotStore` wrapper around the real
+//! `AppendLogSnapshot`. At a planned store-apply call it fails transiently, or
+//! "crashes" the process before, after, or in the middle of (torn) the write:
+//! the RAM store is dropped, the disk keeps exactly what a dead process left,
+//! and the blocking task panics so the executor loses the store as it would lose
+//! the process. Mutations (deliberately broken variants) live here too, off by default.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use kvfold::protocol::log::{LogFormat, encode_cursor, encode_delete, encode_put};
+use kvfold::{
+    AppendLogSnapshot, ExportManifest, KvEntry, KvUpdate, SnapshotError, SnapshotStore, WatchCursor,
+};
+
+use super::board::{Check, Shared, lock};
+use super::rng::Rng;
+use super::truth::Fold;
+
+/// A store fault planned at one store-apply call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    /// `apply` returns an error without touching the store.
+    Transient,
+    /// This call and the next `n - 1` fail (16 in a row end the run).
+    Burst(u32),
+    /// The process dies before the write reaches the disk.
+    CrashBefore,
+    /// The process dies right after the write returned (data and cursor durable).
+    CrashAfter,
+    /// The process dies mid-write: a random prefix of the batch's bytes is on disk.
+    Torn,
+}
+
+impl Fault {
+    pub fn label(self) -> String {
+        match self {
+            Fault::Transient => "fail".to_string(),
+            Fault::Burst(n) => format!("burst{n}"),
+            Fault::CrashBefore => "before".to_string(),
+            Fault::CrashAfter => "after".to_string(),
+            Fault::Torn => "torn".to_string(),
+        }
+    }
+
+    pub fn parse(label: &str) -> Option<Self> {
+        Some(match label {
+            "fail" => Fault::Transient,
+            "before" => Fault::CrashBefore,
+            "after" => Fault::CrashAfter,
+            "torn" => Fault::Torn,
+            other => Fault::Burst(other.strip_prefix("burst")?.parse().ok()?),
+        })
+    }
+}
+
+/// Deliberately broken behaviour, to prove the checks have teeth (verification.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mutation {
+    #[default]
+    None,
+    /// The store silently drops Delete and Purge updates.
+    DropDeletes,
+    /// A failing `apply` still moves the cursor (persists it with no data).
+    CursorOnError,
+    /// The caller resumes in-process from the last `on_applied` cursor instead of `WatchEnd::applied`.
+    ResumeFromOnApplied,
+}
+
+/// What a crash left on disk: the cursor and fold a reopen must find.
+#[derive(Debug, Clone)]
+pub struct Crash {
+    pub call: u64,
+    pub fault: Fault,
+    pub cursor: WatchCursor,
+    pub state: Fold,
+    pub detail: String,
+}
+
+/// The panic payload of a simulated process death (silenced by the panic hook).
+#[derive(Debug)]
+pub struct SimCrash;
+
+pub fn fold_of(store: &impl SnapshotStore) -> Fold {
+    store
+        .range("")
+        .expect("AppendLogSnapshot::range reads RAM")
+        .into_iter()
+        .map(|e| (e.key, (e.version.as_u64().unwrap_or(0), e.value)))
+        .collect()
+}
+
+fn fold_update(fold: &mut Fold, update: &KvUpdate) {
+    match update {
+        KvUpdate::Put(e) => {
+            fold.insert(
+                e.key.clone(),
+                (e.version.as_u64().unwrap_or(0), e.value.clone()),
+            );
+        }
+        KvUpdate::Delete { key, .. } | KvUpdate::Purge { key, .. } => {
+            fold.remove(key);
+        }
+    }
+}
+
+/// The v3 bytes `apply(batch, cursor)` appends, and the end offset of each data record.
+fn batch_bytes(batch: &[KvUpdate], cursor: &WatchCursor) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::new();
+    let mut ends = Vec::with_capacity(batch.len());
+    for update in batch {
+        match update {
+            KvUpdate::Put(e) => encode_put(LogFormat::V3, &e.key, &e.value, &e.version, &mut out),
+            KvUpdate::Delete { key, version } | KvUpdate::Purge { key, version } => {
+                encode_delete(LogFormat::V3, key, version, &mut out)
+            }
+        }
+        .expect("simulation keys and values are within the log limits");
+        ends.push(out.len());
+    }
+    encode_cursor(LogFormat::V3, cursor, &mut out).expect("kvfold cursors fit");
+    (out, ends)
+}
+
+/// The fault-injecting wrapper.
+pub struct SimStore {
+    inner: Option<AppendLogSnapshot>,
+    path: PathBuf,
+    node: usize,
+    board: Shared,
+    seed: u64,
+}
+
+impl SimStore {
+    pub fn new(
+        inner: AppendLogSnapshot,
+        path: &Path,
+        node: usize,
+        board: Shared,
+        seed: u64,
+    ) -> Self {
+        Self {
+            inner: Some(inner),
+            path: path.to_path_buf(),
+            node,
+            board,
+            seed,
+        }
+    }
+
+    fn inner(&self) -> &AppendLogSnapshot {
+        self.inner
+            .as_ref()
+            .expect("a crashed SimStore is never used again")
+    }
+
+    pub fn fold(&self) -> Fold {
+        fold_of(self.inner())
+    }
+
+    /// Seeds the store outside any watch (the "foreign", out-of-scope entries).
+    pub fn seed_entries(&mut self, entries: &[KvEntry]) {
+        let batch: Vec<KvUpdate> = entries.iter().cloned().map(KvUpdate::Put).collect();
+        self.inner
+            .as_mut()
+            .expect("fresh store")
+            .apply(&batch, &WatchCursor::none())
+            .expect("seeding a fresh store");
+    }
+
+    /// Kills the process here: drop the RAM store, leave the disk as `write_disk`
+    /// makes it, record what a reopen must find, and unwind the blocking task.
+    fn die(&mut self, crash: Crash, write_disk: impl FnOnce(&Path)) -> ! {
+        drop(self.inner.take());
+        write_disk(&self.path);
+        lock(&self.board).crashed(self.node, crash);
+        std::panic::panic_any(SimCrash)
+    }
+}
+
+impl Drop for SimStore {
+    /// Records what the store held when it was dropped (a killed run drops it
+    /// wherever it was), then closes it.
+    fn drop(&mut self) {
+        let held = self
+            .inner
+            .as_ref()
+            .map(|inner| (inner.cursor(), fold_of(inner)));
+        drop(self.inner.take());
+        let mut b = lock(&self.board);
+        let n = &mut b.nodes[self.node];
+        n.closed = true;
+        if held.is_some() {
+            n.dropped = held;
+        }
+    }
+}
+
+impl SnapshotStore for SimStore {
+    fn load(_path: &Path) -> Result<(WatchCursor, Self), SnapshotError> {
+        Err(SnapshotError::Backend(
+            "SimStore is opened by the simulation driver".to_string(),
+        ))
+    }
+
+    fn apply(&mut self, batch: &[KvUpdate], cursor: &WatchCursor) -> Result<(), SnapshotError> {
+        let (call, fault, mutation) = {
+            let mut b = lock(&self.board);
+            let call = b.nodes[self.node].calls;
+            b.nodes[self.node].calls += 1;
+            b.check_store_batch(self.node, call, batch, cursor);
+            let fault = b.next_fault(self.node, call);
+            (call, fault, b.mutation)
+        };
+        let effective: Vec<KvUpdate> = match mutation {
+            Mutation::DropDeletes => batch
+                .iter()
+                .filter(|u| matches!(u, KvUpdate::Put(_)))
+                .cloned()
+                .collect(),
+            _ => batch.to_vec(),
+        };
+        let before_cursor = self.inner().cursor();
+        match fault {
+            None => {
+                let inner = self.inner.as_mut().expect("live store");
+                let result = inner.apply(&effective, cursor);
+                let after = inner.cursor();
+                let mut b = lock(&self.board);
+                match &result {
+                    Ok(()) => b.committed(self.node, call, batch, cursor),
+                    Err(e) => {
+                        b.failed(self.node, call, batch, cursor, &e.to_string());
+                        if after != before_cursor {
+                            b.violate(
+                                Check::Contract,
+                                format!("a failed apply moved the cursor at call {call}"),
+                            );
+                        }
+                    }
+                }
+                result
+            }
+            Some(Fault::Transient | Fault::Burst(_)) => {
+                let inner = self.inner.as_mut().expect("live store");
+                if mutation == Mutation::CursorOnError {
+                    let _ = inner.apply(&[], cursor);
+                }
+                let after = inner.cursor();
+                let mut b = lock(&self.board);
+                b.failed(self.node, call, batch, cursor, "injected");
+                if after != before_cursor {
+                    b.violate(
+                        Check::Contract,
+                        format!(
+                            "store call {call} failed but its cursor moved {} -> {}",
+                            before_cursor.rank(),
+                            after.rank()
+                        ),
+                    );
+                    // The disk now holds the moved cursor: that is what a crash keeps.
+                    b.nodes[self.node].committed = after;
+                }
+                Err(SnapshotError::Backend(format!(
+                    "sim: injected failure at store call {call}"
+                )))
+            }
+            Some(Fault::CrashBefore) => {
+                let crash = Crash {
+                    call,
+                    fault: Fault::CrashBefore,
+                    cursor: before_cursor,
+                    state: self.fold(),
+                    detail: format!("{} updates never written", batch.len()),
+                };
+                self.die(crash, |_| {})
+            }
+            Some(Fault::CrashAfter) => {
+                let inner = self.inner.as_mut().expect("live store");
+                inner
+                    .apply(&effective, cursor)
+                    .expect("a store apply without injected faults succeeds");
+                lock(&self.board).committed(self.node, call, batch, cursor);
+                let crash = Crash {
+                    call,
+                    fault: Fault::CrashAfter,
+                    cursor: self.inner().cursor(),
+                    state: self.fold(),
+                    detail: format!("{} updates durable", batch.len()),
+                };
+                self.die(crash, |_| {})
+            }
+            Some(Fault::Torn) => {
+                let (bytes, ends) = batch_bytes(&effective, cursor);
+                // Any proper prefix: the cursor record (last) is never complete.
+                let mut rng = Rng::derived(self.seed, 0x7042_0000 + call);
+                let cut = usize::try_from(rng.below(u64::try_from(bytes.len()).expect("small")))
+                    .expect("fits");
+                let whole = ends.iter().take_while(|end| **end <= cut).count();
+                let mut state = self.fold();
+                for update in &effective[..whole] {
+                    fold_update(&mut state, update);
+                }
+                let crash = Crash {
+                    call,
+                    fault: Fault::Torn,
+                    cursor: before_cursor,
+                    state,
+                    detail: format!(
+                        "{cut} of {} bytes, {whole} of {} records whole",
+                        bytes.len(),
+                        effective.len()
+                    ),
+                };
+                self.die(crash, |path| {
+                    let mut file = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(path)
+                        .expect("the store file exists");
+                    file.write_all(&bytes[..cut])
+                        .expect("append the torn prefix");
+                })
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<KvEntry>, SnapshotError> {
+        self.inner().get(key)
+    }
+
+    fn range(&self, prefix: &str) -> Result<Vec<KvEntry>, SnapshotError> {
+        self.inner().range(prefix)
+    }
+
+    fn has_entries(&self) -> Result<bool, SnapshotError> {
+        self.inner().has_entries()
+    }
+
+    fn cursor(&self) -> WatchCursor {
+        self.inner().cursor()
+    }
+
+    fn export_to(&mut self, dest_dir: &Path) -> Result<ExportManifest, SnapshotError> {
+        let inner = self.inner.as_mut().expect("live store");
+        let manifest = inner.export_to(dest_dir)?;
+        if manifest.cursor != inner.cursor() {
+            lock(&self.board).violate(
+                Check::Artifact,
+                format!(
+                    "export manifest cursor {} differs from the store's {}",
+                    manifest.cursor.rank(),
+                    inner.cursor().rank()
+                ),
+            );
+        }
+        Ok(manifest)
+    }
+}
+
+/// Builds entries for `seed_entries`.
+pub fn entry(key: &str, rev: u64, value: &[u8]) -> KvEntry {
+    KvEntry {
+        key: key.to_string(),
+        value: value.to_vec(),
+        version: kvfold::VersionToken::from_u64(rev),
+    }
+}
+
+/// Parses `before@3,torn@7,burst17@2` into a plan.
+pub fn parse_plan(text: &str) -> Option<BTreeMap<u64, Fault>> {
+    let mut plan = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (label, at) = part.split_once('@')?;
+        plan.insert(at.parse().ok()?, Fault::parse(label)?);
+    }
+    Some(plan)
+}
+
+pub fn plan_label(plan: &BTreeMap<u64, Fault>) -> String {
+    if plan.is_empty() {
+        return "none".to_string();
+    }
+    plan.iter()
+        .map(|(at, f)| format!("{}@{at}", f.label()))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,902 @@
+//! One simulated world: a `MemoryServer` on a manual clock, a writer, the fold
+//! node under test running the real `watch_applied_owned` over a `SimStore`, and
+//! the schedule that drives them. Every choice comes from the scenario's seed.
+//! The world never decides anything the executor should decide; it only acts,
+//! waits on the paused tokio clock, restarts what died, and records.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvfold::memory::{ManualClock, MemoryServer};
+use kvfold::{
+    AppendLogSnapshot, BatchConfig, Connection, ExpiryRepair, ExportManifest, ExportRequest,
+    KvError, KvPurge, KvUpdate, KvWatcher, KvWriter, MemoryConfig, MemoryConnection, SnapshotStore,
+    StoreConfig, WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinError, JoinHandle};
+
+use super::board::{Check, Item, Shared, accepted, lock};
+use super::rng::Rng;
+use super::scenario::{Scenario, Shape};
+use super::store::{Mutation, SimStore, entry, fold_of};
+use super::truth::{Fold, Op};
+
+pub const BUCKET: &str = "sim";
+/// Every key the driver writes: three prefixes; `*/r` keys are rejected by `parse`.
+pub const KEYS: [&str; 13] = [
+    "a/0", "a/1", "a/2", "a/3", "a/r", "b/0", "b/1", "b/2", "b/r", "c/0", "c/1", "c/2", "c/r",
+];
+/// The out-of-scope entry seeded into the store before the first run (scopes without `b/`).
+pub const FOREIGN_KEY: &str = "b/foreign";
+/// Virtual time the final catch-up may take before the fold counts as stuck.
+const CONVERGE_ROUNDS: usize = 2_000;
+
+pub struct Running {
+    handle: JoinHandle<WatchEnd<SimStore>>,
+    shutdown: watch::Sender<bool>,
+    exports: mpsc::Sender<ExportRequest>,
+}
+
+/// A fold process: its store file, the store while no run holds it, and the run.
+pub struct Node {
+    pub id: usize,
+    pub path: PathBuf,
+    pub store: Option<SimStore>,
+    pub resume: Option<WatchCursor>,
+    pub run: Option<Running>,
+}
+
+pub fn spawn_run(
+    node: &mut Node,
+    watcher: Arc<dyn KvWatcher>,
+    scope: WatchScope,
+    config: BatchConfig,
+    board: &Shared,
+) {
+    lock(board).begin_run(node.id);
+    let id = node.id;
+    let (b_parse, b_apply, b_applied) = (Arc::clone(board), Arc::clone(board), Arc::clone(board));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (exports, exports_rx) = mpsc::channel(1);
+    let handle = tokio::spawn(watch_applied_owned(
+        watcher,
+        scope,
+        node.resume.clone(),
+        ExpiryRepair::<SimStore>::None,
+        node.store.take(),
+        Some(exports_rx),
+        config,
+        move |u: &KvUpdate| lock(&b_parse).parse(id, u),
+        move |items: Vec<Item>| lock(&b_apply).apply(id, items),
+        move |c: WatchCursor| lock(&b_applied).on_applied(id, c),
+        shutdown_rx,
+    ));
+    node.run = Some(Running {
+        handle,
+        shutdown,
+        exports,
+    });
+}
+
+pub fn show(fold: Option<&(u64, Vec<u8>)>) -> String {
+    match fold {
+        None => "absent".to_string(),
+        Some((rev, v)) => format!("{}@{rev}", String::from_utf8_lossy(v)),
+    }
+}
+
+/// The fold must equal the truth in scope plus the untouched foreign entries;
+/// the only tolerated difference is the `ExpiryRepair::None` exception.
+pub fn check_fold(board: &Shared, what: &str, fold: &Fold, foreign: &Fold) {
+    let mut b = lock(board);
+    let mut expected = b.truth.live_in(&b.prefixes);
+    expected.extend(foreign.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(fold.keys()).collect();
+    for key in keys {
+        let (want, got) = (expected.get(key), fold.get(key));
+        if want == got {
+            continue;
+        }
+        if let (None, Some((rev, value))) = (want, got)
+            && super::truth::in_scope(&b.prefixes, key)
+            && b.truth.kept_by_expiry(key, *rev, value)
+        {
+            b.stats.kept_by_expiry += 1;
+            continue;
+        }
+        let text = format!(
+            "{what}: key {key:?}: truth {}, fold {}",
+            show(want),
+            show(got)
+        );
+        b.violate(Check::FoldTruth, text);
+    }
+}
+
+/// The domain state must equal the fold restricted to what `parse` accepts. One
+/// divergence is tolerated, and only where the truth itself tolerates one: after a
+/// store failure the domain runs ahead of the store (fold.md §2.4), and when the
+/// cursor then expires, `ExpiryRepair::None`'s re-list cannot re-deliver a delete
+/// whose marker was evicted, so each side may keep a different value the key
+/// really had before that delete.
+pub fn check_domain(board: &Shared, what: &str, domain: &Fold, fold: &Fold) {
+    let expected = domain_of(fold);
+    let mut b = lock(board);
+    let truth = b.truth.live_in(&b.prefixes);
+    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(domain.keys()).collect();
+    let mut diff = Vec::new();
+    let mut tolerated = 0;
+    for key in keys {
+        let (want, got) = (expected.get(key), domain.get(key));
+        if want == got {
+            continue;
+        }
+        // Tolerated only for a key the truth deleted: each side absent or holding
+        // a value the exception allows.
+        let kept = |v: Option<&(u64, Vec<u8>)>| {
+            v.is_none_or(|(rev, value)| b.truth.kept_by_expiry(key, *rev, value))
+        };
+        if !truth.contains_key(key) && kept(want) && kept(got) {
+            tolerated += 1;
+        } else {
+            diff.push(format!("{key}: fold {} domain {}", show(want), show(got)));
+        }
+    }
+    b.stats.domain_kept_by_expiry += tolerated;
+    if !diff.is_empty() {
+        b.violate(Check::DomainFold, format!("{what}: {}", diff.join("; ")));
+    }
+}
+
+pub fn domain_of(fold: &Fold) -> Fold {
+    fold.iter()
+        .filter(|(k, _)| accepted(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+pub struct World {
+    pub s: Scenario,
+    pub shape: Shape,
+    rng: Rng,
+    pub board: Shared,
+    pub dir: tempfile::TempDir,
+    clock: ManualClock,
+    server: MemoryServer,
+    writer: Arc<dyn KvWriter>,
+    purger: Arc<dyn KvPurge>,
+    status: Arc<dyn KvWatcher>,
+    fold_conn: MemoryConnection,
+    fold_watcher: Arc<dyn KvWatcher>,
+    pub spare_watcher: Arc<dyn KvWatcher>,
+    pub main: Node,
+    paused: bool,
+    partitioned: bool,
+    pub artifacts: Vec<(PathBuf, ExportManifest)>,
+    exports: u64,
+    values: u64,
+    pub foreign: Fold,
+    /// Set when the world cannot go on (a store that does not reopen).
+    pub broken: bool,
+}
+
+/// Store files live on a RAM file system when there is one (`/dev/shm`, or
+/// `KVFOLD_SIM_TMPDIR`): a simulated crash keeps the page cache by construction,
+/// and the compactions, exports and imports of thousands of runs would otherwise
+/// wait on real fsyncs.
+fn sim_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("KVFOLD_SIM_TMPDIR")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()));
+    match base {
+        Some(base) => tempfile::Builder::new()
+            .prefix("kvfold-sim-")
+            .tempdir_in(base)
+            .or_else(|_| tempfile::tempdir())
+            .expect("temp dir"),
+        None => tempfile::tempdir().expect("temp dir"),
+    }
+}
+
+async fn connect(
+    server: &MemoryServer,
+    config: &StoreConfig,
+) -> (MemoryConnection, Arc<dyn kvfold::KvStore>) {
+    let conn = server.connection();
+    conn.connect().await.expect("memory connect");
+    let store = conn
+        .store_with_config(config.clone())
+        .await
+        .expect("memory bucket");
+    (conn, store)
+}
+
+impl World {
+    pub async fn new(s: &Scenario, board: Shared) -> Self {
+        let shape = Shape::of(s.seed);
+        let clock = ManualClock::new(1_700_000_000_000);
+        let server = MemoryServer::new(
+            MemoryConfig::new()
+                .manual_clock(&clock)
+                .watch_queue(shape.watch_queue_len, 8 * 1024 * 1024),
+        );
+        let config = StoreConfig {
+            name: BUCKET.to_string(),
+            max_history: Some(shape.max_history),
+            ..StoreConfig::default()
+        };
+        let (_writer_conn, writer_store) = connect(&server, &config).await;
+        let (fold_conn, fold_store) = connect(&server, &config).await;
+        let (_spare_conn, spare_store) = connect(&server, &config).await;
+        let dir = sim_dir();
+        {
+            let mut b = lock(&board);
+            b.prefixes = shape.scope_prefixes();
+            b.mutation = s.mutation;
+        }
+        let id = lock(&board).add_node(WatchCursor::none());
+        {
+            let mut b = lock(&board);
+            b.nodes[id].plan = s.plan.clone();
+            b.nodes[id].armed = true;
+        }
+        let path = dir.path().join("fold.snap");
+        let (cursor, inner) =
+            AppendLogSnapshot::open(&path, shape.compact_threshold).expect("fresh store");
+        let mut store = SimStore::new(inner, &path, id, Arc::clone(&board), s.seed);
+        let mut foreign = Fold::new();
+        if shape.seeds_foreign() {
+            store.seed_entries(&[entry(FOREIGN_KEY, 999_999, b"untouched")]);
+            foreign.insert(FOREIGN_KEY.to_string(), (999_999, b"untouched".to_vec()));
+        }
+        lock(&board).nodes[id].domain = domain_of(&store.fold());
+        Self {
+            s: s.clone(),
+            shape,
+            rng: Rng::derived(s.seed, 1),
+            board,
+            dir,
+            clock,
+            server,
+            writer: writer_store.writer().expect("memory writer"),
+            purger: writer_store.purge_writer().expect("memory purge"),
+            status: writer_store.watcher().expect("memory watcher"),
+            fold_watcher: fold_store.watcher().expect("memory watcher"),
+            spare_watcher: spare_store.watcher().expect("memory watcher"),
+            fold_conn,
+            main: Node {
+                id,
+                path,
+                store: Some(store),
+                resume: Some(cursor),
+                run: None,
+            },
+            paused: false,
+            partitioned: false,
+            artifacts: Vec::new(),
+            exports: 0,
+            values: 0,
+            foreign,
+            broken: false,
+        }
+    }
+
+    pub fn config(&self) -> BatchConfig {
+        BatchConfig {
+            window: Duration::from_millis(self.shape.window_ms),
+            max: self.s.batch_max,
+            channel_capacity: self.shape.channel_capacity,
+        }
+    }
+
+    fn log(&self, line: String) {
+        lock(&self.board).trace.push(format!("-- {line}"));
+    }
+
+    pub fn start(&mut self) {
+        if self.main.run.is_none() && !self.broken {
+            let (watcher, scope, config) = (
+                Arc::clone(&self.fold_watcher),
+                self.shape.scope.clone(),
+                self.config(),
+            );
+            spawn_run(&mut self.main, watcher, scope, config, &self.board);
+        }
+    }
+
+    /// Restarts the run if it ended on its own.
+    async fn reap(&mut self) {
+        let finished = self
+            .main
+            .run
+            .as_ref()
+            .is_some_and(|r| r.handle.is_finished());
+        if finished {
+            let run = self.main.run.take().expect("checked");
+            let end = run.handle.await;
+            self.after_run(end, false);
+            self.start();
+        }
+    }
+
+    /// Asks the run to stop and waits for its end.
+    async fn stop(&mut self) {
+        if let Some(run) = self.main.run.take() {
+            let _ = run.shutdown.send(true);
+            let end = run.handle.await;
+            self.after_run(end, true);
+        }
+    }
+
+    /// Handles a finished run: a crash reboots from disk, anything else resumes
+    /// in-process from `WatchEnd::applied` with the store handed back.
+    fn after_run(&mut self, end: Result<WatchEnd<SimStore>, JoinError>, stopped: bool) {
+        let id = self.main.id;
+        let end = match end {
+            Ok(end) => end,
+            Err(e) => {
+                let text = format!("the run future panicked: {e}");
+                lock(&self.board).violate(Check::RunEnd, text.clone());
+                self.log(text);
+                self.reopen(None, "after a panicked run");
+                return;
+            }
+        };
+        let (crash, streak, last_on_applied) = {
+            let mut b = lock(&self.board);
+            let n = &mut b.nodes[id];
+            (n.crash.take(), n.fail_streak, n.last_on_applied.clone())
+        };
+        let result = match &end.result {
+            Ok(c) => format!("Ok({})", c.rank()),
+            Err(e) => format!("Err({e})"),
+        };
+        if let Some(crash) = crash {
+            self.log(format!(
+                "run ended by the crash at store call {}: {result}",
+                crash.call
+            ));
+            if end.store.is_some() {
+                lock(&self.board).violate(Check::RunEnd, "a crashed store came back in WatchEnd");
+            }
+            if !matches!(&end.result, Err(KvError::WatchError(m)) if m.contains("snapshot store task panicked"))
+            {
+                lock(&self.board).violate(
+                    Check::RunEnd,
+                    format!("a store crash ended the run with {result}"),
+                );
+            }
+            drop(end);
+            self.reopen(Some((crash.cursor, crash.state)), "after the crash");
+            return;
+        }
+        self.log(format!(
+            "run ended ({}): {result}, applied {}",
+            if stopped { "stopped" } else { "on its own" },
+            end.applied.rank()
+        ));
+        let mut b = lock(&self.board);
+        match &end.result {
+            // A resumed watch that expires falls back to a full watch; a full
+            // (state-sync) watch whose reconnect-resume expires ends the run
+            // (repair.md §5.2 W6) and the restart re-lists.
+            Err(KvError::CursorExpired) => b.stats.expired_ends += 1,
+            Err(KvError::WatchError(m)) if m.contains("consecutive") => {
+                b.stats.fail_stops += 1;
+                if streak != 16 {
+                    b.violate(
+                        Check::RunEnd,
+                        format!("fail-stop after {streak} consecutive store failures, not 16"),
+                    );
+                }
+            }
+            Ok(c) => {
+                if !stopped {
+                    b.violate(
+                        Check::RunEnd,
+                        format!("the run ended Ok({}) without a shutdown", c.rank()),
+                    );
+                }
+                if *c != end.applied {
+                    b.violate(
+                        Check::RunEnd,
+                        format!(
+                            "result cursor {} != WatchEnd::applied {}",
+                            c.rank(),
+                            end.applied.rank()
+                        ),
+                    );
+                }
+            }
+            Err(_) => {}
+        }
+        drop(b);
+        let Some(store) = end.store else {
+            lock(&self.board).violate(Check::RunEnd, "the store was lost without a crash");
+            self.reopen(None, "after a lost store");
+            return;
+        };
+        if store.cursor() != end.applied {
+            let text = format!(
+                "WatchEnd::applied {} is not the store's cursor {}",
+                end.applied.rank(),
+                store.cursor().rank()
+            );
+            lock(&self.board).violate(Check::RunEnd, text);
+        }
+        self.main.resume = Some(match (self.s.mutation, last_on_applied) {
+            (Mutation::ResumeFromOnApplied, Some(c)) if c.rank() > end.applied.rank() => c,
+            _ => end.applied,
+        });
+        self.main.store = Some(store);
+    }
+
+    /// A process start: open the store file and rebuild the domain from it.
+    fn reopen(&mut self, expect: Option<(WatchCursor, Fold)>, why: &str) {
+        let id = self.main.id;
+        drop(self.main.store.take());
+        match AppendLogSnapshot::open(&self.main.path, self.shape.compact_threshold) {
+            Ok((cursor, inner)) => {
+                let fold = fold_of(&inner);
+                let mut b = lock(&self.board);
+                if let Some((want_cursor, want_fold)) = &expect {
+                    if cursor != *want_cursor {
+                        b.violate(
+                            Check::Reopen,
+                            format!(
+                                "{why}: reopened at cursor {} (memo {}), the disk should hold {}",
+                                cursor.rank(),
+                                cursor.seen_evicting(),
+                                want_cursor.rank()
+                            ),
+                        );
+                    }
+                    if fold != *want_fold {
+                        let keys: std::collections::BTreeSet<&String> =
+                            fold.keys().chain(want_fold.keys()).collect();
+                        let diff: Vec<String> = keys
+                            .into_iter()
+                            .filter(|k| fold.get(*k) != want_fold.get(*k))
+                            .map(|k| {
+                                format!(
+                                    "{k}: want {} got {}",
+                                    show(want_fold.get(k)),
+                                    show(fold.get(k))
+                                )
+                            })
+                            .collect();
+                        b.violate(
+                            Check::Reopen,
+                            format!("{why}: reopened fold differs: {}", diff.join("; ")),
+                        );
+                    }
+                }
+                let before = b.nodes[id].committed.rank();
+                if cursor.rank() < before {
+                    b.violate(
+                        Check::Cursor,
+                        format!(
+                            "{why}: the store cursor went back across the restart: {before} -> {}",
+                            cursor.rank()
+                        ),
+                    );
+                }
+                let n = &mut b.nodes[id];
+                n.committed = cursor.clone();
+                n.domain = domain_of(&fold);
+                n.last_on_applied = None;
+                drop(b);
+                self.log(format!(
+                    "process restart {why}: store reopened at {} with {} keys",
+                    cursor.rank(),
+                    fold.len()
+                ));
+                self.main.store = Some(SimStore::new(
+                    inner,
+                    &self.main.path,
+                    id,
+                    Arc::clone(&self.board),
+                    self.s.seed,
+                ));
+                self.main.resume = Some(cursor);
+            }
+            Err(e) => {
+                lock(&self.board).violate(
+                    Check::Reopen,
+                    format!("{why}: the store does not reopen: {e}"),
+                );
+                self.broken = true;
+            }
+        }
+    }
+
+    async fn last_revision(&self) -> u64 {
+        self.status
+            .last_revision()
+            .await
+            .expect("memory status")
+            .unwrap_or(0)
+    }
+
+    async fn write(&mut self, key: &'static str, kind: u64) {
+        self.values += 1;
+        let (op, rev) = match kind {
+            0..=6 => {
+                let value = format!("v{}", self.values).into_bytes();
+                let token = self.writer.put(key, &value).await.expect("memory put");
+                (Op::Put(value), token.as_u64().expect("memory revision"))
+            }
+            7 | 8 => {
+                self.writer.delete(key).await.expect("memory delete");
+                (Op::Delete, self.last_revision().await)
+            }
+            _ => {
+                self.purger.purge(key).await.expect("memory purge");
+                (Op::Purge, self.last_revision().await)
+            }
+        };
+        self.log(format!(
+            "write {key} {op} @{rev}",
+            op = match &op {
+                Op::Put(v) => format!("put {}", String::from_utf8_lossy(v)),
+                Op::Delete => "delete".to_string(),
+                Op::Purge => "purge".to_string(),
+            }
+        ));
+        lock(&self.board).truth.record(rev, key, op);
+    }
+
+    async fn writes(&mut self, count: u64) {
+        for _ in 0..count {
+            let key = self.rng.pick(&KEYS);
+            let kind = self.rng.below(10);
+            self.write(key, kind).await;
+        }
+    }
+
+    /// Rewrites the `refresh` oldest live keys (3 = every live key, which lets the
+    /// eviction take every delete marker), then evicts below the safe floor.
+    async fn evict(&mut self, refresh: u64) {
+        let count = if refresh >= 3 {
+            KEYS.len()
+        } else {
+            usize::try_from(refresh).expect("small")
+        };
+        let stale = lock(&self.board).truth.oldest_live(count);
+        for key in stale {
+            let key = KEYS
+                .iter()
+                .find(|k| **k == key)
+                .copied()
+                .expect("driver keys");
+            self.write(key, 0).await;
+        }
+        let (floor, old) = {
+            let b = lock(&self.board);
+            (b.truth.safe_floor(), b.truth.floor())
+        };
+        if floor > old.max(1) {
+            let first = self
+                .server
+                .faults()
+                .evict_below(BUCKET, floor)
+                .expect("evict");
+            let mut b = lock(&self.board);
+            b.truth.set_floor(floor);
+            b.stats.evictions += 1;
+            drop(b);
+            self.log(format!("evict below {floor} (first revision now {first})"));
+        }
+    }
+
+    async fn export(&mut self, refused: bool) {
+        let Some(sender) = self.main.run.as_ref().map(|r| r.exports.clone()) else {
+            return;
+        };
+        self.exports += 1;
+        let dest = self.dir.path().join(format!("artifact-{}", self.exports));
+        if refused {
+            std::fs::create_dir_all(&dest).expect("mkdir");
+            std::fs::write(dest.join("occupied"), b"x").expect("write");
+        }
+        let (reply, answer) = oneshot::channel();
+        if sender
+            .send(ExportRequest {
+                dest_dir: dest.clone(),
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            self.log("export: the run was gone".to_string());
+            return;
+        }
+        match tokio::time::timeout(Duration::from_secs(600), answer).await {
+            Ok(Ok(Ok(manifest))) => {
+                let mut b = lock(&self.board);
+                if refused {
+                    b.violate(
+                        Check::Artifact,
+                        "an export into a non-empty directory succeeded",
+                    );
+                }
+                if manifest.scope.as_deref() != Some(b.prefixes.as_slice()) {
+                    let text = format!(
+                        "artifact scope {:?}, watch scope {:?}",
+                        manifest.scope, b.prefixes
+                    );
+                    b.violate(Check::Artifact, text);
+                }
+                b.stats.exports_ok += 1;
+                drop(b);
+                self.log(format!("export at cursor {}", manifest.cursor.rank()));
+                if !refused {
+                    self.artifacts.push((dest, manifest));
+                }
+            }
+            Ok(Ok(Err(e))) => {
+                if refused {
+                    lock(&self.board).stats.exports_refused += 1;
+                } else {
+                    lock(&self.board).violate(Check::Artifact, format!("export failed: {e}"));
+                }
+                let kind = match e {
+                    kvfold::SnapshotError::Io(_) => "Io",
+                    kvfold::SnapshotError::InvalidFormat(_) => "InvalidFormat",
+                    kvfold::SnapshotError::Corrupted => "Corrupted",
+                    kvfold::SnapshotError::Backend(_) => "Backend",
+                    kvfold::SnapshotError::ArtifactInvalid(_) => "ArtifactInvalid",
+                };
+                self.log(format!("export refused ({kind})"));
+            }
+            Ok(Err(_)) => self.log("export abandoned: the run ended".to_string()),
+            Err(_) => lock(&self.board).violate(Check::Liveness, "an export reply never came"),
+        }
+    }
+
+    /// Plays the seeded schedule.
+    pub async fn play(&mut self) {
+        self.start();
+        for _ in 0..self.s.steps {
+            if self.broken {
+                return;
+            }
+            let action = self
+                .rng
+                .weighted(&[30, 14, 3, 4, 3, 2, 3, 2, 3, 3, 3, 2, 2, 2, 2]);
+            match action {
+                0 => {
+                    let n = self.rng.between(1, 4);
+                    self.writes(n).await;
+                }
+                1 => {
+                    let ms = self.rng.between(0, 3 * self.shape.window_ms + 5);
+                    self.log(format!("sleep {ms} ms"));
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                2 if !self.paused => {
+                    self.server.faults().pause_delivery(BUCKET).expect("pause");
+                    self.paused = true;
+                    self.log("pause delivery".to_string());
+                }
+                3 if self.paused => self.resume_delivery(),
+                4 => self.interrupt("interrupt watches"),
+                5 if !self.partitioned => {
+                    self.fold_conn.faults().partition();
+                    self.partitioned = true;
+                    self.log("partition the fold's connection".to_string());
+                }
+                // Healing a connection that is not partitioned plays a client reconnect.
+                6 => self.heal(),
+                7 => {
+                    self.fold_conn.faults().fail_next(
+                        kvfold::memory::MemoryOp::Watch,
+                        1,
+                        KvError::WatchError("sim: watch refused".to_string()),
+                    );
+                    self.interrupt("interrupt watches; the next watch call fails");
+                }
+                8 => {
+                    let refresh = self.rng.between(0, 3);
+                    self.evict(refresh).await;
+                }
+                9 => {
+                    let burst = self.rng.between(3, 8);
+                    let refresh = self.rng.between(0, 3);
+                    let resume = self.rng.chance(50);
+                    if !self.paused {
+                        self.server.faults().pause_delivery(BUCKET).expect("pause");
+                        self.paused = true;
+                    }
+                    self.log(format!("gap: paused, {burst} writes, evict"));
+                    self.writes(burst).await;
+                    self.evict(refresh).await;
+                    if resume {
+                        self.resume_delivery();
+                    }
+                }
+                10 => {
+                    let refused = self.rng.chance(20);
+                    self.export(refused).await;
+                }
+                11 => {
+                    self.log("restart in-process".to_string());
+                    self.stop().await;
+                    self.start();
+                }
+                12 => {
+                    self.log("reboot from disk".to_string());
+                    self.reboot().await;
+                    self.start();
+                }
+                13 => {
+                    let ms = self.rng.between(1, 20_000);
+                    self.clock.advance(Duration::from_millis(ms));
+                    self.log(format!("manual clock +{ms} ms"));
+                }
+                14 => {
+                    self.kill().await;
+                    self.start();
+                }
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            self.reap().await;
+        }
+    }
+
+    fn resume_delivery(&mut self) {
+        self.server
+            .faults()
+            .resume_delivery(BUCKET)
+            .expect("resume");
+        self.paused = false;
+        self.log("resume delivery".to_string());
+    }
+
+    fn heal(&mut self) {
+        self.fold_conn.faults().heal();
+        let what = if self.partitioned {
+            "heal the fold's connection"
+        } else {
+            "reconnect the fold's connection"
+        };
+        self.partitioned = false;
+        self.log(what.to_string());
+    }
+
+    fn interrupt(&mut self, what: &str) {
+        let n = self
+            .server
+            .faults()
+            .interrupt_watches(BUCKET, KvError::WatchError("sim: interrupted".to_string()))
+            .expect("interrupt");
+        self.log(format!("{what} ({n} ended)"));
+    }
+
+    /// Kills the process wherever the run is (the caller drops the run's future,
+    /// fold.md §4.6): a store inside a blocking task is dropped when that task
+    /// ends. The disk must then hold exactly what the store had committed.
+    async fn kill(&mut self) {
+        let Some(run) = self.main.run.take() else {
+            return;
+        };
+        if run.handle.is_finished() {
+            let end = run.handle.await;
+            self.after_run(end, false);
+            return;
+        }
+        let id = self.main.id;
+        {
+            let mut b = lock(&self.board);
+            b.nodes[id].closed = false;
+            b.nodes[id].dropped = None;
+            b.stats.kills += 1;
+        }
+        run.handle.abort();
+        let _ = run.handle.await;
+        // A blocking store call still running keeps the store until it returns; a
+        // paused clock does not advance while it runs.
+        for _ in 0..100_000 {
+            if lock(&self.board).nodes[id].closed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let (crash, dropped, committed) = {
+            let mut b = lock(&self.board);
+            let n = &mut b.nodes[id];
+            (n.crash.take(), n.dropped.take(), n.committed.clone())
+        };
+        self.log("kill the process".to_string());
+        match (crash, dropped) {
+            (Some(crash), _) => self.reopen(
+                Some((crash.cursor, crash.state)),
+                "after a crash during a kill",
+            ),
+            (None, Some((cursor, fold))) => {
+                if cursor != committed {
+                    let text = format!(
+                        "killed store held cursor {}, its last commit was {}",
+                        cursor.rank(),
+                        committed.rank()
+                    );
+                    lock(&self.board).violate(Check::Cursor, text);
+                }
+                self.reopen(Some((cursor, fold)), "after a kill");
+            }
+            (None, None) => {
+                lock(&self.board).violate(Check::Liveness, "a killed run never released its store");
+                self.broken = true;
+            }
+        }
+    }
+
+    /// Stops the run, closes the store and reopens it from disk, as a clean process restart.
+    async fn reboot(&mut self) {
+        self.stop().await;
+        if let Some(store) = self.main.store.take() {
+            let expect = (store.cursor(), store.fold());
+            drop(store);
+            self.reopen(Some(expect), "clean reboot");
+        }
+    }
+
+    /// Clears every fault, lets the fold catch up, stops it and checks the fold,
+    /// the domain and a reopen of the final file.
+    pub async fn converge(&mut self) {
+        if self.broken {
+            return;
+        }
+        if self.paused {
+            self.resume_delivery();
+        }
+        if self.partitioned {
+            self.heal();
+        }
+        self.fold_conn.faults().clear_failures();
+        let id = self.main.id;
+        lock(&self.board).nodes[id].armed = false;
+        self.log("converge: every fault cleared".to_string());
+        // A batch re-queued after a store failure waits for the next flush (fold.md
+        // §2.4: "with no traffic it waits"); the shutdown flush retries it.
+        self.stop().await;
+        self.start();
+        let target = {
+            let b = lock(&self.board);
+            b.truth.target(&b.prefixes)
+        };
+        let mut caught_up = false;
+        for _ in 0..CONVERGE_ROUNDS {
+            tokio::time::sleep(Duration::from_millis(self.shape.window_ms + 2)).await;
+            self.reap().await;
+            if self.broken {
+                return;
+            }
+            if lock(&self.board).nodes[id].committed.rank() >= target {
+                caught_up = true;
+                break;
+            }
+        }
+        if !caught_up {
+            let at = lock(&self.board).nodes[id].committed.rank();
+            lock(&self.board).violate(
+                Check::Liveness,
+                format!("the fold stayed at {at}, the bucket is at {target}"),
+            );
+        }
+        self.stop().await;
+        let Some(store) = self.main.store.take() else {
+            return;
+        };
+        let (cursor, fold) = (store.cursor(), store.fold());
+        let domain = lock(&self.board).nodes[id].domain.clone();
+        check_fold(&self.board, "final fold", &fold, &self.foreign);
+        check_domain(&self.board, "final domain", &domain, &fold);
+        drop(store);
+        self.reopen(Some((cursor, fold)), "final reopen");
+        self.main.store = None;
+    }
+}
