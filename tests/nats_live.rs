@@ -428,3 +428,53 @@ async fn concurrent_cas_on_r3_reports_only_revision_mismatch() {
     );
     println!("{conflicts} conflicts reported as RevisionMismatch");
 }
+
+/// A receiver that stops reading for longer than the consumer's silence limit
+/// (3.5 s) holds the watch up on back-pressure; that wait is not silence from
+/// the server. When the receiver reads again, every update arrives and the watch
+/// goes on (found in CI on an R3 cluster as "watch consumer missed its
+/// heartbeats"; decision 31).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_stops_reading_is_not_mistaken_for_a_lost_consumer() {
+    let server = NatsServer::start();
+    let conn = connected(server.url()).await;
+    let store = conn.store_with_config(named("slow_reader")).await.unwrap();
+    let writer = store.writer().unwrap();
+    for i in 0..200u32 {
+        writer.put(&format!("k.{i:03}"), b"v").await.unwrap();
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let watcher = store.watcher().unwrap();
+    let watch = tokio::spawn(async move { watcher.watch_all(tx).await });
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the first update")
+        .expect("the watch is running");
+    assert_eq!(first.version().as_u64(), Some(1));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for want in 2..=200u64 {
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("update {want} within 5 s"));
+        let Some(got) = got else {
+            panic!(
+                "the watch ended before update {want}: {:?}",
+                watch.await.unwrap()
+            );
+        };
+        assert_eq!(got.version().as_u64(), Some(want));
+    }
+    // Still live after the backlog: a new write arrives.
+    writer.put("after", b"v").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the write after the backlog")
+        .expect("the watch is still running");
+    assert_eq!(got.version().as_u64(), Some(201));
+    drop(rx);
+    let end = tokio::time::timeout(Duration::from_secs(10), watch)
+        .await
+        .expect("the watch ends once its receiver is dropped")
+        .unwrap();
+    assert_eq!(end, Ok(()));
+}

@@ -590,31 +590,9 @@ impl Tracker {
 }
 
 pub(super) fn event_now(event: &FoldEvent<Item>) -> Millis {
-    match event {
-        FoldEvent::Update { now, .. }
-        | FoldEvent::WindowElapsed { now }
-        | FoldEvent::StoreApplied { now, .. }
-        | FoldEvent::ExportRequested { now }
-        | FoldEvent::ExportFinished { now, .. }
-        | FoldEvent::RepairRequested { now, .. }
-        | FoldEvent::BacklogDrained { now }
-        | FoldEvent::RepairIo { now, .. }
-        | FoldEvent::Shutdown { now }
-        | FoldEvent::WatchEnded { now, .. } => *now,
-    }
+    event.now()
 }
 
 pub(super) fn event_name(event: &FoldEvent<Item>) -> &'static str {
-    match event {
-        FoldEvent::Update { .. } => "Update",
-        FoldEvent::WindowElapsed { .. } => "WindowElapsed",
-        FoldEvent::StoreApplied { .. } => "StoreApplied",
-        FoldEvent::ExportRequested { .. } => "ExportRequested",
-        FoldEvent::ExportFinished { .. } => "ExportFinished",
-        FoldEvent::RepairRequested { .. } => "RepairRequested",
-        FoldEvent::BacklogDrained { .. } => "BacklogDrained",
-        FoldEvent::RepairIo { .. } => "RepairIo",
-        FoldEvent::Shutdown { .. } => "Shutdown",
-        FoldEvent::WatchEnded { .. } => "WatchEnded",
-    }
+    event.name()
 }
