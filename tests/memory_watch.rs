@@ -261,6 +261,45 @@ async fn floor_guard_trips_in_band_before_the_post_eviction_message() {
     assert!(got.iter().all(|&r| r < 8));
 }
 
+/// A resumed prefix watch whose scope is unfiltered (`""`) ends with
+/// `CursorExpired` past an eviction and delivers nothing beyond the gap. (On
+/// the memory backend the lagging slot's own position check also catches this,
+/// so this test does not single out `guard_mode`; its unit test in
+/// `src/protocol/resume_tests.rs` does.)
+#[tokio::test]
+async fn an_empty_prefix_resume_is_floor_guarded_like_watch_all() {
+    for prefixes in [vec![""], vec!["k", ""]] {
+        let config = MemoryConfig::new().watch_queue(1, 1 << 20);
+        let (conn, store) = setup(config, bucket("floor_prefix", 64)).await;
+        let writer = store.writer().unwrap();
+        writer.put("k", b"1").await.unwrap();
+        let watcher = store.watcher().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let scope: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+        let task = tokio::spawn(async move {
+            let scope: Vec<&str> = scope.iter().map(String::as_str).collect();
+            watcher
+                .watch_prefixes_from(&scope, &WatchCursor::from_u64(1), tx)
+                .await
+        });
+        for i in 0..10u8 {
+            writer.put("k", &[i]).await.unwrap();
+        }
+        assert_eq!(conn.faults().evict_below("floor_prefix", 8).unwrap(), 8);
+        let mut got = Vec::new();
+        while let Ok(Some(update)) = tokio::time::timeout(WAIT, rx.recv()).await {
+            got.push(update.version().as_u64().unwrap());
+        }
+        assert_eq!(
+            ended(task).await,
+            Err(KvError::CursorExpired),
+            "{prefixes:?}"
+        );
+        let expected: Vec<u64> = (2..2 + got.len() as u64).collect();
+        assert_eq!(got, expected, "{prefixes:?}");
+    }
+}
+
 #[tokio::test]
 async fn interior_gap_from_history_limit_passes_the_floor_guard() {
     let (_conn, store) = setup(MemoryConfig::new(), bucket("benign", 1)).await;

@@ -18,7 +18,7 @@ use crate::kv::{
     BucketStatus, KvEntry, KvError, KvFencedWriter, KvPurge, KvReader, KvTtl, KvUpdate, KvWatcher,
     KvWriter, LeaseFence, Retention, VersionToken, WatchCursor,
 };
-use crate::protocol::resume::GuardMode;
+use crate::protocol::resume::guard_mode;
 use crate::protocol::subject::{key_is_valid, prefix_is_valid};
 use crate::stores::KvStore;
 
@@ -136,7 +136,6 @@ impl BucketHandle {
         &self,
         prefixes: &[&str],
         cursor: Option<&WatchCursor>,
-        mode: GuardMode,
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
         if self.conn.is_partitioned() {
@@ -161,7 +160,7 @@ impl BucketHandle {
             cell,
             scope: prefixes.iter().map(|p| (*p).to_string()).collect(),
             cursor: cursor.cloned(),
-            mode,
+            mode: guard_mode(prefixes),
         };
         run_watch(spec, tx).await
     }
@@ -223,15 +222,15 @@ impl KvReader for BucketHandle {
 #[async_trait]
 impl KvWatcher for BucketHandle {
     async fn watch_all(&self, tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watch(&[""], None, GuardMode::Dense, tx).await
+        self.watch(&[""], None, tx).await
     }
 
     async fn watch_prefix(&self, prefix: &str, tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watch(&[prefix], None, GuardMode::Sparse, tx).await
+        self.watch(&[prefix], None, tx).await
     }
 
     async fn watch_prefixes(&self, prefixes: &[&str], tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watch(prefixes, None, GuardMode::Sparse, tx).await
+        self.watch(prefixes, None, tx).await
     }
 
     async fn watch_all_from(
@@ -239,7 +238,7 @@ impl KvWatcher for BucketHandle {
         cursor: &WatchCursor,
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
-        self.watch(&[""], Some(cursor), GuardMode::Dense, tx).await
+        self.watch(&[""], Some(cursor), tx).await
     }
 
     async fn watch_prefix_from(
@@ -248,8 +247,7 @@ impl KvWatcher for BucketHandle {
         cursor: &WatchCursor,
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
-        self.watch(&[prefix], Some(cursor), GuardMode::Sparse, tx)
-            .await
+        self.watch(&[prefix], Some(cursor), tx).await
     }
 
     async fn watch_prefixes_from(
@@ -258,8 +256,7 @@ impl KvWatcher for BucketHandle {
         cursor: &WatchCursor,
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
-        self.watch(prefixes, Some(cursor), GuardMode::Sparse, tx)
-            .await
+        self.watch(prefixes, Some(cursor), tx).await
     }
 
     async fn retention(&self) -> Result<Option<Retention>, KvError> {

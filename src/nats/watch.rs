@@ -17,7 +17,7 @@ use super::read::kv_headers;
 use super::request::{read_error, watch_error};
 use crate::kv::{BucketStatus, KvError, KvUpdate, KvWatcher, Retention, WatchCursor};
 use crate::protocol::nats::decode_kv_message;
-use crate::protocol::resume::{GuardCommand, GuardEvent, GuardMode, ResumeCursor, ResumeGuard};
+use crate::protocol::resume::{GuardCommand, GuardEvent, ResumeCursor, ResumeGuard, guard_mode};
 use crate::protocol::subject::{filter_patterns, key_in_scope, prefix_is_valid};
 use crate::protocol::time::Millis;
 
@@ -276,7 +276,6 @@ impl NatsBucket {
         &self,
         prefixes: &[&str],
         cursor: Option<&WatchCursor>,
-        mode: GuardMode,
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
         for prefix in prefixes {
@@ -291,6 +290,7 @@ impl NatsBucket {
             .into_iter()
             .map(|p| format!("$KV.{}.{p}", self.name))
             .collect();
+        let mode = guard_mode(prefixes);
         let started = Instant::now();
         let mut run = WatchRun {
             bucket: self,
@@ -326,15 +326,15 @@ impl NatsBucket {
 #[async_trait]
 impl KvWatcher for NatsBucket {
     async fn watch_all(&self, tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watch(&[""], None, GuardMode::Dense, tx).await
+        self.watch(&[""], None, tx).await
     }
 
     async fn watch_prefix(&self, prefix: &str, tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watch(&[prefix], None, GuardMode::Sparse, tx).await
+        self.watch(&[prefix], None, tx).await
     }
 
     async fn watch_prefixes(&self, prefixes: &[&str], tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watch(prefixes, None, GuardMode::Sparse, tx).await
+        self.watch(prefixes, None, tx).await
     }
 
     async fn watch_all_from(
@@ -342,7 +342,7 @@ impl KvWatcher for NatsBucket {
         cursor: &WatchCursor,
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
-        self.watch(&[""], Some(cursor), GuardMode::Dense, tx).await
+        self.watch(&[""], Some(cursor), tx).await
     }
 
     async fn watch_prefix_from(
@@ -351,8 +351,7 @@ impl KvWatcher for NatsBucket {
         cursor: &WatchCursor,
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
-        self.watch(&[prefix], Some(cursor), GuardMode::Sparse, tx)
-            .await
+        self.watch(&[prefix], Some(cursor), tx).await
     }
 
     async fn watch_prefixes_from(
@@ -361,8 +360,7 @@ impl KvWatcher for NatsBucket {
         cursor: &WatchCursor,
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
-        self.watch(prefixes, Some(cursor), GuardMode::Sparse, tx)
-            .await
+        self.watch(prefixes, Some(cursor), tx).await
     }
 
     async fn retention(&self) -> Result<Option<Retention>, KvError> {

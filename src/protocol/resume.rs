@@ -216,6 +216,19 @@ pub enum GuardMode {
     Sparse,
 }
 
+/// How a watch over `prefixes` is guarded **[addition]**: [`GuardMode::Dense`]
+/// when the scope is unfiltered (some prefix is `""`, so the consumer delivers
+/// every revision of the bucket and a gap is evidence of eviction), otherwise
+/// [`GuardMode::Sparse`]. Both backends take the mode from here, so
+/// `watch_prefix_from("")` is guarded exactly like `watch_all_from`.
+pub fn guard_mode(prefixes: &[&str]) -> GuardMode {
+    if prefixes.contains(&"") {
+        GuardMode::Dense
+    } else {
+        GuardMode::Sparse
+    }
+}
+
 /// An input to the [`ResumeGuard`]; every event carries the caller's `now`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum GuardEvent {

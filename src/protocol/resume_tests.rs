@@ -1489,3 +1489,12 @@ fn deadline_saturates_at_the_end_of_time() {
         vec![GuardCommand::ProbeStream]
     );
 }
+
+#[test]
+fn guard_mode_is_dense_exactly_when_the_scope_is_unfiltered() {
+    assert_eq!(guard_mode(&[""]), GuardMode::Dense);
+    assert_eq!(guard_mode(&["a.", ""]), GuardMode::Dense);
+    assert_eq!(guard_mode(&["a."]), GuardMode::Sparse);
+    assert_eq!(guard_mode(&["a.", "b"]), GuardMode::Sparse);
+    assert_eq!(guard_mode(&[]), GuardMode::Sparse);
+}
