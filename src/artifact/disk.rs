@@ -59,7 +59,7 @@ fn unique_suffix(attempt: u32) -> String {
     out
 }
 
-/// A hidden `.kvfold-artifact-XXXXXX` directory, removed (recursively, without
+/// A hidden `.kvfold-artifact-<random>` directory, removed (recursively, without
 /// following symlinks) when dropped unless disarmed: every error path cleans up.
 #[derive(Debug)]
 pub(crate) struct StageDir {
@@ -208,7 +208,7 @@ pub(crate) fn write_manifest(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotErr
     Ok(())
 }
 
-/// A new hidden `.MANIFEST.json.XXXXXX.tmp` file in `dir`.
+/// A new hidden `.MANIFEST.json.<random>.tmp` file in `dir`.
 fn create_temp_file(dir: &Path) -> io::Result<(PathBuf, File)> {
     for attempt in 0..NAME_ATTEMPTS_MAX {
         let path = dir.join(format!(".{MANIFEST_FILE}.{}.tmp", unique_suffix(attempt)));

@@ -60,7 +60,7 @@ impl Shape {
 /// 5. walks `<artifact>/data` without following symlinks: any undeclared regular
 ///    file, any non-regular entry, or a declared path that is a directory is
 ///    refused (root entries other than `MANIFEST.json` and `data/` are ignored);
-/// 6. creates a hidden `.kvfold-artifact-XXXXXX` stage in `dest`'s parent;
+/// 6. creates a hidden `.kvfold-artifact-<random>` stage in `dest`'s parent;
 /// 7. copies every declared file into the stage while hashing it, never reading
 ///    more than the declared size, `sync_all`s the copy and checks size and digest;
 /// 8. fsyncs every staged directory.
