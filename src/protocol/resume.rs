@@ -216,7 +216,7 @@ pub enum GuardMode {
     Sparse,
 }
 
-/// How a watch over `prefixes` is guarded **[addition]**: [`GuardMode::Dense`]
+/// How a watch over `prefixes` is guarded (an addition): [`GuardMode::Dense`]
 /// when the scope is unfiltered (some prefix is `""`, so the consumer delivers
 /// every revision of the bucket and a gap is evidence of eviction), otherwise
 /// [`GuardMode::Sparse`]. Both backends take the mode from here, so
