@@ -92,6 +92,7 @@ fn bad_regressions_are_refused_as_named() {
                 })
             ),
             "bad_duplicate_keys" => got == Err(ManifestError::DuplicateField("backend".into())),
+            "bad_bucket_unknown_key" => got == Err(ManifestError::UnknownField("extra".into())),
             _ => got.is_err(),
         };
         assert!(ok, "{name}: {got:?}");

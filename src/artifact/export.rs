@@ -8,13 +8,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::bucket::{encode_checked_with_bucket, read_manifest_with_bucket};
 use super::disk::{
     self, COPY_BUFFER_BYTES, DestRule, PAYLOAD_DIR, StageDir, Streamed, check_destination,
-    destination_parent, encode_checked, invalid, manifest_invalid, walk_payload, write_manifest,
+    destination_parent, invalid, manifest_invalid, walk_payload, write_manifest,
 };
 use super::failpoint::{self, E1, E2, E3, E4, E5, E6, E7, E8, S1};
 use super::{ArtifactFile, ExportManifest, fsops};
 use crate::kv::WatchCursor;
+use crate::protocol::identity::BucketIdentity;
 use crate::protocol::manifest::{FoundEntry, validate_payload_path};
 use crate::snapshot::SnapshotError;
 
@@ -34,6 +36,9 @@ pub(crate) struct ExportStage {
     dest: PathBuf,
     parent: PathBuf,
     stage: StageDir,
+    /// The bucket the payload was folded from, written as the manifest's optional
+    /// `bucket` key (docs/artifacts.md "Bucket identity").
+    bucket: Option<BucketIdentity>,
 }
 
 impl ExportStage {
@@ -55,7 +60,16 @@ impl ExportStage {
             dest: dest.to_path_buf(),
             parent,
             stage,
+            bucket: None,
         })
+    }
+
+    /// Names the bucket the payload was folded from in the manifest (`None`: the
+    /// key is omitted, as before it existed).
+    #[must_use]
+    pub(crate) fn with_bucket(mut self, bucket: Option<BucketIdentity>) -> Self {
+        self.bucket = bucket;
+        self
     }
 
     /// Where the backend writes its payload: `<stage>/data`. Not created here,
@@ -120,7 +134,7 @@ impl ExportStage {
             files,
             scope: None,
         };
-        let bytes = encode_checked(&manifest)?;
+        let bytes = encode_checked_with_bucket(&manifest, self.bucket.as_ref())?;
         write_manifest(self.stage.path(), &bytes)?;
         fsops::sync_dir(self.stage.path())?;
         failpoint::hit(E6)?;
@@ -206,7 +220,7 @@ fn publish_dir(stage: &Path, dest: &Path) -> Result<(), SnapshotError> {
 }
 
 /// Records the exporting watch's scope in a published artifact (artifact.md §5.2):
-/// reads and decodes `<dest>/MANIFEST.json`, sets `schema_version = 2` and
+/// reads and decodes `<dest>/MANIFEST.json` (keeping its optional `bucket`), sets `schema_version = 2` and
 /// `scope = Some(prefixes)`, writes the result to a temp file in `dest`,
 /// `sync_all`s it, renames it over `MANIFEST.json` and fsyncs `dest`.
 ///
@@ -223,10 +237,11 @@ pub(crate) fn stamp_scope(
     dest: &Path,
     prefixes: &[String],
 ) -> Result<ExportManifest, SnapshotError> {
-    let mut manifest = disk::read_manifest(dest)?;
+    // The bucket key, if any, is carried over unchanged.
+    let (mut manifest, bucket) = read_manifest_with_bucket(dest)?;
     manifest.schema_version = SCHEMA_SCOPED;
     manifest.scope = Some(prefixes.to_vec());
-    let bytes = encode_checked(&manifest)?;
+    let bytes = encode_checked_with_bucket(&manifest, bucket.as_ref())?;
     write_manifest(dest, &bytes)?;
     failpoint::hit(S1)?;
     fsops::sync_dir(dest)?;

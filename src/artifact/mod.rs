@@ -50,6 +50,7 @@
 // The snapshot backend (`AppendLogSnapshot::export_to` / `import`) and the fold
 // executor (`stamp_scope`) are the callers. Until they are wired in only the unit
 // tests use the staging API, hence the `allow`s; remove them once it is called.
+mod bucket;
 mod disk;
 mod export;
 mod failpoint;
@@ -59,6 +60,7 @@ mod import;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use bucket::artifact_bucket;
 #[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use export::{ExportStage, stamp_scope};
 #[allow(

@@ -3,6 +3,7 @@
 //! channels, timers and blocking tasks, and takes no decision of its own.
 
 mod config;
+mod identity;
 mod progress;
 mod run;
 mod watch_task;

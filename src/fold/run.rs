@@ -237,10 +237,35 @@ where
         applied = tracing::field::Empty,
         committed = tracing::field::Empty,
     );
+    // 6a. Bucket identity (issue 9): same bucket or refuse, before anything is
+    // spawned (after the early shutdown, which runs nothing), inside the span.
+    let (started_on, checked) =
+        match super::identity::check_start(&*watcher, store, resume.as_ref(), armed)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(checked) => checked,
+            Err(refused) => {
+                let applied = early_applied(&refused.store);
+                return WatchEnd {
+                    result: Err(refused.error),
+                    applied,
+                    store: refused.store,
+                };
+            }
+        };
+    store = checked;
     let (tx, mut rx) = mpsc::channel::<KvUpdate>(config.channel_capacity.max(1));
     let task = tokio::spawn(
-        watch_task(Arc::clone(&watcher), scope.clone(), resume.clone(), tx)
-            .instrument(span.clone()),
+        watch_task(
+            Arc::clone(&watcher),
+            scope.clone(),
+            resume.clone(),
+            started_on,
+            armed,
+            tx,
+        )
+        .instrument(span.clone()),
     );
     let mut task = AbortOnDrop(Some(task));
     let prefixes = scope.prefixes();

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
 
 use super::WatchScope;
+use super::identity::check_expired;
 use crate::kv::{KvError, KvUpdate, KvWatcher, WatchCursor};
+use crate::protocol::identity::BucketIdentity;
 
 async fn full_watch(
     watcher: &dyn KvWatcher,
@@ -43,10 +45,17 @@ async fn resumed_watch(
 }
 
 /// Runs the watch of `scope` from `resume` (or state-sync without one) into `tx`.
+///
+/// An expired cursor re-lists only when `protocol::identity::judge_expired` says
+/// the bucket is still the one the run started on (`started_on`) and the cursor
+/// is not ahead of it; otherwise the task ends with the identity refusal, so the
+/// cursor never moves backward onto another bucket's revisions.
 pub(crate) async fn watch_task(
     watcher: Arc<dyn KvWatcher>,
     scope: WatchScope,
     resume: Option<WatchCursor>,
+    started_on: Option<BucketIdentity>,
+    repair_armed: bool,
     tx: Sender<KvUpdate>,
 ) -> Result<(), KvError> {
     let resume = resume.filter(|c| !c.is_none());
@@ -55,6 +64,7 @@ pub(crate) async fn watch_task(
     };
     match resumed_watch(&*watcher, &scope, &cursor, tx.clone()).await {
         Err(KvError::CursorExpired) => {
+            check_expired(&*watcher, &cursor, started_on.as_ref(), repair_armed).await?;
             tracing::warn!(
                 target: "kvfold::repair",
                 cursor = cursor.rank(),

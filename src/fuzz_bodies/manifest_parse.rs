@@ -10,13 +10,15 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::artifact::{ArtifactFile, ExportManifest};
+use crate::protocol::identity::{BucketIdentity, identity_name_is_valid};
 use crate::protocol::manifest::{
     FoundEntry, MAX_MANIFEST_BYTES, ManifestError, check_payload_listing, decode_manifest,
-    encode_manifest, validate_payload_path,
+    decode_manifest_with_bucket, encode_manifest, encode_manifest_with_bucket,
+    validate_payload_path,
 };
 
 /// Top-level keys a manifest may have.
-const MANIFEST_KEYS: [&str; 7] = [
+const MANIFEST_KEYS: [&str; 8] = [
     "schema_version",
     "backend",
     "backend_version",
@@ -24,6 +26,7 @@ const MANIFEST_KEYS: [&str; 7] = [
     "created_at_unix",
     "files",
     "scope",
+    "bucket",
 ];
 
 /// Feeds `data` to `decode_manifest` and checks what it says.
@@ -34,11 +37,17 @@ const MANIFEST_KEYS: [&str; 7] = [
 ///   objects with only schema keys, and `m` holds exactly their values; (schema,
 ///   scope) is (1, none) or (2, some); every path is valid and unique; `files` is
 ///   sorted; digests are 64 lowercase hex characters;
-/// - round trip: `decode(encode(m)) == Ok(m)` and re-encoding is byte-identical;
+/// - round trip: `decode(encode(m)) == Ok(m)` and re-encoding is byte-identical,
+///   also with the optional `bucket` (an addition), which `decode_manifest` drops;
 /// - the listing check accepts exactly the declared files and refuses an extra
 ///   file or a declared path found as a directory.
 pub fn manifest_parse(data: &[u8]) {
-    let decoded = decode_manifest(data);
+    let decoded = decode_manifest_with_bucket(data);
+    assert_eq!(
+        decode_manifest(data),
+        decoded.clone().map(|(manifest, _)| manifest),
+        "decode_manifest is decode_manifest_with_bucket without the bucket"
+    );
     if data.len() > MAX_MANIFEST_BYTES {
         assert_eq!(
             decoded,
@@ -47,8 +56,8 @@ pub fn manifest_parse(data: &[u8]) {
         );
         return;
     }
-    let manifest = match decoded {
-        Ok(manifest) => manifest,
+    let (manifest, bucket) = match decoded {
+        Ok(decoded) => decoded,
         Err(err) => {
             let text = err.to_string();
             assert!(
@@ -59,14 +68,15 @@ pub fn manifest_parse(data: &[u8]) {
             return;
         }
     };
-    check_against_json(data, &manifest);
+    check_against_json(data, &manifest, bucket.as_ref());
     check_accepted_shape(&manifest);
     check_round_trip(&manifest);
+    check_round_trip_with_bucket(&manifest, bucket.as_ref());
     check_listing(&manifest);
 }
 
 /// The accepted bytes, read by the lenient `Value` parser, hold exactly `m`.
-fn check_against_json(data: &[u8], m: &ExportManifest) {
+fn check_against_json(data: &[u8], m: &ExportManifest, bucket: Option<&BucketIdentity>) {
     let value: Value = serde_json::from_slice(data).expect("an accepted manifest is valid JSON");
     let top = value
         .as_object()
@@ -100,6 +110,27 @@ fn check_against_json(data: &[u8], m: &ExportManifest) {
         Some(other) => panic!("accepted scope {other}"),
     };
     assert_eq!(scope, m.scope);
+    let read_bucket = match top.get("bucket") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(object)) => {
+            assert_eq!(object.len(), 2, "a bucket object has exactly two keys");
+            let name = object["name"]
+                .as_str()
+                .expect("the bucket name is a string");
+            assert!(
+                identity_name_is_valid(name),
+                "accepted bucket name {name:?}"
+            );
+            Some(BucketIdentity::new(
+                name,
+                object["created_unix_ms"]
+                    .as_u64()
+                    .expect("created_unix_ms is a u64"),
+            ))
+        }
+        Some(other) => panic!("accepted bucket {other}"),
+    };
+    assert_eq!(read_bucket.as_ref(), bucket);
     let elements = top["files"].as_array().expect("files is an array");
     let mut files: Vec<ArtifactFile> = elements
         .iter()
@@ -186,6 +217,28 @@ fn check_round_trip(m: &ExportManifest) {
         encoded,
         "re-encoding is byte-identical"
     );
+}
+
+/// The same round trip with the bucket: decoding the encoding gives both back,
+/// and without a bucket the bytes are exactly `encode_manifest`'s.
+fn check_round_trip_with_bucket(m: &ExportManifest, bucket: Option<&BucketIdentity>) {
+    let encoded = encode_manifest_with_bucket(m, bucket);
+    if bucket.is_none() {
+        assert_eq!(encoded, encode_manifest(m), "no bucket, no extra bytes");
+    }
+    match decode_manifest_with_bucket(&encoded) {
+        Ok((again, again_bucket)) => {
+            assert_eq!(&again, m);
+            assert_eq!(again_bucket.as_ref(), bucket);
+            assert_eq!(
+                encode_manifest_with_bucket(&again, again_bucket.as_ref()),
+                encoded,
+                "re-encoding with the bucket is byte-identical"
+            );
+        }
+        Err(ManifestError::TooLarge { .. }) => {}
+        Err(err) => panic!("own encoding with a bucket refused: {err}"),
+    }
 }
 
 /// The listing kernel against the declared files.

@@ -7,6 +7,7 @@
 //! compatibility kernels, their five enums and [`cursor_rank`].
 
 pub mod fold;
+pub mod identity;
 pub mod lease;
 pub mod log;
 pub mod manifest;

@@ -13,6 +13,7 @@ use super::store::SnapshotStore;
 use super::writer::{DEFAULT_COMPACT_THRESHOLD, SnapshotWriter};
 use crate::artifact::{ExportManifest, ExportStage, PayloadShape, import_artifact};
 use crate::kv::{KvEntry, KvUpdate, WatchCursor};
+use crate::protocol::identity::BucketIdentity;
 use crate::protocol::log::{LogFormat, Tail, replay};
 
 /// The payload file of an append-log artifact, under `data/`.
@@ -157,6 +158,8 @@ impl AppendLogSnapshot {
             }
             Ok(replayed.cursor)
         };
+        // A record beside a destination that does not exist yet is stale.
+        super::identity::clear_stale(dest_path)?;
         import_artifact(
             artifact_dir,
             dest_path,
@@ -165,6 +168,7 @@ impl AppendLogSnapshot {
             check_version,
             open_staged,
         )?;
+        super::identity::carry_from_artifact(artifact_dir, dest_path)?;
         Self::open_with(dest_path, config)
     }
 
@@ -284,6 +288,17 @@ impl SnapshotStore for AppendLogSnapshot {
                 self.map.len()
             )));
         }
-        stage.seal_and_finalize(BACKEND, format_version(format), &self.cursor)
+        let bucket = super::identity::read(self.writer.path())?;
+        stage
+            .with_bucket(bucket)
+            .seal_and_finalize(BACKEND, format_version(format), &self.cursor)
+    }
+
+    fn bucket_identity(&self) -> Result<Option<BucketIdentity>, SnapshotError> {
+        super::identity::read(self.writer.path())
+    }
+
+    fn record_bucket_identity(&mut self, identity: &BucketIdentity) -> Result<(), SnapshotError> {
+        super::identity::write(self.writer.path(), identity)
     }
 }

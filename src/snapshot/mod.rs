@@ -13,6 +13,7 @@
 mod append_log;
 mod compact;
 mod file;
+mod identity;
 mod load;
 mod store;
 mod writer;

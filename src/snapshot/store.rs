@@ -6,6 +6,7 @@ use std::path::Path;
 use super::SnapshotError;
 use crate::artifact::ExportManifest;
 use crate::kv::{KvEntry, KvUpdate, WatchCursor};
+use crate::protocol::identity::BucketIdentity;
 
 /// A durable fold: a batch and its cursor become durable together; reads see the
 /// fold; `export_to` writes an artifact whose manifest cursor equals `cursor()`.
@@ -54,4 +55,23 @@ pub trait SnapshotStore: Sized + Send {
     /// Writes an artifact at `dest_dir` (absent or empty); on `Ok` it is complete and
     /// fsynced, and its manifest cursor equals `cursor()`.
     fn export_to(&mut self, dest_dir: &Path) -> Result<ExportManifest, SnapshotError>;
+
+    /// The identity of the bucket this fold was folded from, as last recorded by
+    /// [`record_bucket_identity`](SnapshotStore::record_bucket_identity) (or carried
+    /// in by an import); `None` when none was recorded. An addition (issue 9): the
+    /// default records nothing, so a store that keeps none stays unverified and
+    /// `watch_applied` can only check its cursor against the bucket.
+    fn bucket_identity(&self) -> Result<Option<BucketIdentity>, SnapshotError> {
+        Ok(None)
+    }
+
+    /// Durably records the identity of the bucket this fold is folded from,
+    /// replacing any earlier one. `watch_applied` calls it before the first apply
+    /// of a store that recorded none (or of an empty one), and a backend's
+    /// `export_to` names it in the artifact's manifest. An addition (issue 9); the
+    /// default keeps nothing.
+    fn record_bucket_identity(&mut self, identity: &BucketIdentity) -> Result<(), SnapshotError> {
+        let _ = identity;
+        Ok(())
+    }
 }

@@ -8,6 +8,7 @@ use super::wire::WireManifest;
 use super::{ManifestError, PathFault};
 use crate::artifact::{ArtifactFile, ExportManifest};
 use crate::kv::WatchCursor;
+use crate::protocol::identity::{BucketIdentity, identity_name_is_valid};
 
 /// The layout without `scope`.
 const SCHEMA_UNSCOPED: u32 = 1;
@@ -24,8 +25,15 @@ const DIGEST_HEX_LEN: usize = 64;
 
 /// Judges a parsed manifest: steps 4–7 in order. On success the files are in
 /// canonical order (sorted by path), so `decode(encode(m)) == m`.
-pub(super) fn judge(wire: WireManifest) -> Result<ExportManifest, ManifestError> {
+pub(super) fn judge(
+    wire: WireManifest,
+) -> Result<(ExportManifest, Option<BucketIdentity>), ManifestError> {
     check_schema_scope(wire.schema_version, wire.scope.is_some())?;
+    if let Some(bucket) = &wire.bucket
+        && !identity_name_is_valid(&bucket.name)
+    {
+        return Err(ManifestError::BadBucketName);
+    }
     let mut files = wire.files;
     check_paths(&files)?;
     if let Some(bad) = files.iter().find(|file| !is_digest_hex(&file.blake3)) {
@@ -35,7 +43,7 @@ pub(super) fn judge(wire: WireManifest) -> Result<ExportManifest, ManifestError>
     }
     let cursor = decode_cursor_hex(&wire.cursor_hex)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(ExportManifest {
+    let manifest = ExportManifest {
         schema_version: wire.schema_version,
         backend: wire.backend,
         backend_version: wire.backend_version,
@@ -43,7 +51,8 @@ pub(super) fn judge(wire: WireManifest) -> Result<ExportManifest, ManifestError>
         created_at_unix: wire.created_at_unix,
         files,
         scope: wire.scope,
-    })
+    };
+    Ok((manifest, wire.bucket))
 }
 
 /// Step 4, the (schema, scope) matrix: 1 without scope, 2 with scope (any list,

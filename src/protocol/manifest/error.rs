@@ -66,6 +66,10 @@ pub enum ManifestError {
         /// Whether a non-null `scope` was present.
         has_scope: bool,
     },
+    /// The optional `bucket` names an empty bucket or one longer than
+    /// `protocol::identity::BUCKET_NAME_BYTES_MAX` bytes (an addition).
+    #[error("manifest bucket name is empty or too long")]
+    BadBucketName,
     /// `cursor_hex` is not even-length hex of at most 40 characters, or its bytes
     /// are refused by `WatchCursor::from_bytes`.
     #[error("manifest cursor_hex is not a valid cursor encoding")]

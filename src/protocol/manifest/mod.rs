@@ -15,7 +15,10 @@
 //!    bytes. Steps 2 and 3 are one streaming pass, so among their failures the
 //!    first in document order wins;
 //! 4. the (schema, scope) matrix: schema 1 without `scope` (absent or `null`),
-//!    schema 2 with `scope` (any list), nothing else;
+//!    schema 2 with `scope` (any list), nothing else; then the optional `bucket`
+//!    (an addition, allowed in both schemas: absent, `null`, or an object with
+//!    exactly `name` and `created_unix_ms`) must name a non-empty bucket of at
+//!    most 256 bytes;
 //! 5. payload paths ([`validate_payload_path`]), then no duplicate path and no
 //!    path that is a directory of another;
 //! 6. digests: 64 lowercase hex characters;
@@ -26,7 +29,8 @@
 //!
 //! # Canonical form
 //!
-//! [`encode_manifest`] writes the keys in table order, `files` sorted by path,
+//! [`encode_manifest`] (and [`encode_manifest_with_bucket`], which adds `bucket`
+//! as the last key) writes the keys in table order, `files` sorted by path,
 //! `cursor_hex` in lower case, pretty-printed as `serde_json::to_vec_pretty` prints
 //! it, without a trailing newline. [`decode_manifest`] returns `files` sorted by
 //! path as well, so for every accepted input `decode(encode(m)) == m`, and encoding
@@ -47,6 +51,7 @@ pub use error::{ManifestError, PathFault};
 pub use listing::{FoundEntry, check_payload_listing};
 
 use crate::artifact::{ArtifactFile, ExportManifest};
+use crate::protocol::identity::BucketIdentity;
 
 /// Hard cap on manifest bytes (1 MiB): larger inputs are refused unparsed, so a
 /// small input never causes a large allocation and a large one is refused cheaply.
@@ -60,6 +65,19 @@ pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 ///
 /// The first failed check, in the order of the module docs.
 pub fn decode_manifest(bytes: &[u8]) -> Result<ExportManifest, ManifestError> {
+    decode_manifest_with_bucket(bytes).map(|(manifest, _)| manifest)
+}
+
+/// [`decode_manifest`], also returning the optional `bucket` key (an addition:
+/// the identity of the bucket the payload was folded from; `None` when the key is
+/// absent or `null`, as in every artifact written before it existed).
+///
+/// # Errors
+///
+/// The first failed check, in the order of the module docs.
+pub fn decode_manifest_with_bucket(
+    bytes: &[u8],
+) -> Result<(ExportManifest, Option<BucketIdentity>), ManifestError> {
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge { len: bytes.len() });
     }
@@ -82,6 +100,15 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<ExportManifest, ManifestError> {
 /// Infallible: it does not validate. Writers run [`decode_manifest`] on the result
 /// and refuse to write bytes it rejects.
 pub fn encode_manifest(manifest: &ExportManifest) -> Vec<u8> {
+    encode_manifest_with_bucket(manifest, None)
+}
+
+/// [`encode_manifest`] with the optional `bucket` key last (omitted when `None`,
+/// so a manifest without one is byte-identical to [`encode_manifest`]'s).
+pub fn encode_manifest_with_bucket(
+    manifest: &ExportManifest,
+    bucket: Option<&BucketIdentity>,
+) -> Vec<u8> {
     let mut files: Vec<WireFileOut<'_>> = manifest
         .files
         .iter()
@@ -100,6 +127,7 @@ pub fn encode_manifest(manifest: &ExportManifest) -> Vec<u8> {
         created_at_unix: manifest.created_at_unix,
         files,
         scope: manifest.scope.as_deref(),
+        bucket,
     };
     serde_json::to_vec_pretty(&wire)
         .expect("strings, integers and arrays of them always serialize into a Vec")
@@ -116,6 +144,8 @@ struct WireManifestOut<'a> {
     files: Vec<WireFileOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bucket: Option<&'a BucketIdentity>,
 }
 
 /// The writer's view of one `files` element.

@@ -656,3 +656,121 @@ fn listing_check_table() {
         );
     }
 }
+
+// --- the optional `bucket` key (an addition; docs/artifacts.md "Bucket identity") ---
+
+/// The spec example with a `bucket` member spliced in before the closing brace.
+fn with_bucket(bucket_json: &str) -> String {
+    let body = SPEC_EXAMPLE
+        .strip_suffix('}')
+        .expect("the example ends with a brace");
+    format!("{},\n  \"bucket\": {bucket_json}\n}}", body.trim_end())
+}
+
+#[test]
+fn a_bucket_round_trips_and_is_written_last() {
+    let bucket = BucketIdentity::new("cfg", 1_767_225_600_123);
+    let manifest = sample(2, Some(vec!["config.".into()]));
+    let bytes = encode_manifest_with_bucket(&manifest, Some(&bucket));
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(
+        text.ends_with(
+            "  \"bucket\": {\n    \"name\": \"cfg\",\n    \"created_unix_ms\": 1767225600123\n  }\n}"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        decode_manifest_with_bucket(&bytes),
+        Ok((manifest.clone(), Some(bucket)))
+    );
+    // The plain decoder reads the same manifest; the plain encoder omits the key.
+    assert_eq!(decode_manifest(&bytes), Ok(manifest.clone()));
+    assert_eq!(
+        encode_manifest_with_bucket(&manifest, None),
+        SPEC_EXAMPLE.as_bytes()
+    );
+}
+
+#[test]
+fn a_manifest_without_a_bucket_still_decodes_with_none() {
+    assert_eq!(
+        decode_manifest_with_bucket(SPEC_EXAMPLE.as_bytes()),
+        Ok((sample(2, Some(vec!["config.".into()])), None))
+    );
+    assert_eq!(
+        decode_manifest_with_bucket(with_bucket("null").as_bytes()),
+        Ok((sample(2, Some(vec!["config.".into()])), None))
+    );
+    // Allowed in schema 1 as well.
+    let schema1 = format!(
+        "{}, \"bucket\": {{\"name\": \"b\", \"created_unix_ms\": 0}}}}",
+        doc("1", None, &files_of(&["data/fold.snap"]), "2a")
+            .strip_suffix('}')
+            .unwrap()
+    );
+    let (_, bucket) = decode_manifest_with_bucket(schema1.as_bytes()).unwrap();
+    assert_eq!(bucket, Some(BucketIdentity::new("b", 0)));
+}
+
+#[test]
+fn a_malformed_bucket_is_refused_strictly() {
+    let cases: [(&str, ManifestError); 8] = [
+        (
+            r#"{"name": "cfg"}"#,
+            ManifestError::MissingField("created_unix_ms"),
+        ),
+        (
+            r#"{"created_unix_ms": 1}"#,
+            ManifestError::MissingField("name"),
+        ),
+        (
+            r#"{"name": "cfg", "created_unix_ms": 1, "extra": 0}"#,
+            ManifestError::UnknownField("extra".into()),
+        ),
+        (
+            r#"{"name": "cfg", "name": "x", "created_unix_ms": 1}"#,
+            ManifestError::DuplicateField("name".into()),
+        ),
+        (
+            r#"{"name": 5, "created_unix_ms": 1}"#,
+            ManifestError::WrongType { field: "name" },
+        ),
+        (
+            r#"{"name": "cfg", "created_unix_ms": -1}"#,
+            ManifestError::WrongType {
+                field: "created_unix_ms",
+            },
+        ),
+        (
+            r#"["cfg", 1]"#,
+            ManifestError::WrongType { field: "bucket" },
+        ),
+        (
+            r#"{"name": "", "created_unix_ms": 1}"#,
+            ManifestError::BadBucketName,
+        ),
+    ];
+    for (bucket, expected) in cases {
+        assert_eq!(
+            decode_manifest(with_bucket(bucket).as_bytes()),
+            Err(expected),
+            "bucket {bucket}"
+        );
+    }
+    let long = format!(
+        r#"{{"name": "{}", "created_unix_ms": 1}}"#,
+        "a".repeat(crate::protocol::identity::BUCKET_NAME_BYTES_MAX + 1)
+    );
+    assert_eq!(
+        decode_manifest(with_bucket(&long).as_bytes()),
+        Err(ManifestError::BadBucketName)
+    );
+    let twice = format!(
+        "{}, \"bucket\": null}}",
+        with_bucket("null").strip_suffix('}').unwrap()
+    );
+    assert_eq!(
+        decode_manifest(twice.as_bytes()),
+        Err(ManifestError::DuplicateField("bucket".into()))
+    );
+}

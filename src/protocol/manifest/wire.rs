@@ -15,6 +15,7 @@ use serde_json::error::Category;
 
 use super::ManifestError;
 use crate::artifact::ArtifactFile;
+use crate::protocol::identity::BucketIdentity;
 
 /// A manifest exactly as the JSON said, before the value checks.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ pub(super) struct WireManifest {
     pub(super) created_at_unix: u64,
     pub(super) files: Vec<ArtifactFile>,
     pub(super) scope: Option<Vec<String>>,
+    pub(super) bucket: Option<BucketIdentity>,
 }
 
 /// Reads `bytes` as one strict manifest object followed only by whitespace.
@@ -101,7 +103,7 @@ impl ParseState {
 }
 
 /// The keys of the top-level object, in the order of artifact.md §3's table.
-const MANIFEST_FIELDS: [&str; 7] = [
+const MANIFEST_FIELDS: [&str; 8] = [
     "schema_version",
     "backend",
     "backend_version",
@@ -109,9 +111,16 @@ const MANIFEST_FIELDS: [&str; 7] = [
     "created_at_unix",
     "files",
     "scope",
+    "bucket",
 ];
-/// Index of the only optional key in [`MANIFEST_FIELDS`].
+/// Index of the optional `scope` key in [`MANIFEST_FIELDS`].
 const SCOPE: usize = 6;
+/// Index of the optional `bucket` key in [`MANIFEST_FIELDS`] (an addition: the
+/// identity of the bucket the fold was folded from).
+const BUCKET: usize = 7;
+
+/// The keys of the `bucket` object.
+const BUCKET_FIELDS: [&str; 2] = ["name", "created_unix_ms"];
 
 /// The keys of a `files` element.
 const FILE_FIELDS: [&str; 3] = ["path", "size", "blake3"];
@@ -197,6 +206,7 @@ impl<'de> Visitor<'de> for ManifestSeed<'_> {
         let mut created_at_unix = 0u64;
         let mut files = Vec::new();
         let mut scope = None;
+        let mut bucket = None;
         loop {
             let key = KeySeed {
                 state: &mut *state,
@@ -221,10 +231,11 @@ impl<'de> Visitor<'de> for ManifestSeed<'_> {
                 3 => cursor_hex = map.next_value_seed(StringSeed)?,
                 4 => created_at_unix = map.next_value_seed(U64Seed)?,
                 5 => files = map.next_value_seed(FilesSeed { state: &mut *state })?,
-                _ => scope = map.next_value_seed(ScopeSeed)?,
+                SCOPE => scope = map.next_value_seed(ScopeSeed)?,
+                _ => bucket = map.next_value_seed(BucketSeed { state: &mut *state })?,
             }
         }
-        if let Some(missing) = first_missing(&MANIFEST_FIELDS, seen, 1 << SCOPE) {
+        if let Some(missing) = first_missing(&MANIFEST_FIELDS, seen, (1 << SCOPE) | (1 << BUCKET)) {
             return Err(state.refuse(ManifestError::MissingField(missing)));
         }
         Ok(WireManifest {
@@ -235,6 +246,7 @@ impl<'de> Visitor<'de> for ManifestSeed<'_> {
             created_at_unix,
             files,
             scope,
+            bucket,
         })
     }
 }
@@ -405,5 +417,65 @@ impl<'de> Visitor<'de> for ScopeSeed {
             prefixes.push(prefix);
         }
         Ok(Some(prefixes))
+    }
+}
+
+/// Reads `bucket`: `null` (absent) or an object `{ "name", "created_unix_ms" }`
+/// with exactly those keys.
+struct BucketSeed<'s> {
+    state: &'s mut ParseState,
+}
+
+impl<'de> DeserializeSeed<'de> for BucketSeed<'_> {
+    type Value = Option<BucketIdentity>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BucketSeed<'_> {
+    type Value = Option<BucketIdentity>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("null or a bucket object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let state = self.state;
+        let mut seen = 0u8;
+        let mut name = String::new();
+        let mut created_unix_ms = 0u64;
+        loop {
+            let key = KeySeed {
+                state: &mut *state,
+                fields: &BUCKET_FIELDS,
+                seen: &mut seen,
+            };
+            let Some(index) = map.next_key_seed(key)? else {
+                break;
+            };
+            // A type error while reading this value is a wrong type of the field.
+            state.at = At::Field(BUCKET_FIELDS[index]);
+            match index {
+                0 => name = map.next_value_seed(StringSeed)?,
+                _ => created_unix_ms = map.next_value_seed(U64Seed)?,
+            }
+        }
+        if let Some(missing) = first_missing(&BUCKET_FIELDS, seen, 0) {
+            return Err(state.refuse(ManifestError::MissingField(missing)));
+        }
+        Ok(Some(BucketIdentity {
+            name,
+            created_unix_ms,
+        }))
     }
 }

@@ -1,0 +1,87 @@
+//! The optional `bucket` key of `MANIFEST.json` on disk (issue 9, docs/artifacts.md
+//! "Bucket identity"): reading it from a published artifact, and the self-checked
+//! encoding that writes it. The byte rules are `protocol::manifest`'s; this file
+//! only reads and encodes. Never writes anything but through `disk`.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::Path;
+
+use super::disk::{encode_checked, invalid, manifest_invalid};
+use super::{ExportManifest, MANIFEST_FILE};
+use crate::protocol::identity::BucketIdentity;
+use crate::protocol::manifest::{
+    MAX_MANIFEST_BYTES, ManifestError, decode_manifest_with_bucket, encode_manifest_with_bucket,
+};
+use crate::snapshot::SnapshotError;
+
+/// Reads and decodes `<dir>/MANIFEST.json` with its optional bucket: a regular
+/// file of at most `MAX_MANIFEST_BYTES` (the I1 rules), never read whole when larger.
+///
+/// # Errors
+///
+/// `ArtifactInvalid` for a missing, non-regular, oversized or invalid manifest;
+/// `Io` for local failures.
+pub(crate) fn read_manifest_with_bucket(
+    dir: &Path,
+) -> Result<(ExportManifest, Option<BucketIdentity>), SnapshotError> {
+    let path = dir.join(MANIFEST_FILE);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(invalid(format!("no {MANIFEST_FILE} in {}", dir.display())));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if !meta.is_file() {
+        return Err(invalid(format!(
+            "{MANIFEST_FILE} in {} is not a regular file",
+            dir.display()
+        )));
+    }
+    let cap = u64::try_from(MAX_MANIFEST_BYTES).unwrap_or(u64::MAX);
+    if meta.len() > cap {
+        return Err(manifest_invalid(ManifestError::TooLarge {
+            len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+        }));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    File::open(&path)?.take(cap + 1).read_to_end(&mut bytes)?;
+    decode_manifest_with_bucket(&bytes).map_err(manifest_invalid)
+}
+
+/// The bucket an artifact names, or `None` (an artifact written before the key
+/// existed, or by `export_to` of a store that recorded no bucket).
+///
+/// # Errors
+///
+/// As [`read_manifest_with_bucket`].
+pub(crate) fn artifact_bucket(dir: &Path) -> Result<Option<BucketIdentity>, SnapshotError> {
+    read_manifest_with_bucket(dir).map(|(_, bucket)| bucket)
+}
+
+/// Canonical manifest bytes with the bucket, self-checked like `encode_checked`:
+/// kvfold never writes a manifest it would refuse or that reads back differently.
+///
+/// # Errors
+///
+/// `Backend` when the bytes would not read back unchanged (a writer bug).
+pub(crate) fn encode_checked_with_bucket(
+    manifest: &ExportManifest,
+    bucket: Option<&BucketIdentity>,
+) -> Result<Vec<u8>, SnapshotError> {
+    let Some(named) = bucket else {
+        // Without a bucket the bytes are exactly `encode_manifest`'s.
+        return encode_checked(manifest);
+    };
+    let bytes = encode_manifest_with_bucket(manifest, Some(named));
+    match decode_manifest_with_bucket(&bytes) {
+        Ok((back, back_bucket)) if back == *manifest && back_bucket.as_ref() == bucket => Ok(bytes),
+        Ok(_) => Err(SnapshotError::Backend(
+            "refusing to write an invalid manifest: it does not read back unchanged".into(),
+        )),
+        Err(err) => Err(SnapshotError::Backend(format!(
+            "refusing to write an invalid manifest: {err}"
+        ))),
+    }
+}

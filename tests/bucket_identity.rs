@@ -1,0 +1,824 @@
+//! A fold checks which bucket it folds (issue 9, defect 9): a store records the
+//! identity of its bucket (name + creation time) on its first run, every artifact
+//! names it in `MANIFEST.json`, and `watch_applied` refuses, with an identity
+//! error and without touching the store or the bucket, to resume or start a fold
+//! on another bucket or on a recreated one, and to resume a cursor that is ahead
+//! of the bucket. The scenarios are generic over `Connection` and run on the
+//! embedded backend here and on a live nats-server (`nats_*` tests, feature
+//! `nats`).
+
+#[cfg(feature = "nats")]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kvfold::protocol::identity::{BucketIdentity, is_identity_refusal};
+use kvfold::protocol::manifest::decode_manifest_with_bucket;
+use kvfold::{
+    AppendLogSnapshot, BatchConfig, Connection, ExportRequest, KvError, KvStore, KvUpdate,
+    KvWatcher, MANIFEST_FILE, MemoryConnection, SnapshotStore, StoreConfig, WatchCursor, WatchEnd,
+    WatchScope, watch_applied_owned,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+const THRESHOLD: u64 = 1 << 20;
+
+fn batch() -> BatchConfig {
+    BatchConfig {
+        window: Duration::from_millis(5),
+        max: 64,
+        channel_capacity: 256,
+    }
+}
+
+fn config(name: &str) -> StoreConfig {
+    StoreConfig {
+        name: name.to_string(),
+        max_bytes: Some(-1),
+        max_history: Some(5),
+        ..StoreConfig::default()
+    }
+}
+
+async fn bucket(conn: &dyn Connection, name: &str) -> Arc<dyn KvStore> {
+    conn.store_with_config(config(name))
+        .await
+        .unwrap_or_else(|e| panic!("bucket {name}: {e}"))
+}
+
+/// Writes `n` keys `<prefix><i>`; returns the last revision.
+async fn put_n(store: &Arc<dyn KvStore>, prefix: &str, n: usize) -> u64 {
+    let writer = store.writer().expect("a writer");
+    let mut last = 0;
+    for i in 0..n {
+        last = writer
+            .put(&format!("{prefix}{i}"), format!("v{i}").as_bytes())
+            .await
+            .expect("put")
+            .as_u64()
+            .expect("revisions");
+    }
+    last
+}
+
+fn watcher(store: &Arc<dyn KvStore>) -> Arc<dyn KvWatcher> {
+    store.watcher().expect("a watcher")
+}
+
+/// What `apply` saw.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<KvUpdate>>>);
+
+impl Seen {
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// One run of `watch_applied_owned`, ended by a shutdown once `until` revisions
+/// are applied (or by the run itself when it refuses). Bounded: 20 s.
+async fn run(
+    watcher: Arc<dyn KvWatcher>,
+    resume: Option<WatchCursor>,
+    store: AppendLogSnapshot,
+    until: u64,
+    exports: Option<mpsc::Receiver<ExportRequest>>,
+) -> (WatchEnd<AppendLogSnapshot>, Seen) {
+    let seen = Seen::default();
+    let applied = seen.clone();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let stopper = Arc::clone(&stop_tx);
+    let fut = watch_applied_owned(
+        watcher,
+        WatchScope::All,
+        resume,
+        None,
+        Some(store),
+        exports,
+        batch(),
+        |u: &KvUpdate| Some(u.clone()),
+        move |updates: Vec<KvUpdate>| applied.0.lock().unwrap().extend(updates),
+        move |c: WatchCursor| {
+            if c.rank() >= until {
+                let _ = stopper.send(true);
+            }
+        },
+        stop_rx,
+    );
+    let end = tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .expect("the run ends within 20 s");
+    drop(stop_tx);
+    (end, seen)
+}
+
+fn open(path: &Path) -> (WatchCursor, AppendLogSnapshot) {
+    AppendLogSnapshot::open(path, THRESHOLD).expect("opens")
+}
+
+fn assert_identity_refusal(end: &WatchEnd<AppendLogSnapshot>) {
+    match &end.result {
+        Err(e) if is_identity_refusal(e) => {}
+        other => panic!("expected a bucket identity refusal, got {other:?}"),
+    }
+}
+
+async fn identity_of(store: &Arc<dyn KvStore>) -> BucketIdentity {
+    let status = watcher(store)
+        .status()
+        .await
+        .expect("status")
+        .expect("the backend reports a status");
+    BucketIdentity::of_status(&status)
+}
+
+/// Folds `cfg` (9 writes) into a fresh store at `path`; returns the store and
+/// `cfg`'s identity.
+async fn fold_cfg(conn: &dyn Connection, path: &Path) -> (AppendLogSnapshot, BucketIdentity) {
+    let cfg = bucket(conn, "cfg").await;
+    assert_eq!(put_n(&cfg, "cfg.", 9).await, 9);
+    let (_, store) = open(path);
+    let (end, seen) = run(watcher(&cfg), None, store, 9, None).await;
+    assert_eq!(end.result, Ok(WatchCursor::from_u64(9)));
+    assert_eq!(seen.count(), 9);
+    let store = end.store.expect("store back");
+    let id = identity_of(&cfg).await;
+    assert_eq!(
+        store.bucket_identity().expect("reads"),
+        Some(id.clone()),
+        "the store recorded cfg's identity"
+    );
+    (store, id)
+}
+
+/// The store's log and identity files, byte for byte.
+fn files_of(path: &Path) -> (Vec<u8>, Vec<u8>) {
+    let mut sidecar = path.as_os_str().to_owned();
+    sidecar.push(".bucket");
+    (
+        std::fs::read(path).expect("log"),
+        std::fs::read(PathBuf::from(sidecar)).expect("identity record"),
+    )
+}
+
+// ---- scenarios (generic over the backend) ----
+
+async fn cursor_from_another_bucket_is_refused(conn: &dyn Connection, dir: &Path) {
+    let path = dir.join("fold.snap");
+    let (store, cfg_id) = fold_cfg(conn, &path).await;
+    drop(store);
+    let big = bucket(conn, "big").await;
+    assert_eq!(put_n(&big, "big.", 20).await, 20);
+    let (cursor, store) = open(&path);
+    let before = files_of(&path);
+    assert_eq!(cursor, WatchCursor::from_u64(9));
+    let (end, seen) = run(watcher(&big), Some(cursor.clone()), store, 20, None).await;
+    assert_identity_refusal(&end);
+    assert_eq!(seen.count(), 0, "nothing of big was applied");
+    assert_eq!(end.applied, cursor);
+    let store = end.store.expect("the store is handed back");
+    assert_eq!(store.cursor(), cursor);
+    assert_eq!(store.range("big.").unwrap().len(), 0);
+    assert_eq!(store.bucket_identity().unwrap(), Some(cfg_id));
+    drop(store);
+    assert_eq!(files_of(&path), before, "the store's files are untouched");
+    assert_eq!(
+        watcher(&big).last_revision().await.unwrap(),
+        Some(20),
+        "big untouched"
+    );
+}
+
+async fn store_of_another_bucket_without_a_cursor_is_refused(conn: &dyn Connection, dir: &Path) {
+    let path = dir.join("fold.snap");
+    let (store, _) = fold_cfg(conn, &path).await;
+    drop(store);
+    let other = bucket(conn, "other").await;
+    put_n(&other, "other.", 3).await;
+    let (_, store) = open(&path);
+    let before = files_of(&path);
+    let (end, seen) = run(watcher(&other), None, store, 3, None).await;
+    assert_identity_refusal(&end);
+    assert_eq!(seen.count(), 0);
+    let store = end.store.expect("store back");
+    assert_eq!(store.range("other.").unwrap().len(), 0, "no keys mixed in");
+    assert_eq!(store.range("cfg.").unwrap().len(), 9);
+    drop(store);
+    assert_eq!(files_of(&path), before);
+}
+
+async fn imported_artifact_resumed_on_another_bucket_is_refused(conn: &dyn Connection, dir: &Path) {
+    let path = dir.join("fold.snap");
+    let (store, cfg_id) = fold_cfg(conn, &path).await;
+    let cfg = bucket(conn, "cfg").await;
+    // Export through a running fold (the manifest is stamped with the scope).
+    let (export_tx, export_rx) = mpsc::channel(1);
+    let artifact = dir.join("artifact");
+    let (reply_tx, reply_rx) = oneshot::channel();
+    export_tx
+        .send(ExportRequest {
+            dest_dir: artifact.clone(),
+            reply: reply_tx,
+        })
+        .await
+        .unwrap();
+    let exporter = tokio::spawn(run(
+        watcher(&cfg),
+        Some(store.cursor()),
+        store,
+        10,
+        Some(export_rx),
+    ));
+    let manifest = tokio::time::timeout(Duration::from_secs(20), reply_rx)
+        .await
+        .expect("export within 20 s")
+        .expect("reply")
+        .expect("export ok");
+    assert_eq!(manifest.cursor, WatchCursor::from_u64(9));
+    put_n(&cfg, "late.", 1).await; // lets the exporting run reach revision 10 and stop
+    let (end, _) = exporter.await.unwrap();
+    assert_eq!(end.result, Ok(WatchCursor::from_u64(10)));
+    let bytes = std::fs::read(artifact.join(MANIFEST_FILE)).unwrap();
+    let (_, named) = decode_manifest_with_bucket(&bytes).expect("valid manifest");
+    assert_eq!(named, Some(cfg_id.clone()), "the manifest names the bucket");
+
+    let replica = dir.join("replica.snap");
+    let (cursor, imported) =
+        AppendLogSnapshot::import(&artifact, &replica, THRESHOLD).expect("imports");
+    assert_eq!(cursor, WatchCursor::from_u64(9));
+    assert_eq!(imported.bucket_identity().unwrap(), Some(cfg_id));
+    let big = bucket(conn, "big").await;
+    put_n(&big, "big.", 20).await;
+    let (end, seen) = run(watcher(&big), Some(cursor.clone()), imported, 20, None).await;
+    assert_identity_refusal(&end);
+    assert_eq!(seen.count(), 0);
+    assert_eq!(end.store.expect("store back").cursor(), cursor);
+
+    // The same replica resumes on its own bucket: only the tail (revision 10).
+    let (cursor, imported) = open(&replica);
+    let (end, seen) = run(watcher(&cfg), Some(cursor), imported, 10, None).await;
+    assert_eq!(end.result, Ok(WatchCursor::from_u64(10)));
+    assert_eq!(seen.count(), 1);
+}
+
+/// `recreate` deletes `cfg` and creates it again, empty.
+async fn cursor_ahead_of_a_recreated_bucket_is_refused<F, Fut>(
+    conn: &dyn Connection,
+    dir: &Path,
+    recreate: F,
+) where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let path = dir.join("fold.snap");
+    let (store, _) = fold_cfg(conn, &path).await;
+    let cfg = bucket(conn, "cfg").await;
+    put_n(&cfg, "more.", 21).await;
+    let (end, _) = run(watcher(&cfg), Some(store.cursor()), store, 30, None).await;
+    assert_eq!(end.result, Ok(WatchCursor::from_u64(30)));
+    drop(end.store);
+
+    recreate().await;
+    let cfg = bucket(conn, "cfg").await;
+    assert_eq!(put_n(&cfg, "new.", 5).await, 5, "revisions start over");
+
+    // With the store (its identity names the earlier bucket; its cursor is ahead).
+    let (cursor, store) = open(&path);
+    let before = files_of(&path);
+    assert_eq!(cursor, WatchCursor::from_u64(30));
+    let (end, seen) = run(watcher(&cfg), Some(cursor.clone()), store, 5, None).await;
+    assert_identity_refusal(&end);
+    assert_eq!(seen.count(), 0);
+    assert_eq!(end.applied, cursor, "the committed cursor never moves back");
+    let store = end.store.expect("store back");
+    assert_eq!(store.cursor(), cursor);
+    assert_eq!(store.range("new.").unwrap().len(), 0);
+    drop(store);
+    assert_eq!(files_of(&path), before);
+
+    // A bare cursor (no store) ahead of the stream is refused as well.
+    let (end, seen) = run_without_store(watcher(&cfg), Some(cursor)).await;
+    assert!(
+        matches!(&end, Err(e) if is_identity_refusal(e)),
+        "got {end:?}"
+    );
+    assert_eq!(seen.count(), 0);
+}
+
+async fn run_without_store(
+    watcher: Arc<dyn KvWatcher>,
+    resume: Option<WatchCursor>,
+) -> (Result<WatchCursor, KvError>, Seen) {
+    let seen = Seen::default();
+    let applied = seen.clone();
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let fut = watch_applied_owned::<KvUpdate, AppendLogSnapshot, _, _, _, _>(
+        watcher,
+        WatchScope::All,
+        resume,
+        None,
+        None,
+        None,
+        batch(),
+        |u: &KvUpdate| Some(u.clone()),
+        move |updates: Vec<KvUpdate>| applied.0.lock().unwrap().extend(updates),
+        |_c: WatchCursor| {},
+        stop_rx,
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .expect("a refused run ends at once");
+    (end.result, seen)
+}
+
+async fn an_empty_store_is_rebound_and_the_same_bucket_resumes(conn: &dyn Connection, dir: &Path) {
+    let path = dir.join("fold.snap");
+    let (store, cfg_id) = fold_cfg(conn, &path).await;
+    drop(store);
+    // The log is deleted, its identity record left behind: the store is empty
+    // and is rebound to whatever bucket it folds next.
+    std::fs::remove_file(&path).unwrap();
+    let big = bucket(conn, "big").await;
+    put_n(&big, "big.", 4).await;
+    let (cursor, store) = open(&path);
+    assert!(cursor.is_none());
+    assert_eq!(store.bucket_identity().unwrap(), Some(cfg_id));
+    let (end, seen) = run(watcher(&big), None, store, 4, None).await;
+    assert_eq!(end.result, Ok(WatchCursor::from_u64(4)));
+    assert_eq!(seen.count(), 4);
+    let store = end.store.unwrap();
+    assert_eq!(
+        store.bucket_identity().unwrap(),
+        Some(identity_of(&big).await)
+    );
+}
+
+// ---- embedded backend ----
+
+async fn memory() -> MemoryConnection {
+    let conn = MemoryConnection::new();
+    conn.connect().await.expect("connects");
+    conn
+}
+
+#[tokio::test]
+async fn memory_a_cursor_from_another_bucket_is_refused_and_both_stay_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    cursor_from_another_bucket_is_refused(&memory().await, dir.path()).await;
+}
+
+#[tokio::test]
+async fn memory_a_store_of_another_bucket_started_without_a_cursor_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    store_of_another_bucket_without_a_cursor_is_refused(&memory().await, dir.path()).await;
+}
+
+#[tokio::test]
+async fn memory_an_imported_artifact_resumed_on_another_bucket_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    imported_artifact_resumed_on_another_bucket_is_refused(&memory().await, dir.path()).await;
+}
+
+#[tokio::test]
+async fn memory_a_cursor_ahead_of_a_recreated_bucket_is_refused_and_never_moves_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = memory().await;
+    let faults = conn.faults();
+    cursor_ahead_of_a_recreated_bucket_is_refused(&conn, dir.path(), || async move {
+        faults
+            .recreate_bucket("cfg", None, None)
+            .expect("recreates");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_an_empty_store_is_rebound_to_the_bucket_it_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    an_empty_store_is_rebound_and_the_same_bucket_resumes(&memory().await, dir.path()).await;
+}
+
+// ---- live nats-server: two buckets on one server ----
+
+#[cfg(feature = "nats")]
+mod nats {
+    use super::*;
+    use common::nats::{NatsCluster, NatsServer, js_request_sync};
+    use kvfold::{NatsConnection, NatsConnectionConfig};
+
+    async fn connected(server: &NatsServer) -> NatsConnection {
+        connected_to(server.url()).await
+    }
+
+    async fn connected_to(url: String) -> NatsConnection {
+        let conn = NatsConnection::new(NatsConnectionConfig {
+            url,
+            creds: None,
+            creds_file: None,
+        });
+        conn.connect().await.expect("connects");
+        conn
+    }
+
+    /// The identity must not change when nothing was recreated: a restart of the
+    /// server keeps the stream's creation time, so a fold resumes after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_the_identity_survives_a_server_restart_and_the_fold_resumes() {
+        let mut server = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fold.snap");
+        let conn = connected(&server).await;
+        let (store, before) = fold_cfg(&conn, &path).await;
+        drop(store);
+        drop(conn);
+        let server = tokio::task::spawn_blocking(move || {
+            server.restart();
+            server
+        })
+        .await
+        .unwrap();
+        let conn = connected(&server).await;
+        let cfg = bucket(&conn, "cfg").await;
+        assert_eq!(
+            identity_of(&cfg).await,
+            before,
+            "same stream, same identity"
+        );
+        put_n(&cfg, "after.", 2).await;
+        let (cursor, store) = open(&path);
+        let (end, seen) = run(watcher(&cfg), Some(cursor), store, 11, None).await;
+        assert_eq!(end.result, Ok(WatchCursor::from_u64(11)));
+        assert_eq!(seen.count(), 2, "only the tail");
+    }
+
+    /// On an R3 bucket every leader reports the same creation time: a leader
+    /// change is not a recreation.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_the_identity_is_the_same_after_an_r3_leader_change() {
+        let mut cluster = NatsCluster::start(3);
+        let conn = connected_to(cluster.urls()).await;
+        let cfg = conn
+            .store_with_config(StoreConfig {
+                num_replicas: Some(3),
+                ..config("cfg")
+            })
+            .await
+            .expect("R3 bucket");
+        put_n(&cfg, "k.", 3).await;
+        let before = identity_of(&cfg).await;
+        let created = cluster.stream_info("KV_cfg")["created"].clone();
+        let killed = tokio::task::spawn_blocking(move || {
+            let killed = cluster.kill_leader("KV_cfg");
+            let leader = cluster.stream_leader("KV_cfg");
+            assert_ne!(leader, killed);
+            let after = cluster.stream_info("KV_cfg")["created"].clone();
+            (cluster, after)
+        })
+        .await
+        .unwrap();
+        let (_cluster, after) = killed;
+        assert_eq!(
+            after, created,
+            "the new leader reports the same creation time"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match watcher(&cfg).status().await {
+                Ok(Some(status)) => {
+                    assert_eq!(BucketIdentity::of_status(&status), before);
+                    break;
+                }
+                other => assert!(
+                    std::time::Instant::now() < deadline,
+                    "status after the leader change: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_a_cursor_from_another_bucket_is_refused_and_both_stay_untouched() {
+        let server = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        cursor_from_another_bucket_is_refused(&connected(&server).await, dir.path()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_a_store_of_another_bucket_started_without_a_cursor_is_refused() {
+        let server = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        store_of_another_bucket_without_a_cursor_is_refused(&connected(&server).await, dir.path())
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_an_imported_artifact_resumed_on_another_bucket_is_refused() {
+        let server = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        imported_artifact_resumed_on_another_bucket_is_refused(
+            &connected(&server).await,
+            dir.path(),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_a_cursor_ahead_of_a_recreated_bucket_is_refused_and_never_moves_back() {
+        let server = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let port = server.port();
+        cursor_ahead_of_a_recreated_bucket_is_refused(
+            &connected(&server).await,
+            dir.path(),
+            || async move {
+                tokio::task::spawn_blocking(move || {
+                    js_request_sync(
+                        port,
+                        "$JS.API.STREAM.DELETE.KV_cfg",
+                        &serde_json::Value::Null,
+                    )
+                    .expect("stream deleted");
+                })
+                .await
+                .unwrap();
+            },
+        )
+        .await;
+    }
+}
+
+// ---- the expiry path: a resumed watch reports `CursorExpired` ----
+
+mod expiry {
+    use std::collections::VecDeque;
+
+    use async_trait::async_trait;
+    use kvfold::{BucketStatus, KvEntry, Retention, VersionToken};
+    use tokio::sync::mpsc::Sender;
+
+    use super::*;
+
+    const CREATED: u64 = 1_767_225_600_000;
+
+    /// A bucket whose resumed watch always reports the cursor expired, whose
+    /// state-sync watch delivers `listing`, and whose status readings are
+    /// `statuses` in turn (the last one repeats).
+    struct Expiring {
+        statuses: Mutex<VecDeque<BucketStatus>>,
+        listing: Vec<KvUpdate>,
+    }
+
+    fn status(created: u64, first: u64, last: u64) -> BucketStatus {
+        BucketStatus::new(
+            "cfg",
+            first,
+            last,
+            created,
+            Retention {
+                evicts_current_values: false,
+                first_revision: first,
+            },
+        )
+    }
+
+    fn put(key: &str, rev: u64) -> KvUpdate {
+        KvUpdate::Put(KvEntry {
+            key: key.to_string(),
+            value: b"v".to_vec(),
+            version: VersionToken::from_u64(rev),
+        })
+    }
+
+    #[async_trait]
+    impl KvWatcher for Expiring {
+        async fn watch_all(&self, tx: Sender<KvUpdate>) -> Result<(), KvError> {
+            for update in &self.listing {
+                if tx.send(update.clone()).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+
+        async fn watch_prefix(&self, _p: &str, tx: Sender<KvUpdate>) -> Result<(), KvError> {
+            self.watch_all(tx).await
+        }
+
+        async fn watch_prefixes(&self, _p: &[&str], tx: Sender<KvUpdate>) -> Result<(), KvError> {
+            self.watch_all(tx).await
+        }
+
+        async fn watch_all_from(
+            &self,
+            _cursor: &WatchCursor,
+            _tx: Sender<KvUpdate>,
+        ) -> Result<(), KvError> {
+            Err(KvError::CursorExpired)
+        }
+
+        fn bucket_name(&self) -> Option<&str> {
+            Some("cfg")
+        }
+
+        async fn status(&self) -> Result<Option<BucketStatus>, KvError> {
+            let mut statuses = self.statuses.lock().unwrap();
+            let next = if statuses.len() > 1 {
+                statuses.pop_front()
+            } else {
+                statuses.front().cloned()
+            };
+            Ok(next)
+        }
+    }
+
+    /// A store at cursor 3123 that recorded `cfg` created at `CREATED`.
+    fn store_at_3123(path: &Path) -> AppendLogSnapshot {
+        let (_, mut store) = open(path);
+        store
+            .record_bucket_identity(&BucketIdentity::new("cfg", CREATED))
+            .unwrap();
+        store
+            .apply(&[put("old", 3000)], &WatchCursor::from_u64(3123))
+            .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_bucket_recreated_after_the_start_check_is_refused_on_expiry_not_relisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fold.snap");
+        let store = store_at_3123(&path);
+        // At start the bucket is still the recorded one (head 3200); by the time
+        // the resumed watch runs it was recreated and holds revisions 1..=2995.
+        let watcher = Arc::new(Expiring {
+            statuses: Mutex::new(VecDeque::from([
+                status(CREATED, 1, 3200),
+                status(CREATED + 5_000, 1, 2995),
+            ])),
+            listing: vec![put("new", 1), put("newer", 2995)],
+        });
+        let cursor = WatchCursor::from_u64(3123);
+        let (end, seen) = run(watcher, Some(cursor.clone()), store, 2995, None).await;
+        assert_identity_refusal(&end);
+        assert_eq!(seen.count(), 0, "nothing re-listed");
+        assert_eq!(end.applied, cursor, "the committed cursor never moves back");
+        let store = end.store.expect("store back");
+        assert_eq!(store.cursor(), cursor);
+        assert_eq!(store.range("new").unwrap().len(), 0, "no keys mixed in");
+    }
+
+    #[tokio::test]
+    async fn a_cursor_below_the_floor_of_the_same_bucket_still_relists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fold.snap");
+        let store = store_at_3123(&path);
+        let watcher = Arc::new(Expiring {
+            statuses: Mutex::new(VecDeque::from([status(CREATED, 4000, 4001)])),
+            listing: vec![put("a", 4000), put("b", 4001)],
+        });
+        let (end, seen) = run(
+            watcher,
+            Some(WatchCursor::from_u64(3123)),
+            store,
+            4001,
+            None,
+        )
+        .await;
+        assert_eq!(end.result, Ok(WatchCursor::from_u64(4001)));
+        assert_eq!(seen.count(), 2);
+    }
+}
+
+// ---- the append log's identity record ----
+
+mod record {
+    use super::*;
+
+    fn sidecar(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".bucket");
+        PathBuf::from(name)
+    }
+
+    #[test]
+    fn the_record_survives_a_reopen_and_is_replaced_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fold.snap");
+        let (_, mut store) = open(&path);
+        assert_eq!(store.bucket_identity().unwrap(), None);
+        store
+            .record_bucket_identity(&BucketIdentity::new("a", 1))
+            .unwrap();
+        store
+            .record_bucket_identity(&BucketIdentity::new("b", 2))
+            .unwrap();
+        drop(store);
+        let (_, store) = open(&path);
+        assert_eq!(
+            store.bucket_identity().unwrap(),
+            Some(BucketIdentity::new("b", 2))
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.ends_with(".tmp")),
+            "no temp file left: {names:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_record_refuses_the_run_with_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fold.snap");
+        let (_, store) = open(&path);
+        drop(store);
+        std::fs::write(sidecar(&path), b"{\"name\":\"cfg\"").unwrap();
+        let (_, store) = open(&path);
+        assert!(matches!(
+            store.bucket_identity(),
+            Err(kvfold::SnapshotError::InvalidFormat(_))
+        ));
+        let conn = memory().await;
+        let cfg = bucket(&conn, "cfg").await;
+        put_n(&cfg, "k", 1).await;
+        let (end, seen) = run(watcher(&cfg), None, store, 1, None).await;
+        assert!(
+            matches!(&end.result, Err(KvError::WatchError(m)) if m.contains("bucket identity")),
+            "{:?}",
+            end.result
+        );
+        assert_eq!(seen.count(), 0);
+        assert!(end.store.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_import_replaces_a_stale_record_and_a_direct_export_names_the_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = memory().await;
+        let path = dir.path().join("fold.snap");
+        let (mut store, cfg_id) = fold_cfg(&conn, &path).await;
+        // A direct export names the bucket too (schema 1, no scope).
+        let direct = dir.path().join("direct");
+        store.export_to(&direct).unwrap();
+        let bytes = std::fs::read(direct.join(MANIFEST_FILE)).unwrap();
+        let (manifest, named) = decode_manifest_with_bucket(&bytes).unwrap();
+        assert_eq!((manifest.schema_version, named), (1, Some(cfg_id.clone())));
+        // A stale record beside the import destination is replaced.
+        let replica = dir.path().join("replica.snap");
+        std::fs::write(
+            sidecar(&replica),
+            b"{\"name\":\"stale\",\"created_unix_ms\":1}\n",
+        )
+        .unwrap();
+        let (_, imported) = AppendLogSnapshot::import(&direct, &replica, THRESHOLD).unwrap();
+        assert_eq!(imported.bucket_identity().unwrap(), Some(cfg_id));
+        // An artifact that names no bucket (an older one) leaves no record behind.
+        let older = dir.path().join("older");
+        std::fs::create_dir(&older).unwrap();
+        std::fs::create_dir(older.join("data")).unwrap();
+        std::fs::copy(direct.join("data/fold.snap"), older.join("data/fold.snap")).unwrap();
+        let plain = kvfold::protocol::manifest::encode_manifest(&manifest);
+        std::fs::write(older.join(MANIFEST_FILE), plain).unwrap();
+        let second = dir.path().join("second.snap");
+        std::fs::write(
+            sidecar(&second),
+            b"{\"name\":\"stale\",\"created_unix_ms\":1}\n",
+        )
+        .unwrap();
+        let (_, imported) = AppendLogSnapshot::import(&older, &second, THRESHOLD).unwrap();
+        assert_eq!(imported.bucket_identity().unwrap(), None);
+        assert!(!sidecar(&second).exists());
+    }
+}
+
+// ---- the recorded bytes: never a panic, canonical round trip ----
+
+mod bytes {
+    use kvfold::protocol::identity::{BUCKET_NAME_BYTES_MAX, decode_identity, encode_identity};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_to_an_identity_or_a_typed_error(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(identity) = decode_identity(&data) {
+                prop_assert!(!identity.name.is_empty() && identity.name.len() <= BUCKET_NAME_BYTES_MAX);
+            }
+        }
+
+        #[test]
+        fn every_valid_identity_round_trips_byte_exactly(name in "\\PC{1,64}", created in any::<u64>()) {
+            let identity = BucketIdentity::new(name, created);
+            let bytes = encode_identity(&identity);
+            prop_assert_eq!(decode_identity(&bytes), Ok(identity.clone()));
+            prop_assert_eq!(encode_identity(&decode_identity(&bytes).unwrap()), bytes);
+        }
+    }
+}
