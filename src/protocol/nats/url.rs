@@ -240,6 +240,8 @@ enum Entry {
 struct Analysis<'a> {
     url: &'a str,
     pieces: Vec<Piece>,
+    /// `lows[j]`: the first piece an entry ending at piece `j` may start at.
+    lows: Vec<usize>,
     /// `ends[k]`: a reading of pieces `k..` exists.
     ends: Vec<bool>,
     /// Number of readings, saturated at 2.
@@ -261,9 +263,19 @@ impl<'a> Analysis<'a> {
             start += raw.len() + 1;
         }
         let n = pieces.len();
+        // A piece after the first that starts with a scheme always starts an entry.
+        let mut lows = Vec::with_capacity(n);
+        let mut low = 0;
+        for (j, piece) in pieces.iter().enumerate() {
+            if piece.scheme_len > 0 {
+                low = j;
+            }
+            lows.push(low);
+        }
         let mut analysis = Analysis {
             url,
             pieces,
+            lows,
             ends: vec![false; n + 1],
             readings: 0,
         };
@@ -289,14 +301,9 @@ impl<'a> Analysis<'a> {
         Some(analysis)
     }
 
-    /// The first pieces `i` an entry ending at piece `j` may start at: a piece
-    /// after the first one that starts with a scheme always starts an entry.
+    /// The pieces `i` an entry ending at piece `j` may start at.
     fn candidate_starts(&self, j: usize) -> Range<usize> {
-        let mut lo = j;
-        while lo > 0 && self.pieces[lo].scheme_len == 0 {
-            lo -= 1;
-        }
-        lo..j + 1
+        self.lows[j]..j + 1
     }
 
     /// The entry made of pieces `i..=j`, if it is one.
