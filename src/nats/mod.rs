@@ -31,10 +31,11 @@ use request::OP_TIMEOUT;
 /// Configuration for a NATS connection.
 ///
 /// `Debug` never shows credentials: `creds` and `creds_file` appear only as
-/// presence, and a password in the URL is masked.
+/// presence, and the user info of every URL entry is masked (`[redacted]@host`).
 #[derive(Clone)]
 pub struct NatsConnectionConfig {
-    /// Server URL(s), comma-separated; may carry `user:pass@` (percent-encoded).
+    /// Server URL(s), comma-separated; may carry `user:pass@` or `token@`
+    /// (docs/nats-backend.md "URL credentials").
     pub url: String,
     /// Base64 of a `.creds` file's content.
     pub creds: Option<String>,

@@ -228,13 +228,14 @@ pub fn wait_ready(
     expected_name: &str,
     within: Duration,
 ) -> Result<ServerInfo, ReadyError> {
-    wait_ready_inner(port, expected_name, None, within, &mut || None)
+    wait_ready_inner(port, expected_name, None, None, within, &mut || None)
 }
 
 fn wait_ready_inner(
     port: u16,
     expected_name: &str,
     expected_cluster: Option<&str>,
+    auth: Option<&ServerAuth>,
     within: Duration,
     exited: &mut dyn FnMut() -> Option<String>,
 ) -> Result<ServerInfo, ReadyError> {
@@ -243,7 +244,7 @@ fn wait_ready_inner(
         if let Some(status) = exited() {
             return Err(ReadyError::Exited(status));
         }
-        let why = match probe(port, expected_name, expected_cluster) {
+        let why = match probe(port, expected_name, expected_cluster, auth) {
             Ok(info) => return Ok(info),
             Err(Probe::Fatal(err)) => return Err(err),
             Err(Probe::NotYet(why)) => why,
@@ -259,9 +260,10 @@ fn probe(
     port: u16,
     expected_name: &str,
     expected_cluster: Option<&str>,
+    auth: Option<&ServerAuth>,
 ) -> Result<ServerInfo, Probe> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut conn = match RawConn::open(addr, PROBE_TIMEOUT) {
+    let mut conn = match RawConn::open_as(addr, PROBE_TIMEOUT, auth) {
         Ok(conn) => conn,
         Err(RawError::Io(why)) => return Err(Probe::NotYet(why)),
         Err(RawError::Protocol(why)) => return Err(Probe::Fatal(ReadyError::Foreign(why))),
@@ -310,6 +312,15 @@ struct RawConn {
 
 impl RawConn {
     fn open(addr: SocketAddr, within: Duration) -> Result<RawConn, RawError> {
+        RawConn::open_as(addr, within, None)
+    }
+
+    /// Like `open`, authenticating with `auth` in CONNECT.
+    fn open_as(
+        addr: SocketAddr,
+        within: Duration,
+        auth: Option<&ServerAuth>,
+    ) -> Result<RawConn, RawError> {
         let deadline = Instant::now() + within;
         let io = |what: &str, err: std::io::Error| RawError::Io(format!("{what} {addr}: {err}"));
         let stream = TcpStream::connect_timeout(&addr, within).map_err(|e| io("connect", e))?;
@@ -331,12 +342,20 @@ impl RawConn {
         };
         conn.info = serde_json::from_str(json.trim())
             .map_err(|e| RawError::Protocol(format!("INFO is not JSON ({e}): {json:?}")))?;
+        let mut connect = json!({
+            "verbose": false, "pedantic": false, "headers": true, "no_responders": true,
+            "protocol": 1, "lang": "rust", "version": "0", "name": "kvfold-test-harness",
+        });
+        match auth {
+            None => {}
+            Some(ServerAuth::UserPassword { user, password }) => {
+                connect["user"] = json!(user);
+                connect["pass"] = json!(password);
+            }
+            Some(ServerAuth::Token(token)) => connect["auth_token"] = json!(token),
+        }
         conn.writer
-            .write_all(
-                b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\
-                  \"no_responders\":true,\"protocol\":1,\"lang\":\"rust\",\
-                  \"version\":\"0\",\"name\":\"kvfold-test-harness\"}\r\n",
-            )
+            .write_all(format!("CONNECT {connect}\r\n").as_bytes())
             .map_err(|e| io("write CONNECT", e))?;
         Ok(conn)
     }
@@ -540,6 +559,16 @@ struct ClusterRole {
     route_ports: Vec<u16>,
 }
 
+/// Client authentication a test server requires: `--user`/`--pass` or `--auth`
+/// (a token). The harness's own probes authenticate with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerAuth {
+    /// One user in the global account (JetStream enabled).
+    UserPassword { user: String, password: String },
+    /// A token (`nats://TOKEN@host` on the client side).
+    Token(String),
+}
+
 /// One `nats-server` process we started, with its own port and temporary
 /// store directory (§14 "Single node"). Dropping it SIGKILLs the process,
 /// waits for it and removes the directory; if the thread is panicking, the
@@ -552,6 +581,7 @@ pub struct NatsServer {
     dir: TempDir,
     child: Option<Child>,
     info: Option<ServerInfo>,
+    auth: Option<ServerAuth>,
 }
 
 impl NatsServer {
@@ -562,10 +592,19 @@ impl NatsServer {
     ///
     /// If the binary is missing ([`NOT_FOUND`]) or no attempt became ready.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(None)
+    }
+
+    /// Like [`NatsServer::start`], for a server that requires `auth` from clients.
+    pub fn start_with_auth(auth: ServerAuth) -> NatsServer {
+        NatsServer::start_with(Some(auth))
+    }
+
+    fn start_with(auth: Option<ServerAuth>) -> NatsServer {
         let mut failures = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
             let port = free_ports(1)[0];
-            match NatsServer::start_on_port(port) {
+            match NatsServer::start_on_port_with(port, auth.clone()) {
                 Ok(server) => return server,
                 Err(err) => failures.push(format!("attempt {attempt} (port {port}): {err}")),
             }
@@ -580,8 +619,13 @@ impl NatsServer {
     /// process fails with [`ReadyError::Exited`] (the bind failed) or
     /// [`ReadyError::NameMismatch`] (the other server answered first).
     pub fn start_on_port(port: u16) -> Result<NatsServer, ReadyError> {
+        NatsServer::start_on_port_with(port, None)
+    }
+
+    fn start_on_port_with(port: u16, auth: Option<ServerAuth>) -> Result<NatsServer, ReadyError> {
         let name = format!("kvfold-test-{}-{}", std::process::id(), next_seq());
         let mut server = NatsServer::unstarted(name, port, None);
+        server.auth = auth;
         server.spawn();
         match server.await_ready(READY_WITHIN) {
             Ok(()) => Ok(server),
@@ -605,6 +649,7 @@ impl NatsServer {
             dir,
             child: None,
             info: None,
+            auth: None,
         }
     }
 
@@ -629,6 +674,15 @@ impl NatsServer {
             .arg("--store_dir")
             .arg(self.store_dir())
             .args(["--server_name", &self.name]);
+        match &self.auth {
+            None => {}
+            Some(ServerAuth::UserPassword { user, password }) => {
+                cmd.args(["--user", user]).args(["--pass", password]);
+            }
+            Some(ServerAuth::Token(token)) => {
+                cmd.args(["--auth", token]);
+            }
+        }
         if let Some(role) = &self.cluster {
             let routes: Vec<String> = role
                 .route_ports
@@ -653,6 +707,7 @@ impl NatsServer {
         let port = self.port;
         let name = self.name.clone();
         let cluster = self.cluster.as_ref().map(|role| role.cluster_name.clone());
+        let auth = self.auth.clone();
         let child = self.child.as_mut().expect("await_ready after spawn");
         let mut exited = || {
             child
@@ -661,7 +716,14 @@ impl NatsServer {
                 .flatten()
                 .map(|status| status.to_string())
         };
-        let outcome = wait_ready_inner(port, &name, cluster.as_deref(), within, &mut exited);
+        let outcome = wait_ready_inner(
+            port,
+            &name,
+            cluster.as_deref(),
+            auth.as_ref(),
+            within,
+            &mut exited,
+        );
         match outcome {
             Ok(info) => {
                 self.info = Some(info);

@@ -15,6 +15,13 @@ pub use message::{MessageHeaders, WireKind, decode_kv_message, wire_kind};
 
 use super::time::Millis;
 
+// The server URL list: credentials and redaction (nats-backend.md §3.1).
+mod url;
+pub use url::{
+    MAX_SERVER_LIST_BYTES, MAX_SERVER_LIST_PIECES, REDACTED, ServerList, ServerListError,
+    UrlCredentials, parse_server_list, redact_server_list,
+};
+
 /// Bound on every NATS request/response, in ms.
 pub const KV_OP_TIMEOUT_MS: u64 = 30_000;
 /// Retries of a retryable answer (`retry_delay(1..=MAX_RETRIES)`).
