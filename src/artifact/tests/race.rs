@@ -209,4 +209,36 @@ mod deterministic {
         );
         assert_no_leftovers(scratch.root.path());
     }
+
+    #[test]
+    fn a_refused_link_fails_closed_without_a_replacing_fallback() {
+        // A filesystem without hard links answers `link(2)` with EPERM. Linux
+        // does the same for a directory source, which `rename(2)` would happily
+        // move: swap the staged file for a directory in the window at `I11`, so
+        // only a replacing fallback could make this import succeed.
+        let scratch = Scratch::new();
+        let [mine, _] = two_log_artifacts(&scratch);
+        let dest = scratch.path("fold");
+        let root = scratch.root.path().to_path_buf();
+        failpoint::arm_hook(I11, move || {
+            let stage = root.join(&stages_in(&root)[0]);
+            let staged = stage.join("data").join(LOG_FILE);
+            fs::remove_file(&staged).unwrap();
+            fs::create_dir(&staged).unwrap();
+        });
+        let result = import_log(&mine, &dest);
+        failpoint::disarm_all();
+        match result {
+            Err(SnapshotError::Io(err)) => {
+                assert!(err.to_string().contains("without replacing"), "{err}");
+            }
+            other => panic!("expected Io for the refused link, got {other:?}"),
+        }
+        assert!(
+            fs::symlink_metadata(&dest).is_err(),
+            "nothing lands at the destination"
+        );
+        assert_no_leftovers(scratch.root.path());
+        import_log(&mine, &dest).expect("a retry succeeds");
+    }
 }
