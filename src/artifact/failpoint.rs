@@ -1,5 +1,6 @@
 //! Named failpoints for the crash-consistency tests (artifact.md §8): one point per
-//! staging step (`E1`–`E8`, `S1`, `I1`–`I10`). Without the `failpoints` feature every
+//! staging step (`E1`–`E8`, `S1`, `I1`–`I12`; `I11` and `I12` are finalize's
+//! sub-steps around `I10`, numbered after the spec's points to keep those names). Without the `failpoints` feature every
 //! point is an inlined `Ok(())`; with it, a point may return an injected error or
 //! abort the process. Adds no public item.
 //!
@@ -9,7 +10,9 @@
 //!   run, as in a real crash) or `error` (an injected `io::Error`); crash tests set it
 //!   on a child process that re-executes the test binary;
 //! - in unit tests, `arm(name, Action::Error)` on the current thread (staging runs on
-//!   the caller's thread, so parallel tests do not see each other's points).
+//!   the caller's thread, so parallel tests do not see each other's points), or
+//!   `arm_hook(name, f)`, which runs `f` once when the point is hit (a test plays a
+//!   racing process there).
 
 /// Export: before the destination check.
 pub(crate) const E1: &str = "E1";
@@ -47,13 +50,20 @@ pub(crate) const I7: &str = "I7";
 pub(crate) const I8: &str = "I8";
 /// Import: stage complete, before the backend's cursor gate opens it.
 pub(crate) const I9: &str = "I9";
-/// Import: staged payload renamed onto the destination, before its parent is fsynced.
+/// Import: destination re-checked, before the staged payload is published onto it
+/// (hit before `I10`).
+pub(crate) const I11: &str = "I11";
+/// Import: staged payload published (file: linked, directory: renamed) onto the
+/// destination, before its parent is fsynced.
 pub(crate) const I10: &str = "I10";
+/// Import, single file: published and the parent fsynced, before the staged name
+/// (a second link to the installed file) is removed (hit after `I10`).
+pub(crate) const I12: &str = "I12";
 
 #[cfg(feature = "failpoints")]
 pub(crate) use enabled::hit;
 #[cfg(all(feature = "failpoints", test))]
-pub(crate) use enabled::{Action, arm, disarm_all};
+pub(crate) use enabled::{Action, arm, arm_hook, disarm_all};
 
 /// Without the feature: every point passes.
 #[cfg(not(feature = "failpoints"))]
@@ -81,10 +91,35 @@ mod enabled {
         Abort,
     }
 
+    /// A one-shot callback armed at a point by `arm_hook`.
+    #[cfg(test)]
+    type Hook = Box<dyn FnOnce()>;
+
     #[cfg(test)]
     thread_local! {
         /// Points armed on this thread by `arm`.
         static ARMED: RefCell<Vec<(&'static str, Action)>> = const { RefCell::new(Vec::new()) };
+        /// Callbacks armed on this thread by `arm_hook`.
+        static HOOKS: RefCell<Vec<(&'static str, Hook)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Runs `hook` once, the first time `name` is hit on the current thread (before
+    /// any action armed there). Disarmed by `disarm_all` if never hit.
+    #[cfg(test)]
+    pub(crate) fn arm_hook(name: &'static str, hook: impl FnOnce() + 'static) {
+        HOOKS.with(|hooks| hooks.borrow_mut().push((name, Box::new(hook))));
+    }
+
+    /// Takes the hook armed for `name` on this thread, if any.
+    #[cfg(test)]
+    fn take_hook(name: &str) -> Option<Hook> {
+        HOOKS.with(|hooks| {
+            let mut hooks = hooks.borrow_mut();
+            let at = hooks
+                .iter()
+                .position(|(armed_name, _)| *armed_name == name)?;
+            Some(hooks.remove(at).1)
+        })
     }
 
     /// Arms `name` on the current thread until `disarm_all`.
@@ -93,10 +128,11 @@ mod enabled {
         ARMED.with(|armed| armed.borrow_mut().push((name, action)));
     }
 
-    /// Disarms every point armed on the current thread.
+    /// Disarms every point and hook armed on the current thread.
     #[cfg(test)]
     pub(crate) fn disarm_all() {
         ARMED.with(|armed| armed.borrow_mut().clear());
+        HOOKS.with(|hooks| hooks.borrow_mut().clear());
     }
 
     /// The action armed for `name` on this thread, if any.
@@ -132,8 +168,12 @@ mod enabled {
         })
     }
 
-    /// Passes, fails or aborts, as armed for `name`.
+    /// Passes, fails or aborts, as armed for `name` (after running its hook, if any).
     pub(crate) fn hit(name: &'static str) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(hook) = take_hook(name) {
+            hook();
+        }
         match thread_action(name).or_else(|| env_action(name)) {
             None => Ok(()),
             Some(Action::Error) => Err(io::Error::other(format!(

@@ -1,7 +1,8 @@
 //! The file operations staging performs that matter for durability (create, write,
-//! fsync, rename), in one place. Under `cfg(test)` each one is also recorded on a
-//! per-thread log, so a unit test can review the order "write → `sync_all` →
-//! rename → fsync of the directory it landed in" (artifact.md §8, C1).
+//! fsync, rename, hard link, remove), in one place. Under `cfg(test)` each one is
+//! also recorded on a per-thread log, so a unit test can review the order "write →
+//! `sync_all` → rename or link → fsync of the directory it landed in" (artifact.md
+//! §8, C1) and that a linked stage name is removed only after that fsync.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -51,6 +52,22 @@ pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `to` a second name of the file `from` (`link(2)`). Never replaces: an
+/// existing `to`, even a dangling symlink, fails with `AlreadyExists`. This is the
+/// no-replace publish of a single-file import (docs/artifacts.md §3).
+pub(crate) fn link(from: &Path, to: &Path) -> io::Result<()> {
+    fs::hard_link(from, to)?;
+    record::link(from, to);
+    Ok(())
+}
+
+/// Removes the file (or symlink) `path`.
+pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+    fs::remove_file(path)?;
+    record::op(record::Op::Remove, path);
+    Ok(())
+}
+
 /// The per-thread operation log behind the durability review (tests only).
 pub(crate) mod record {
     use std::path::Path;
@@ -68,6 +85,8 @@ pub(crate) mod record {
         SyncFile,
         /// A directory was fsynced.
         SyncDir,
+        /// A file name was removed.
+        Remove,
     }
 
     /// One entry of the log.
@@ -78,6 +97,8 @@ pub(crate) mod record {
         Op(Op, PathBuf),
         /// A rename from `.0` to `.1`.
         Rename(PathBuf, PathBuf),
+        /// A hard link: `.1` became a second name of the file `.0`.
+        Link(PathBuf, PathBuf),
     }
 
     #[cfg(test)]
@@ -100,6 +121,15 @@ pub(crate) mod record {
     pub(crate) fn rename(from: &Path, to: &Path) {
         #[cfg(test)]
         push(Entry::Rename(from.to_path_buf(), to.to_path_buf()));
+        #[cfg(not(test))]
+        let _ = (from, to);
+    }
+
+    /// Records a hard link when recording is on.
+    #[cfg_attr(not(test), inline(always))]
+    pub(crate) fn link(from: &Path, to: &Path) {
+        #[cfg(test)]
+        push(Entry::Link(from.to_path_buf(), to.to_path_buf()));
         #[cfg(not(test))]
         let _ = (from, to);
     }

@@ -1,8 +1,9 @@
 //! Import staging (artifact.md §6): the trust boundary for artifacts delivered by
 //! untrusted transports. Re-verifies the manifest, the listing, every size and
 //! digest while copying into a hidden stage, lets the backend check the staged
-//! payload's cursor, and only then renames it onto the destination. Nothing lands
-//! at the destination on any failure.
+//! payload's cursor, and only then publishes it onto the destination without ever
+//! replacing what is there (a hard link for a file, a rename that refuses a
+//! non-empty directory for a tree). Nothing lands at the destination on any failure.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -13,7 +14,7 @@ use super::disk::{
     self, COPY_BUFFER_BYTES, DestRule, PAYLOAD_DIR, StageDir, Streamed, check_destination,
     destination_parent, invalid, manifest_invalid, walk_payload,
 };
-use super::failpoint::{self, I1, I2, I3, I4, I5, I6, I7, I8, I9, I10};
+use super::failpoint::{self, I1, I2, I3, I4, I5, I6, I7, I8, I9, I10, I11, I12};
 use super::{ArtifactFile, ExportManifest, fsops};
 use crate::kv::WatchCursor;
 use crate::protocol::manifest::check_payload_listing;
@@ -184,29 +185,114 @@ pub(crate) struct VerifiedImport {
 }
 
 impl VerifiedImport {
-    /// Installs the payload (I10): re-checks the destination, renames the staged
-    /// file (`SingleFile`) or `data/` directory (`Directory`) onto it, fsyncs its
-    /// parent, and removes the now payload-less stage.
+    /// Installs the payload (I10) without ever replacing anything at the
+    /// destination: re-checks it ([`check_destination`]), publishes, fsyncs the
+    /// parent. The re-check alone cannot stop an importer racing in after it, so
+    /// the publish itself refuses an occupied destination:
+    ///
+    /// - `SingleFile`: `link(2)` makes the destination a second name of the staged
+    ///   file (it fails if the name exists), the parent is fsynced, then the staged
+    ///   name is removed and the stage with it. A filesystem that cannot hard-link
+    ///   makes the import fail (`Io`); there is no replacing fallback.
+    /// - `Directory`: `rename(2)` of the staged `data/` directory, which replaces
+    ///   at most an *empty* directory and fails on a non-empty one or a file.
     ///
     /// # Errors
     ///
-    /// `ArtifactInvalid` when the destination was occupied meanwhile; `Io` for a
-    /// refused rename or a failed fsync. Before the rename nothing lands.
+    /// `ArtifactInvalid` ("already exists" / "exists and is not empty", as from the
+    /// first check) when the destination was occupied meanwhile, also when that
+    /// is found by the publish itself; `Io` for a refused link or rename or a
+    /// failed fsync. Before the publish nothing lands; after it, the destination
+    /// is the complete verified payload even when an error is returned.
     pub(crate) fn finalize(self) -> Result<(), SnapshotError> {
         let stage = self.stage;
-        let rule = stage.shape.dest_rule();
-        check_destination(&stage.dest, rule)?;
+        check_destination(&stage.dest, stage.shape.dest_rule())?;
+        failpoint::hit(I11)?;
         let payload = stage.payload();
-        #[cfg(not(unix))]
-        if rule == DestRule::AbsentOrEmptyDir && stage.dest.is_dir() {
-            // Platforms whose rename cannot replace a directory: remove the
-            // (checked empty) destination first; `remove_dir` refuses a non-empty one.
-            fs::remove_dir(&stage.dest)?;
-        }
-        fsops::rename(&payload, &stage.dest)?;
+        let single_file = match stage.shape {
+            Shape::SingleFile(_) => {
+                publish_file(&payload, &stage.dest)?;
+                true
+            }
+            Shape::Directory => {
+                publish_dir(&payload, &stage.dest)?;
+                false
+            }
+        };
         failpoint::hit(I10)?;
         fsops::sync_dir(&stage.parent)?;
+        if single_file {
+            failpoint::hit(I12)?;
+            // Clean-up only: the payload is installed and durable. A staged name
+            // left behind (this failed, or a crash came first) is a second link to
+            // the installed file inside a hidden stage, safe to delete (C3).
+            if let Err(err) = fsops::remove_file(&payload) {
+                tracing::warn!(stage = %payload.display(), %err, "could not remove the staged name of an installed import");
+            }
+        }
         Ok(())
+    }
+}
+
+/// `ArtifactInvalid` for a destination found occupied by the publish: the message
+/// [`check_destination`] gives for the same situation.
+fn occupied(dest: &Path, not_empty: bool) -> SnapshotError {
+    if not_empty {
+        invalid(format!(
+            "destination {} exists and is not empty",
+            dest.display()
+        ))
+    } else {
+        invalid(format!("destination {} already exists", dest.display()))
+    }
+}
+
+/// Publishes the staged file `staged` as `dest` without replacing: a hard link,
+/// which fails when `dest` exists (even as a dangling symlink). Where the
+/// filesystem has no hard links (`EPERM`, `ENOTSUP`, …) the import is refused
+/// with `Io`: a `rename` would replace a store a racing import just installed.
+fn publish_file(staged: &Path, dest: &Path) -> Result<(), SnapshotError> {
+    match fsops::link(staged, dest) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Err(occupied(dest, false)),
+        Err(err) => Err(SnapshotError::Io(io::Error::new(
+            err.kind(),
+            format!(
+                "cannot install {} without replacing: the filesystem refused a hard link \
+                 from the stage ({err}); kvfold has no replacing fallback",
+                dest.display()
+            ),
+        ))),
+    }
+}
+
+/// Publishes the staged directory `staged` as `dest` (absent or checked empty).
+/// POSIX `rename` replaces only an empty directory and fails on a non-empty one
+/// or a file, so a racing importer's installed tree is never replaced; those
+/// refusals are reported as the occupied destination they are.
+fn publish_dir(staged: &Path, dest: &Path) -> Result<(), SnapshotError> {
+    #[cfg(not(unix))]
+    let published = if dest.is_dir() {
+        // Platforms whose rename cannot replace a directory: remove the (checked
+        // empty) destination first; `remove_dir` refuses a non-empty one.
+        fs::remove_dir(dest).and_then(|()| fsops::rename(staged, dest))
+    } else {
+        fsops::rename(staged, dest)
+    };
+    #[cfg(unix)]
+    let published = fsops::rename(staged, dest);
+    match published {
+        Ok(()) => Ok(()),
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Err(occupied(dest, true))
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotADirectory => Err(occupied(dest, false)),
+        Err(err) => Err(err.into()),
     }
 }
 

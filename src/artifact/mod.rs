@@ -25,14 +25,15 @@
 //!     |version| policy(version),                      // I3: accepted backend_version values
 //!     |staged, manifest| { /* replay the staged file read-only; check its format
 //!                              against manifest.backend_version; */ Ok(recovered_cursor) },
-//! )?;                                                 // I1–I10; nothing lands on failure
+//! )?;                                                 // I1–I12; nothing lands on failure
 //! /* open the store at dest_path */
 //! ```
 //!
 //! [`import_artifact`] is [`verify_and_stage_import`] (I1–I8), then
 //! [`ImportStage::check_cursor`] (I9: the backend's closure opens the staged copy
 //! and returns the cursor it holds, which must equal the manifest cursor), then
-//! [`VerifiedImport::finalize`] (I10: re-check, rename onto `dest`, parent fsync).
+//! [`VerifiedImport::finalize`] (I10: re-check, publish onto `dest` without replacing
+//! (hard link of a file, rename of a directory), parent fsync).
 //! The type-state makes the gate impossible to skip. Compared with the spec's
 //! sketch, the payload shape is chosen up front ([`PayloadShape`], so an occupied
 //! destination is refused before anything is copied) and `finalize` replaces

@@ -14,14 +14,17 @@ use std::process::{Command, ExitStatus, Stdio};
 use super::*;
 use crate::artifact::failpoint::{self, Action};
 use crate::artifact::failpoint::{E1, E2, E3, E4, E5, E6, E7, E8, S1};
-use crate::artifact::failpoint::{I1, I2, I3, I4, I5, I6, I7, I8, I9, I10};
+use crate::artifact::failpoint::{I1, I2, I3, I4, I5, I6, I7, I8, I9, I10, I11, I12};
 use crate::artifact::{MANIFEST_FILE, stamp_scope};
 use crate::protocol::manifest::decode_manifest;
 
 /// Export points, in step order.
 const EXPORT_POINTS: [&str; 8] = [E1, E2, E3, E4, E5, E6, E7, E8];
-/// Import points, in step order.
-const IMPORT_POINTS: [&str; 10] = [I1, I2, I3, I4, I5, I6, I7, I8, I9, I10];
+/// Import points, in step order: finalize re-checks the destination (`I11`),
+/// publishes (`I10`), fsyncs the parent and removes the staged name (`I12`).
+const IMPORT_POINTS: [&str; 12] = [I1, I2, I3, I4, I5, I6, I7, I8, I9, I11, I10, I12];
+/// Import points after the publish: a failure there leaves the installed fold.
+const IMPORT_PUBLISHED: [&str; 2] = [I10, I12];
 /// The environment variable that turns `crash_child` into a scenario run.
 const CHILD_ENV: &str = "KVFOLD_ARTIFACT_CRASH_CHILD";
 /// Payload body the scenarios export.
@@ -64,6 +67,18 @@ fn export_result_is_absent_or_complete(root: &Path, dest: &Path) -> bool {
     assert_eq!(payload_cursor(&check).unwrap(), cursor());
     std::fs::remove_file(&check).unwrap();
     true
+}
+
+/// After a failed or crashed import: a retry onto `dest` succeeds when `dest` is
+/// absent, and refuses the installed fold (which the caller then opens) when not.
+fn retry_import(artifact: &Path, dest: &Path, present: bool) {
+    if present {
+        let message = expect_invalid(import_log(artifact, dest));
+        assert!(message.contains("already exists"), "{message}");
+    } else {
+        import_log(artifact, dest).expect("a retried import succeeds");
+    }
+    assert!(import_result_is_absent_or_complete(artifact, dest));
 }
 
 /// C2 for an import: `dest` is absent or the verified fold.
@@ -131,10 +146,11 @@ fn import_error_at_every_point() {
         let present = import_result_is_absent_or_complete(&artifact, &dest);
         assert_eq!(
             present,
-            point == I10,
-            "{point}: only a failure after the rename leaves the fold"
+            IMPORT_PUBLISHED.contains(&point),
+            "{point}: only a failure after the publish leaves the fold"
         );
         assert_no_leftovers(scratch.root.path());
+        retry_import(&artifact, &dest, present);
     }
 }
 
@@ -241,11 +257,30 @@ fn import_crash_at_every_point() {
         let artifact = scratch.path("artifact");
         export_log(&artifact, &cursor(), BODY).unwrap();
         assert_aborted(point, crash_at("import", root, point));
-        let present = import_result_is_absent_or_complete(&artifact, &scratch.path("fold"));
-        assert_eq!(present, point == I10, "{point}");
+        let dest = scratch.path("fold");
+        let present = import_result_is_absent_or_complete(&artifact, &dest);
+        assert_eq!(present, IMPORT_PUBLISHED.contains(&point), "{point}");
         let stages = leftover_stages(root, &["artifact", "fold"]);
-        let expected = usize::from(matches!(point, "I7" | "I8" | "I9" | "I10"));
+        let expected = usize::from(matches!(point, "I7" | "I8" | "I9" | "I11" | "I10" | "I12"));
         assert_eq!(stages, expected, "{point}: leftover stages");
+        if present {
+            // A crash between the link and the removal of the staged name leaves
+            // that name in the hidden stage: a second link to the installed fold.
+            let staged = root.join(&stages_in(root)[0]).join("data").join(LOG_FILE);
+            assert_eq!(
+                std::fs::read(&staged).unwrap(),
+                std::fs::read(&dest).unwrap()
+            );
+        }
+        // Leftover stages are safe to delete (C3): the fold at `dest` stays whole.
+        for stage in stages_in(root) {
+            std::fs::remove_dir_all(root.join(stage)).unwrap();
+        }
+        assert_eq!(
+            import_result_is_absent_or_complete(&artifact, &dest),
+            present
+        );
+        retry_import(&artifact, &dest, present);
         // The artifact itself is untouched by a crashed import.
         import_log(&artifact, &scratch.path("again")).expect("the artifact still imports");
     }

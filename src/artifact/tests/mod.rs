@@ -10,6 +10,7 @@ mod export;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 mod import;
+mod race;
 
 use std::fs;
 use std::path::{Path, PathBuf};
