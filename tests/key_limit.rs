@@ -6,13 +6,15 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvfold::protocol::subject::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, KvError, KvReader, KvStore, KvUpdate, MemoryConfig,
-    MemoryConnection, SnapshotStore, StoreConfig, WatchCursor, WatchScope, watch_applied,
+    AppendLogSnapshot, BatchConfig, Connection, ExportManifest, KvEntry, KvError, KvReader,
+    KvStore, KvUpdate, MemoryConfig, MemoryConnection, SnapshotError, SnapshotStore, StoreConfig,
+    WatchCursor, WatchScope, watch_applied,
 };
 use tempfile::TempDir;
 
@@ -101,12 +103,56 @@ async fn memory_refuses_a_value_over_the_log_limit_even_without_a_payload_limit(
     );
 }
 
-/// Folds `bucket` into a new append log under `dir` until revision `last`;
-/// returns what `watch_applied` returned (or a timeout message).
+/// An owned store that ends the fold once its own `apply` made revision `last`
+/// durable (`on_applied` cannot tell: it reports the application's cursor even
+/// while a failed store apply is re-queued).
+struct StopWhenDurable {
+    inner: AppendLogSnapshot,
+    last: u64,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl SnapshotStore for StopWhenDurable {
+    fn load(_path: &Path) -> Result<(WatchCursor, Self), SnapshotError> {
+        Err(SnapshotError::Backend("wraps an open store".to_string()))
+    }
+
+    fn apply(&mut self, batch: &[KvUpdate], cursor: &WatchCursor) -> Result<(), SnapshotError> {
+        self.inner.apply(batch, cursor)?;
+        if cursor.as_u64().is_some_and(|r| r >= self.last) {
+            let _ = self.stop.send(true);
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<KvEntry>, SnapshotError> {
+        self.inner.get(key)
+    }
+
+    fn range(&self, prefix: &str) -> Result<Vec<KvEntry>, SnapshotError> {
+        self.inner.range(prefix)
+    }
+
+    fn cursor(&self) -> WatchCursor {
+        self.inner.cursor()
+    }
+
+    fn export_to(&mut self, dest_dir: &Path) -> Result<ExportManifest, SnapshotError> {
+        self.inner.export_to(dest_dir)
+    }
+}
+
+/// Folds `bucket` with `watch_applied` into a new append log under `dir` until
+/// the store made revision `last` durable; returns why not otherwise.
 async fn fold_until(bucket: &Arc<dyn KvStore>, dir: &TempDir, last: u64) -> Result<(), String> {
-    let (_, store) = AppendLogSnapshot::open(&dir.path().join("fold.snap"), 1 << 20)
+    let (_, inner) = AppendLogSnapshot::open(&dir.path().join("fold.snap"), 1 << 20)
         .map_err(|e| format!("open: {e:?}"))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let store = StopWhenDurable {
+        inner,
+        last,
+        stop: stop_tx,
+    };
     let fold = watch_applied(
         bucket.watcher().expect("watcher"),
         WatchScope::All,
@@ -117,11 +163,7 @@ async fn fold_until(bucket: &Arc<dyn KvStore>, dir: &TempDir, last: u64) -> Resu
         BatchConfig::default(),
         |u: &KvUpdate| Some(u.key().len()),
         |_: Vec<usize>| {},
-        move |cursor: WatchCursor| {
-            if cursor.as_u64().is_some_and(|r| r >= last) {
-                let _ = stop_tx.send(true);
-            }
-        },
+        |_: WatchCursor| {},
         stop_rx,
     );
     match tokio::time::timeout(Duration::from_secs(60), fold).await {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::basics::payload_limit;
-use super::snapshot::limits::{limit_key, patterned_value};
+use super::snapshot::limits::{StopWhenDurable, limit_key, patterned_value};
 use super::support::{
     Bucket, Ctx, Need, Scope, brief, config, ensure, expect_err, history, value_of,
 };
@@ -786,7 +786,7 @@ pub async fn key_and_value_limits(
 }
 
 /// Folds bucket `b` with `watch_applied` into a new `AppendLogSnapshot` until
-/// revision `last`, then reopens the store and fails unless `key` reads back
+/// the store made revision `last` durable, then reopens the store and fails unless `key` reads back
 /// `value` with the cursor at `last`.
 async fn fold_limit_entry(cx: &Ctx<'_>, b: &Bucket<'_>, key: &str, value: &[u8], last: u64) {
     let dir = std::env::temp_dir().join(format!("kvfold-conf-{}", b.name));
@@ -819,17 +819,12 @@ async fn fold_and_reopen(
         WatchScope::All,
         None,
         None::<Arc<dyn KvReader>>,
-        Some(store),
+        Some(StopWhenDurable::new(store, last, stop_tx)),
         None,
         BatchConfig::default(),
         |update: &KvUpdate| Some(update.key().len()),
         |_lens: Vec<usize>| {},
-        move |cursor: WatchCursor| {
-            if cursor.as_u64().is_some_and(|r| r >= last) {
-                // A closed channel only means the fold already ended.
-                let _ = stop_tx.send(true);
-            }
-        },
+        |_cursor: WatchCursor| {},
         stop_rx,
     );
     match tokio::time::timeout(within, fold).await {

@@ -98,6 +98,60 @@ pub(crate) async fn fold_into<S: SnapshotStore>(
     }
 }
 
+/// An owned store for `watch_applied`'s `store` argument that ends the fold
+/// (through `stop`) once its own `apply` made revision `last` durable; until
+/// then, and on any error, it only delegates. (`on_applied` cannot tell: the
+/// fold calls it for the application's cursor even while a failed store apply
+/// is re-queued.)
+pub(crate) struct StopWhenDurable<S> {
+    inner: S,
+    last: u64,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl<S> StopWhenDurable<S> {
+    /// Wraps `inner`; `stop` is the sender of the fold's shutdown channel.
+    pub(crate) fn new(inner: S, last: u64, stop: tokio::sync::watch::Sender<bool>) -> Self {
+        Self { inner, last, stop }
+    }
+}
+
+impl<S: SnapshotStore> SnapshotStore for StopWhenDurable<S> {
+    fn load(_path: &std::path::Path) -> Result<(WatchCursor, Self), SnapshotError> {
+        Err(SnapshotError::Backend(
+            "StopWhenDurable wraps an open store; it cannot load one".to_string(),
+        ))
+    }
+
+    fn apply(&mut self, batch: &[KvUpdate], cursor: &WatchCursor) -> Result<(), SnapshotError> {
+        self.inner.apply(batch, cursor)?;
+        if cursor.as_u64().is_some_and(|r| r >= self.last) {
+            // A closed channel only means the fold already ended.
+            let _ = self.stop.send(true);
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<crate::kv::KvEntry>, SnapshotError> {
+        self.inner.get(key)
+    }
+
+    fn range(&self, prefix: &str) -> Result<Vec<crate::kv::KvEntry>, SnapshotError> {
+        self.inner.range(prefix)
+    }
+
+    fn cursor(&self) -> WatchCursor {
+        self.inner.cursor()
+    }
+
+    fn export_to(
+        &mut self,
+        dest_dir: &std::path::Path,
+    ) -> Result<crate::artifact::ExportManifest, SnapshotError> {
+        self.inner.export_to(dest_dir)
+    }
+}
+
 /// What SC-19 wrote through the embedded backend.
 struct Written {
     key: String,
