@@ -214,7 +214,7 @@ async fn a_fold_over_the_longest_key_and_an_attempted_oversized_key_does_not_wed
 #[cfg(feature = "nats")]
 mod nats {
     use super::*;
-    use crate::common::nats::NatsServer;
+    use crate::common::nats::{NatsCluster, NatsServer};
     use kvfold::{NatsConnection, NatsConnectionConfig};
 
     async fn connected(url: String) -> NatsConnection {
@@ -311,5 +311,55 @@ mod nats {
             "refused after {:?}",
             started.elapsed()
         );
+    }
+
+    /// On an R3 bucket a write reaches the stream leader, and a direct get any
+    /// replica, over routes: every node takes the limit key (with the longest
+    /// bucket name) from a client on each node, and reads it back on each node.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_r3_routes_the_limit_key_between_nodes() {
+        let cluster = NatsCluster::start(3);
+        let name = "r".repeat(252);
+        let mut conns = Vec::new();
+        for i in 0..cluster.len() {
+            conns.push(connected(cluster.url(i)).await);
+        }
+        let config = StoreConfig {
+            num_replicas: Some(3),
+            ..unlimited(&name)
+        };
+        let mut buckets = Vec::new();
+        for conn in &conns {
+            buckets.push(
+                conn.store_with_config(config.clone())
+                    .await
+                    .expect("bucket"),
+            );
+        }
+        for (i, bucket) in buckets.iter().enumerate() {
+            let key = format!("n{i}.{}", "k".repeat(MAX_KEY_BYTES - 3));
+            assert_eq!(key.len(), MAX_KEY_BYTES);
+            let w = bucket.writer().expect("writer");
+            if let Err(e) = w.put(&key, key.as_bytes()).await {
+                panic!("put of the limit key via node {i}: {e:?}");
+            }
+            for (j, reader) in buckets.iter().enumerate() {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let got = reader.reader().get(&key).await.expect("get");
+                    if got.is_some_and(|e| e.value == key.as_bytes()) {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "node {j} never read the limit key written via node {i}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        for conn in &conns {
+            assert!(conn.is_healthy(), "a node closed a connection");
+        }
     }
 }
