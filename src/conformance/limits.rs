@@ -688,7 +688,7 @@ fn refused_at_limit<T: std::fmt::Debug>(cx: &Ctx<'_>, result: Result<T, KvError>
     }
 }
 
-/// `key_and_value_limits` **[addition]**: both backends accept keys and
+/// `key_and_value_limits` (an addition): both backends accept keys and
 /// prefixes of exactly `protocol::subject::MAX_KEY_BYTES` bytes and refuse one
 /// byte more before any I/O, with `OperationFailed` naming the limit (reads,
 /// writes, listings) or `WatchError` (watches), taking no revision; and the

@@ -213,7 +213,7 @@ async fn write_and_fold<S: SnapshotStore>(store: &mut S) -> Result<Written, Stri
     })
 }
 
-/// SC-19 **[addition]**: the longest key (`MAX_KEY_BYTES`) and the largest value
+/// SC-19 (an addition): the longest key (`MAX_KEY_BYTES`) and the largest value
 /// (`MAX_VALUE_BYTES`) a backend accepts, written through the embedded backend
 /// and folded by `watch_applied` into the store, read back equal live and after
 /// a reopen, with the cursor at the last revision; a key or value one byte

@@ -50,7 +50,7 @@
 //!   [`SnapshotHarness::inject_io_fault`]).
 //! - Checks are synchronous and blocking, like [`SnapshotStore`] itself. SC-18
 //!   holds one 64 MiB value (plus the backend's own copies) in memory at a time.
-//! - SC-19 **[addition]** runs the embedded backend and `watch_applied` on a
+//! - SC-19 (an addition) runs the embedded backend and `watch_applied` on a
 //!   tokio runtime of its own (on a scoped thread), folding the longest key and
 //!   the largest value a backend accepts into the store; it holds about three
 //!   copies of a 64 MiB value at once.
