@@ -67,6 +67,8 @@ enum Mutation {
     TruncateVersions,
     /// Updates over the size limits are dropped silently instead of refused.
     SkipOverLimit,
+    /// `apply` refuses keys over 2048 bytes: shorter than the backends' key limit.
+    TightKeyLimit,
     /// `export_to` stamps a scope (schema 2) on its manifest.
     ExportStampsScope,
     /// `export_to` clears an occupied destination first.
@@ -284,6 +286,11 @@ impl SnapshotStore for LogStore {
                 }
             }
             Mutation::SkipOverLimit => batch.retain(|u| !over_limit(u)),
+            Mutation::TightKeyLimit if batch.iter().any(|u| u.key().len() > 2048) => {
+                return Err(SnapshotError::InvalidFormat(
+                    "key over 2048 bytes".to_string(),
+                ));
+            }
             _ => {}
         }
         if !batch.is_empty() {
@@ -404,7 +411,7 @@ fn every_check_passes_on_append_log() {
 
 #[test]
 fn check_names_carry_their_ids() {
-    assert_eq!(CHECKS.len(), 18);
+    assert_eq!(CHECKS.len(), 19);
     for (i, name) in CHECKS.iter().enumerate() {
         let id = format!("SC-{:02}", i + 1);
         assert_eq!(snapshot::check_id(name), Some(id.as_str()), "{name}");
@@ -448,6 +455,7 @@ per_check![
     sc_16_import_rejects_tampering,
     sc_17_export_destination_rules,
     sc_18_size_limits,
+    sc_19_backend_limits_round_trip,
 ];
 
 /// The append log's own manifest facts, which the generic SC-14 cannot know:
@@ -639,6 +647,7 @@ mutants! {
     memo_lost: LoseMemo => sc_11_cursor_memo_round_trip;
     versions_truncated: TruncateVersions => sc_12_long_version_round_trip;
     over_limit_skipped: SkipOverLimit => sc_18_size_limits;
+    tight_key_limit: TightKeyLimit => sc_19_backend_limits_round_trip;
     export_stamps_scope: ExportStampsScope => sc_14_export_import_round_trip;
     export_clears_dest: ExportClearsDest => sc_17_export_destination_rules;
     import_unverified: ImportUnverified => sc_16_import_rejects_tampering;

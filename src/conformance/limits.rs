@@ -1,13 +1,21 @@
 //! Checks of bucket limits and readings: history limits and holes, the retention
 //! classification, status, first/last revision edges, `max_bytes` with both
-//! discard policies, and the server's payload limit (api.md §15.6, §15.8).
+//! discard policies, the server's payload limit (api.md §15.6, §15.8), and the
+//! key and value limits both backends share (`protocol::subject`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::basics::payload_limit;
-use super::support::{Bucket, Ctx, Need, config, ensure, expect_err, history};
+use super::snapshot::limits::{StopWhenDurable, limit_key, patterned_value};
+use super::support::{
+    Bucket, Ctx, Need, Scope, brief, config, ensure, expect_err, history, value_of,
+};
 use super::{Hooks, Outcome, Profile};
-use crate::kv::KvError;
+use crate::fold::{BatchConfig, WatchScope, watch_applied};
+use crate::kv::{KvError, KvReader, KvUpdate, VersionToken, WatchCursor};
+use crate::protocol::subject::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::snapshot::{AppendLogSnapshot, SnapshotStore};
 use crate::stores::{Connection, DiscardPolicy, StorageType, StoreConfig, StoreOptions};
 
 /// `history_limit`: with `max_history = 3` the 4th entry of a key removes its
@@ -666,4 +674,182 @@ pub async fn max_payload(
     b.put("exact", &exact).await;
     b.expect_get("exact", Some(&exact)).await;
     Outcome::Passed
+}
+
+/// Fails unless `result` is `OperationFailed` whose message names the key limit.
+#[track_caller]
+fn refused_at_limit<T: std::fmt::Debug>(cx: &Ctx<'_>, result: Result<T, KvError>, what: &str) {
+    match result {
+        Err(KvError::OperationFailed(message))
+            if message.contains(&MAX_KEY_BYTES.to_string()) => {}
+        other => cx.fail(format_args!(
+            "{what}: expected OperationFailed naming the {MAX_KEY_BYTES}-byte key limit, got {other:?}"
+        )),
+    }
+}
+
+/// `key_and_value_limits` (an addition): both backends accept keys and
+/// prefixes of exactly `protocol::subject::MAX_KEY_BYTES` bytes and refuse one
+/// byte more before any I/O, with `OperationFailed` naming the limit (reads,
+/// writes, listings) or `WatchError` (watches), taking no revision; and the
+/// longest key with the largest value the backend accepts goes through
+/// `watch_applied` into an `AppendLogSnapshot` (in a fresh directory under the
+/// system temp dir, removed afterwards) and reads back after a reopen, so a
+/// fold never wedges on an entry the store cannot hold.
+pub async fn key_and_value_limits(
+    conn: &dyn Connection,
+    profile: &Profile,
+    hooks: Option<&dyn Hooks>,
+) -> Outcome {
+    let cx = Ctx::new("key_and_value_limits", conn, profile, hooks);
+    let b = cx
+        .bucket(StoreConfig {
+            max_bytes: Some(-1),
+            ..config()
+        })
+        .await;
+    let key = limit_key();
+    let over = format!("{key}x");
+    let seed = b.put("seed", b"s").await;
+    let token = VersionToken::from_u64(seed);
+    refused_at_limit(&cx, b.r.get(&over).await, "get(limit + 1)");
+    refused_at_limit(&cx, b.r.entry(&over).await, "entry(limit + 1)");
+    refused_at_limit(&cx, b.w.put(&over, b"v").await, "put(limit + 1)");
+    refused_at_limit(&cx, b.w.delete(&over).await, "delete(limit + 1)");
+    refused_at_limit(&cx, b.r.keys(&over).await, "keys(prefix limit + 1)");
+    refused_at_limit(&cx, b.r.scan(&over).await, "scan(prefix limit + 1)");
+    let mut sink = |_k: String| {};
+    refused_at_limit(
+        &cx,
+        b.r.for_each_key(&over, &mut sink).await,
+        "for_each_key(prefix limit + 1)",
+    );
+    if cx.has(Need::Cas) {
+        refused_at_limit(&cx, b.w.create(&over, b"v").await, "create(limit + 1)");
+        refused_at_limit(
+            &cx,
+            b.w.update(&over, b"v", &token).await,
+            "update(limit + 1)",
+        );
+        refused_at_limit(
+            &cx,
+            b.w.delete_with_version(&over, &token).await,
+            "delete_with_version(limit + 1)",
+        );
+    }
+    if cx.has(Need::Purge) {
+        refused_at_limit(&cx, b.purger().purge(&over).await, "purge(limit + 1)");
+    }
+    if cx.has(Need::PrefixWatch) {
+        let mut run = b.watch(Scope::prefix(&over), None, 4);
+        let (got, result) = run.until_end().await;
+        ensure!(
+            cx,
+            got.is_empty(),
+            "watch_prefix(limit + 1) delivered {} updates",
+            got.len()
+        );
+        expect_err!(
+            cx,
+            result,
+            KvError::WatchError(_),
+            "watch_prefix(limit + 1)"
+        );
+    }
+    let value = patterned_value(payload_limit(profile).min(MAX_VALUE_BYTES));
+    let first = b.put(&key, &value).await;
+    ensure!(
+        cx,
+        first == seed + 1,
+        "the refused writes took revisions: the limit key got revision {first}, expected {}",
+        seed + 1
+    );
+    b.expect_get(&key, Some(&value)).await;
+    b.expect_entry(&key, Some(&value)).await;
+    b.expect_keys(&key, &[key.as_str()]).await;
+    b.expect_keys("limit.", &[key.as_str()]).await;
+    if cx.has(Need::PrefixWatch) {
+        let mut run = b.watch(Scope::prefix(&key), None, 4);
+        let got = run.next().await;
+        ensure!(
+            cx,
+            got.key() == key && value_of(&got) == Some(value.as_slice()),
+            "watch_prefix(limit key) delivered {:?}",
+            brief(&got)
+        );
+    }
+    let last = b.put("after", b"a").await;
+    if cx.has(Need::StreamingWatch) {
+        fold_limit_entry(&cx, &b, &key, &value, last).await;
+    }
+    Outcome::Passed
+}
+
+/// Folds bucket `b` with `watch_applied` into a new `AppendLogSnapshot` until
+/// the store made revision `last` durable, then reopens the store and fails unless `key` reads back
+/// `value` with the cursor at `last`.
+async fn fold_limit_entry(cx: &Ctx<'_>, b: &Bucket<'_>, key: &str, value: &[u8], last: u64) {
+    let dir = std::env::temp_dir().join(format!("kvfold-conf-{}", b.name));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        cx.fail(format_args!("create {}: {e}", dir.display()));
+    }
+    let path = dir.join("fold.snap");
+    let within = cx.timeout() * 6 + Duration::from_secs(10);
+    let outcome = fold_and_reopen(b, &path, key, value, last, within).await;
+    // Best effort: the directory is the check's own, and a leftover is harmless.
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(message) = outcome {
+        cx.fail(message);
+    }
+}
+
+async fn fold_and_reopen(
+    b: &Bucket<'_>,
+    path: &std::path::Path,
+    key: &str,
+    value: &[u8],
+    last: u64,
+    within: Duration,
+) -> Result<(), String> {
+    let (_, store) =
+        AppendLogSnapshot::open(path, 1 << 20).map_err(|e| format!("open store: {e:?}"))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let fold = watch_applied(
+        b.watcher(),
+        WatchScope::All,
+        None,
+        None::<Arc<dyn KvReader>>,
+        Some(StopWhenDurable::new(store, last, stop_tx)),
+        None,
+        BatchConfig::default(),
+        |update: &KvUpdate| Some(update.key().len()),
+        |_lens: Vec<usize>| {},
+        |_cursor: WatchCursor| {},
+        stop_rx,
+    );
+    match tokio::time::timeout(within, fold).await {
+        Err(_) => {
+            return Err(format!(
+                "the fold did not reach revision {last} within {within:?}"
+            ));
+        }
+        Ok(Err(e)) => return Err(format!("the fold failed: {e:?}")),
+        Ok(Ok(_)) => {}
+    }
+    let (cursor, store) =
+        AppendLogSnapshot::open(path, 1 << 20).map_err(|e| format!("reopen store: {e:?}"))?;
+    if cursor.as_u64() != Some(last) {
+        return Err(format!(
+            "reopened store at cursor {cursor:?}, expected {last}"
+        ));
+    }
+    let entry = store.get(key).map_err(|e| format!("store get: {e:?}"))?;
+    if entry.as_ref().is_none_or(|e| e.value != value) {
+        return Err(format!(
+            "the reopened store does not hold the {}-byte value of the limit key (got {:?})",
+            value.len(),
+            entry.map(|e| e.value.len())
+        ));
+    }
+    Ok(())
 }

@@ -68,7 +68,8 @@ pub use basics::{
 };
 pub use limits::{
     discard_new_counts_removed, discard_new_full, discard_old_evicts, first_last_edges,
-    history_holes, history_limit, max_payload, retention_report, status_report,
+    history_holes, history_limit, key_and_value_limits, max_payload, retention_report,
+    status_report,
 };
 pub use listing::{key_validation, listing_many_keys, listing_order, prefix_semantics};
 pub use reads::{
@@ -321,6 +322,7 @@ suite![
     discard_new_counts_removed,
     discard_old_evicts,
     max_payload,
+    key_and_value_limits,
     max_age_expiry,
     ttl_bounds,
     ttl_expiry,

@@ -11,7 +11,9 @@ use std::time::Duration;
 use crate::kv::{BucketStatus, KvEntry, KvError, KvUpdate, Retention, VersionToken};
 use crate::protocol::nats::{TtlError, go_duration_string, ttl_header_value, ttl_ms_rounded_up};
 use crate::protocol::resume::{LogLimits, StreamFacts};
-use crate::protocol::subject::{key_in_scope, key_is_valid};
+use crate::protocol::subject::{
+    MAX_VALUE_BYTES, check_key, key_in_scope, shown, value_len_is_valid,
+};
 use crate::stores::{DiscardPolicy, EffectiveConfig, StorageType, StoreConfig, StoreOptions};
 
 /// What kind of message an entry is.
@@ -600,18 +602,19 @@ impl BucketLog {
     }
 
     fn prepare(&self, op: WriteOp) -> Result<Prepared, KvError> {
-        let key_ok = key_is_valid(op.key())
-            && match &op {
-                WriteOp::PutFenced { fence_key, .. } | WriteOp::DeleteFenced { fence_key, .. } => {
-                    key_is_valid(fence_key)
-                }
-                _ => true,
-            };
-        if !key_ok {
-            return Err(KvError::OperationFailed(format!(
-                "invalid key {:?}",
-                op.key()
-            )));
+        let fence_key = match &op {
+            WriteOp::PutFenced { fence_key, .. } | WriteOp::DeleteFenced { fence_key, .. } => {
+                Some(fence_key.as_str())
+            }
+            _ => None,
+        };
+        for key in std::iter::once(op.key()).chain(fence_key) {
+            if let Err(why) = check_key(key) {
+                return Err(KvError::OperationFailed(format!(
+                    "invalid key {}: {why}",
+                    shown(key)
+                )));
+            }
         }
         let ttl_ms = match &op {
             WriteOp::PutWithTtl { ttl, .. } | WriteOp::Create { ttl: Some(ttl), .. } => {
@@ -773,6 +776,12 @@ impl BucketLog {
         max_payload: usize,
     ) -> Result<Arc<Entry>, KvError> {
         let prepared = self.prepare(op)?;
+        if !value_len_is_valid(prepared.value.len()) {
+            return Err(KvError::OperationFailed(format!(
+                "payload too large: a {}-byte value is over kvfold's {MAX_VALUE_BYTES}-byte value limit",
+                prepared.value.len()
+            )));
+        }
         let header_len = header_block_len(&prepared.headers);
         let payload = header_len as usize + prepared.value.len();
         if max_payload > 0 && payload > max_payload {

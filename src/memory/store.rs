@@ -19,7 +19,7 @@ use crate::kv::{
     KvWriter, LeaseFence, Retention, VersionToken, WatchCursor,
 };
 use crate::protocol::resume::guard_mode;
-use crate::protocol::subject::{key_is_valid, prefix_is_valid};
+use crate::protocol::subject::{KeyError, MAX_KEY_BYTES, shown};
 use crate::stores::KvStore;
 
 /// A bucket of the embedded server, bound to its name.
@@ -66,28 +66,20 @@ pub(crate) struct BucketHandle {
     pub(crate) name: String,
 }
 
-fn invalid_key(key: &str) -> KvError {
+fn invalid_key(key: &str, why: KeyError) -> KvError {
     KvError::OperationFailed(format!(
-        "invalid key {key:?}: use A-Z a-z 0-9 - / _ = . with no leading, trailing or doubled '.'"
+        "invalid key {}: {why} (keys: 1 to {MAX_KEY_BYTES} bytes of A-Z a-z 0-9 - / _ = . with no leading, trailing or doubled '.')",
+        shown(key)
     ))
 }
 
 fn check_key(key: &str) -> Result<(), KvError> {
-    if key_is_valid(key) {
-        Ok(())
-    } else {
-        Err(invalid_key(key))
-    }
+    crate::protocol::subject::check_key(key).map_err(|why| invalid_key(key, why))
 }
 
 fn check_prefix(prefix: &str) -> Result<(), KvError> {
-    if prefix_is_valid(prefix) {
-        Ok(())
-    } else {
-        Err(KvError::OperationFailed(format!(
-            "invalid prefix {prefix:?}"
-        )))
-    }
+    crate::protocol::subject::check_prefix(prefix)
+        .map_err(|why| KvError::OperationFailed(format!("invalid prefix {}: {why}", shown(prefix))))
 }
 
 /// The revision of a CAS token; anything but an 8-byte token is refused before sending.
@@ -143,8 +135,11 @@ impl BucketHandle {
         }
         self.conn.server.gate(self.conn.id, MemoryOp::Watch)?;
         for prefix in prefixes {
-            if !prefix_is_valid(prefix) {
-                return Err(KvError::WatchError(format!("invalid prefix {prefix:?}")));
+            if let Err(why) = crate::protocol::subject::check_prefix(prefix) {
+                return Err(KvError::WatchError(format!(
+                    "invalid prefix {}: {why}",
+                    shown(prefix)
+                )));
             }
         }
         if prefixes.is_empty() {

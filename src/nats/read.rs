@@ -15,7 +15,9 @@ use super::consumer::{ConsumerSpec, Deliver, PushConsumer, Received};
 use super::request::{Failure, OP_TIMEOUT, read_error, request_once, with_retry};
 use crate::kv::{KvEntry, KvError, KvReader, VersionToken};
 use crate::protocol::nats::{MessageHeaders, WireKind, wire_kind};
-use crate::protocol::subject::{filter_patterns, key_in_scope, key_is_valid, prefix_is_valid};
+use crate::protocol::subject::{
+    KeyError, check_key, check_prefix, filter_patterns, key_in_scope, shown,
+};
 
 /// Silence after which the listing asks the server whether it is complete.
 const LISTING_STALL_CHECK: Duration = Duration::from_secs(1);
@@ -44,9 +46,12 @@ fn unix_ms(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn invalid_key(key: &str) -> KvError {
+/// The `OperationFailed` of a refused key, naming the rule (and the length limit) it breaks.
+pub(crate) fn invalid_key(key: &str, why: KeyError) -> KvError {
     KvError::OperationFailed(format!(
-        "invalid key {key:?}: use A-Z a-z 0-9 - / _ = . with no leading, trailing or doubled '.'"
+        "invalid key {}: {why} (keys: 1 to {} bytes of A-Z a-z 0-9 - / _ = . with no leading, trailing or doubled '.')",
+        shown(key),
+        crate::protocol::subject::MAX_KEY_BYTES
     ))
 }
 
@@ -110,9 +115,10 @@ impl NatsBucket {
         headers_only: bool,
         f: &mut (dyn FnMut(KvEntry) + Send),
     ) -> Result<(), KvError> {
-        if !prefix_is_valid(prefix) {
+        if let Err(why) = check_prefix(prefix) {
             return Err(KvError::OperationFailed(format!(
-                "invalid prefix {prefix:?}"
+                "invalid prefix {}: {why}",
+                shown(prefix)
             )));
         }
         let filters: Vec<String> = filter_patterns(&[prefix])
@@ -255,9 +261,7 @@ impl KvReader for NatsBucket {
     }
 
     async fn entry(&self, key: &str) -> Result<Option<KvEntry>, KvError> {
-        if !key_is_valid(key) {
-            return Err(invalid_key(key));
-        }
+        check_key(key).map_err(|why| invalid_key(key, why))?;
         Ok(self
             .latest(key)
             .await?

@@ -13,17 +13,13 @@ use super::read::invalid_key;
 use super::request::{Failure, facts_of_error_json, request_once, with_retry, write_error};
 use crate::kv::{KvError, KvFencedWriter, KvPurge, KvTtl, KvWriter, LeaseFence, VersionToken};
 use crate::protocol::nats::{ErrorClass, TtlError, WireKind, ttl_header_value};
-use crate::protocol::subject::key_is_valid;
+use crate::protocol::subject::{MAX_VALUE_BYTES, value_len_is_valid};
 
 const EXPECTED_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 const EXPECTED_SEQ_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
 
 fn check_key(key: &str) -> Result<(), KvError> {
-    if key_is_valid(key) {
-        Ok(())
-    } else {
-        Err(invalid_key(key))
-    }
+    crate::protocol::subject::check_key(key).map_err(|why| invalid_key(key, why))
 }
 
 fn cas_revision(token: &VersionToken) -> Result<u64, KvError> {
@@ -64,6 +60,12 @@ impl NatsBucket {
         headers: &[(&str, String)],
         payload: &[u8],
     ) -> Result<u64, Failure> {
+        if !value_len_is_valid(payload.len()) {
+            return Err(Failure::PayloadTooLarge(format!(
+                "payload too large: a {}-byte value is over kvfold's {MAX_VALUE_BYTES}-byte value limit",
+                payload.len()
+            )));
+        }
         let subject = self.subject(key);
         let mut map = HeaderMap::new();
         for (name, value) in headers {

@@ -1,6 +1,7 @@
 //! Reusable [`SnapshotStore`] checks (snapshot.md §10.1, api.md §13): one plain
-//! `pub fn` per check SC-01…SC-18, generic over a [`SnapshotHarness`] that opens,
-//! imports and (optionally) fault-injects the backend under test. A check panics
+//! `pub fn` per check SC-01…SC-18 (plus SC-19, an addition), generic over a
+//! [`SnapshotHarness`] that opens, imports and (optionally) fault-injects the
+//! backend under test. A check panics
 //! with a message naming it (`snapshot conformance check `sc_nn_…` (SC-nn)
 //! failed: …`) when the backend breaks a rule of snapshot.md §8.
 //!
@@ -49,6 +50,10 @@
 //!   [`SnapshotHarness::inject_io_fault`]).
 //! - Checks are synchronous and blocking, like [`SnapshotStore`] itself. SC-18
 //!   holds one 64 MiB value (plus the backend's own copies) in memory at a time.
+//! - SC-19 (an addition) runs the embedded backend and `watch_applied` on a
+//!   tokio runtime of its own (on a scoped thread), folding the longest key and
+//!   the largest value a backend accepts into the store; it holds about three
+//!   copies of a 64 MiB value at once.
 //!
 //! [`CHECKS`] lists every check in run order; the name starts with the check id
 //! (`sc_01_…` is SC-01).
@@ -63,6 +68,7 @@ use crate::snapshot::{SnapshotError, SnapshotStore};
 mod artifacts;
 mod failure;
 mod fold;
+pub(crate) mod limits;
 mod reads;
 mod support;
 mod tamper;
@@ -76,6 +82,7 @@ pub use fold::{
     sc_08_purge_folds_as_delete, sc_09_pure_fold, sc_10_idempotent_redelivery,
     sc_11_cursor_memo_round_trip, sc_12_long_version_round_trip,
 };
+pub use limits::sc_19_backend_limits_round_trip;
 pub use reads::{
     sc_02_get_semantics, sc_03_range_semantics, sc_04_for_each_in_range, sc_05_has_entries,
 };
@@ -161,14 +168,15 @@ suite![
     sc_16_import_rejects_tampering,
     sc_17_export_destination_rules,
     sc_18_size_limits,
+    sc_19_backend_limits_round_trip,
 ];
 
 /// The id in snapshot.md §10.1 (`"SC-07"`) of a check name from [`CHECKS`]
 /// (`"sc_07_empty_batch_advances_cursor"`); `None` for any other name.
 pub fn check_id(name: &str) -> Option<&'static str> {
-    const IDS: [&str; 18] = [
+    const IDS: [&str; 19] = [
         "SC-01", "SC-02", "SC-03", "SC-04", "SC-05", "SC-06", "SC-07", "SC-08", "SC-09", "SC-10",
-        "SC-11", "SC-12", "SC-13", "SC-14", "SC-15", "SC-16", "SC-17", "SC-18",
+        "SC-11", "SC-12", "SC-13", "SC-14", "SC-15", "SC-16", "SC-17", "SC-18", "SC-19",
     ];
     let index = CHECKS.iter().position(|&check| check == name)?;
     IDS.get(index).copied()
