@@ -1137,6 +1137,54 @@ impl NatsCluster {
         panic!("stream {stream}: step-down of n{leader} refused; last: {last}");
     }
 
+    /// The nodes leading the consumers of `stream` (`$JS.API.CONSUMER.LIST.<stream>`,
+    /// each consumer's `cluster.leader`), through the first live node that answers.
+    pub fn consumer_leaders(&self, stream: &str) -> Vec<usize> {
+        let subject = format!("$JS.API.CONSUMER.LIST.{stream}");
+        let mut last = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !self.is_running(i) {
+                continue;
+            }
+            match js_request_sync(node.port, &subject, &json!({})) {
+                Ok(list) => {
+                    return list["consumers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c["cluster"]["leader"].as_str())
+                        .filter_map(|name| self.node_index(name))
+                        .collect();
+                }
+                Err(err) => last = format!("n{i}: {err}"),
+            }
+        }
+        panic!("stream {stream}: no consumer list; last: {last}");
+    }
+
+    /// Moves the leadership of `stream` to node `to` (step-down requests with
+    /// `placement.preferred`, repeated until `to` leads, at most 10 times).
+    pub fn move_leader(&self, stream: &str, to: usize) {
+        let subject = format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}");
+        let body = json!({ "placement": { "preferred": self.nodes[to].name } });
+        for _ in 0..10 {
+            if self.stream_leader(stream) == to {
+                return;
+            }
+            for (i, node) in self.nodes.iter().enumerate() {
+                if self.is_running(i) && js_request_sync(node.port, &subject, &body).is_ok() {
+                    break;
+                }
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        assert_eq!(
+            self.stream_leader(stream),
+            to,
+            "stream {stream}: leadership did not move"
+        );
+    }
+
     /// SIGKILL the node leading `stream`; returns its index.
     pub fn kill_leader(&mut self, stream: &str) -> usize {
         let leader = self.stream_leader(stream);
