@@ -322,27 +322,41 @@ async fn a_fold_moves_again_within_seconds_of_the_new_leader_after_a_leader_kill
         shutdown,
     ));
 
-    // A writer of distinct keys, one call each (retries are the backend's).
+    // Writers of distinct keys, one call each (retries are the backend's), started
+    // every 20 ms with at most 64 in flight: a write whose publish an election
+    // dropped waits out its 30 s (writes are never re-sent unanswered) without
+    // stopping the others, so the fold has something to move to.
     let stop = Arc::new(AtomicBool::new(false));
     let writer = bucket.writer().unwrap();
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let writes = {
         let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
         tokio::spawn(async move {
-            let mut outcomes = (0u32, 0u32, Vec::new());
+            let slots = Arc::new(tokio::sync::Semaphore::new(64));
+            let mut tasks = tokio::task::JoinSet::new();
             let mut i = 0u32;
             while !stop.load(Ordering::SeqCst) {
+                let slot = Arc::clone(&slots).acquire_owned().await.unwrap();
+                let (writer, acked) = (Arc::clone(&writer), Arc::clone(&acked));
                 let key = format!("w{i:05}");
-                match writer.put(&key, b"v").await {
-                    Ok(_) => {
-                        acked.lock().unwrap().insert(key);
-                        outcomes.0 += 1;
+                tasks.spawn(async move {
+                    let result = writer.put(&key, b"v").await;
+                    drop(slot);
+                    if result.is_ok() {
+                        acked.lock().unwrap().insert(key.clone());
                     }
-                    Err(e) if e.is_transient() => outcomes.1 += 1,
-                    Err(e) => outcomes.2.push(format!("{key}: {e:?}")),
-                }
+                    (key, result)
+                });
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut outcomes = (0u32, 0u32, Vec::new());
+            while let Some(done) = tasks.join_next().await {
+                match done.unwrap() {
+                    (_, Ok(_)) => outcomes.0 += 1,
+                    (_, Err(e)) if e.is_transient() => outcomes.1 += 1,
+                    (key, Err(e)) => outcomes.2.push(format!("{key}: {e:?}")),
+                }
             }
             outcomes
         })
