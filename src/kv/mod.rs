@@ -6,5 +6,6 @@ mod types;
 mod version;
 
 pub use traits::{KvFencedWriter, KvPurge, KvReader, KvTtl, KvWatcher, KvWriter};
+pub(crate) use types::PERMISSION_DENIED_PREFIX;
 pub use types::{BucketStatus, KvEntry, KvError, KvUpdate, LeaseFence, Retention};
 pub use version::{VersionToken, WatchCursor};

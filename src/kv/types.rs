@@ -174,6 +174,34 @@ pub enum KvError {
     CursorExpired,
 }
 
+/// The message prefix of a refusal for lack of permissions (NATS: the server's
+/// permissions violation), in `OperationFailed`, `WatchError` or `ConnectionFailed`.
+pub(crate) const PERMISSION_DENIED_PREFIX: &str = "permission denied";
+
+impl KvError {
+    /// **[addition]** Whether the failure is transient: the backend did not answer
+    /// in time or was still unavailable (for example during a NATS leader election)
+    /// when the operation's bound ran out, so the same call may succeed later.
+    /// kvfold's backends report every such case as `Timeout`; for a write it means
+    /// the outcome is unknown (re-read before concluding).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, KvError::Timeout)
+    }
+
+    /// **[addition]** Whether the server refused the operation for lack of
+    /// permissions (a NATS permissions violation). Never transient: fix the
+    /// user's permissions. The message starts with `permission denied: ` and
+    /// carries the server's text.
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            KvError::OperationFailed(text)
+            | KvError::WatchError(text)
+            | KvError::ConnectionFailed(text) => text.starts_with(PERMISSION_DENIED_PREFIX),
+            _ => false,
+        }
+    }
+}
+
 /// A lease fence: a write under it succeeds only while `key`'s latest revision in
 /// `bucket` is still `revision`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +236,18 @@ mod tests {
         };
         assert_eq!((put.key(), del.key(), purge.key()), ("a", "b", "c"));
         assert!([&put, &del, &purge].iter().all(|u| u.version() == &v));
+    }
+
+    #[test]
+    fn error_helpers() {
+        assert!(KvError::Timeout.is_transient());
+        assert!(!KvError::OperationFailed("x".into()).is_transient());
+        let denied = "permission denied: Permissions Violation for Publish to \"$KV.b.k\"";
+        assert!(KvError::OperationFailed(denied.into()).is_permission_denied());
+        assert!(KvError::WatchError(denied.into()).is_permission_denied());
+        assert!(KvError::ConnectionFailed(denied.into()).is_permission_denied());
+        assert!(!KvError::OperationFailed("denied".into()).is_permission_denied());
+        assert!(!KvError::Timeout.is_permission_denied());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use serde_json::{Value, json};
 
 use super::info::{StreamInfo, stream_info};
-use super::request::{Failure, OP_TIMEOUT, bucket_error, failure_text, with_retry};
+use super::request::{Failure, bucket_error, failure_text, unless_denied, with_retry};
 use crate::KvError;
 use crate::kv::{KvFencedWriter, KvPurge, KvReader, KvTtl, KvWatcher, KvWriter};
 use crate::protocol::nats::{CreateOutcome, classify_stream_create};
@@ -146,6 +146,7 @@ pub(crate) async fn get_or_create(
     // 1. Look up.
     let lookup_error = match stream_info(client, name).await {
         Ok(info) => return Ok(info),
+        Err(failure @ Failure::PermissionDenied(_)) => return Err(bucket_error(failure)),
         Err(failure) => {
             let text = failure_text(&failure);
             tracing::debug!(bucket = %name, error = %text, "bucket lookup failed; creating it");
@@ -155,10 +156,14 @@ pub(crate) async fn get_or_create(
     // 3. Client path.
     let mut created = false;
     if config.discard == DiscardPolicy::New && !has_options {
-        match tokio::time::timeout(OP_TIMEOUT, js.create_key_value(kv_config(config))).await {
+        let subject = format!("$JS.API.STREAM.CREATE.KV_{name}");
+        match unless_denied(client, &subject, js.create_key_value(kv_config(config))).await {
             Ok(Ok(_)) => created = true,
             Ok(Err(error)) => {
                 tracing::warn!(bucket = %name, %error, "client bucket create failed; trying the raw create");
+            }
+            Err(Failure::PermissionDenied(text)) => {
+                return Err(bucket_error(Failure::PermissionDenied(text)));
             }
             Err(_) => {
                 tracing::warn!(bucket = %name, "client bucket create timed out; trying the raw create");

@@ -10,6 +10,7 @@ mod consumer;
 mod info;
 mod read;
 mod request;
+mod violations;
 mod watch;
 mod write;
 
@@ -141,16 +142,18 @@ impl NatsConnection {
     }
 
     async fn probe_ttl(&self, handle: &Handle) {
-        let level = tokio::time::timeout(OP_TIMEOUT, handle.js.query_account()).await;
+        let level =
+            request::unless_denied(&handle.client, "$JS.API.INFO", handle.js.query_account()).await;
         let supported = match level {
             Ok(Ok(account)) => account.requests.level >= 1,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "JetStream account query failed; per-message TTL assumed unsupported");
                 false
             }
-            Err(_) => {
+            Err(failure) => {
                 tracing::warn!(
-                    "JetStream account query timed out; per-message TTL assumed unsupported"
+                    error = %request::failure_text(&failure),
+                    "JetStream account query failed; per-message TTL assumed unsupported"
                 );
                 false
             }
@@ -190,15 +193,26 @@ impl Connection for NatsConnection {
         .map_err(|e| KvError::ConnectionFailed(e.to_string()))?;
         let weak = Arc::downgrade(&self.state);
         let servers = plan.servers();
+        let denied = violations::Violations::new();
+        let feed = Arc::clone(&denied);
         let options = plan.options.event_callback(move |event| {
             let weak = weak.clone();
+            let feed = Arc::clone(&feed);
             async move {
+                if let async_nats::Event::ServerError(async_nats::ServerError::Other(text)) = &event
+                {
+                    // Before the state check: a request may wait on it after shutdown began.
+                    feed.note(text);
+                }
                 let Some(state) = weak.upgrade() else {
                     return;
                 };
                 match event {
                     async_nats::Event::Connected => state.on_event(generation, true),
                     async_nats::Event::Disconnected => state.on_event(generation, false),
+                    async_nats::Event::ServerError(error) => {
+                        tracing::warn!(%error, "NATS server error");
+                    }
                     async_nats::Event::LameDuckMode | async_nats::Event::SlowConsumer(_) => {
                         tracing::warn!(%event, "NATS client event");
                     }
@@ -210,6 +224,7 @@ impl Connection for NatsConnection {
             .connect(servers)
             .await
             .map_err(|e| KvError::ConnectionFailed(e.to_string()))?;
+        violations::register(&client, denied);
         let handle = Handle::new(client);
         match self
             .state

@@ -1,7 +1,9 @@
 //! Request plumbing of the NATS executor: one raw request path with the 30 s bound,
-//! bounded retries of retryable answers (nats-backend.md §6), and the mapping of
-//! failures to `KvError` per operation family (§9). Classification itself is the
-//! kernel's (`protocol::nats::classify_error`); this file only gathers the facts.
+//! bounded retries as `protocol::nats::RetryPolicy` decides (nats-backend.md §6;
+//! decisions 49–50), permissions violations raced against every request (decision
+//! 51), and the mapping of failures to `KvError` per operation family (§9).
+//! Classification and retry decisions are the kernels'; this file gathers facts,
+//! keeps the clock and sleeps.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,10 +13,13 @@ use async_nats::{Client, HeaderMap, Message, StatusCode};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::violations;
 use crate::kv::KvError;
 use crate::protocol::nats::{
-    ErrorClass, ErrorFacts, KV_OP_TIMEOUT_MS, MAX_RETRIES, classify_error, retry_delay,
+    AttemptOutcome, ErrorClass, ErrorFacts, KV_OP_TIMEOUT_MS, RetryPolicy, RetryStep,
+    classify_error,
 };
+use crate::protocol::time::Millis;
 
 /// The bound on every request/response, including its retries.
 pub(crate) const OP_TIMEOUT: Duration = Duration::from_millis(KV_OP_TIMEOUT_MS);
@@ -28,8 +33,12 @@ pub(crate) enum Failure {
     PayloadTooLarge(String),
     /// A JetStream or client error, as facts.
     Js(ErrorFacts),
-    /// Retryable answers until the retries ran out.
-    Unavailable { attempts: u32, last: ErrorFacts },
+    /// Still transient (no answer, or `Retryable` answers) when the attempts or the
+    /// deadline ran out; `last` describes the last attempt.
+    Unavailable { attempts: u32, last: String },
+    /// The server refused a publish or subscription of this request for lack of
+    /// permissions; its text. Final: repeating cannot help.
+    PermissionDenied(String),
 }
 
 impl Failure {
@@ -57,11 +66,15 @@ fn describe(facts: &ErrorFacts) -> String {
     )
 }
 
-fn unavailable(attempts: u32, last: &ErrorFacts) -> String {
-    format!(
-        "JetStream unavailable after {attempts} attempts: {}",
-        describe(last)
-    )
+fn unavailable(attempts: u32, last: &str) -> String {
+    format!("JetStream unavailable after {attempts} attempts: {last}")
+}
+
+/// The stable message prefix of a permissions refusal (see `KvError::is_permission_denied`).
+pub(crate) const PERMISSION_DENIED: &str = crate::kv::PERMISSION_DENIED_PREFIX;
+
+fn permission_denied(text: &str) -> String {
+    format!("{PERMISSION_DENIED}: {text}")
 }
 
 /// Facts of a JSON `error` object (missing numbers are 0, a missing description empty).
@@ -92,7 +105,11 @@ pub(crate) async fn request_once(
     if let Some(headers) = headers {
         request = request.headers(headers);
     }
-    let sent = tokio::time::timeout(bound, client.send_request(subject, request)).await;
+    let listener = violations::listen(client);
+    let sent = tokio::select! {
+        sent = tokio::time::timeout(bound, client.send_request(subject.clone(), request)) => sent,
+        text = violations::blocked(listener, &subject) => return Err(Failure::PermissionDenied(text)),
+    };
     let message = match sent {
         Err(_) => return Err(Failure::Timeout),
         Ok(Err(error)) => {
@@ -139,46 +156,96 @@ pub(crate) async fn api_once(
     }
 }
 
-/// Runs `attempt` until it succeeds, fails with a non-retryable failure, or the
-/// retries of `retry_delay(1..=MAX_RETRIES)` run out; the whole run is bounded by
-/// [`OP_TIMEOUT`]. Only `Retryable` answers (nothing was stored) are repeated.
-pub(crate) async fn with_retry<T, F, Fut>(mut attempt: F) -> Result<T, Failure>
+/// Runs `attempt` as an idempotent request (`RetryPolicy::idempotent`): each
+/// attempt bounded by 2 s, re-sent after no answer or a `Retryable` answer under
+/// bounded backoff, within the 30 s deadline. For direct gets, stream info,
+/// consumer create/info/delete and stream creates (always re-verified).
+pub(crate) async fn with_retry<T, F, Fut>(attempt: F) -> Result<T, Failure>
 where
     F: FnMut(Duration) -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
 {
-    let deadline = Instant::now() + OP_TIMEOUT;
-    let work = async {
-        let mut retry = 0u32;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(Failure::Timeout);
+    with_policy(RetryPolicy::idempotent(), attempt).await
+}
+
+/// Runs `attempt` as a write (`RetryPolicy::write`): one attempt may take the
+/// whole 30 s; only `Retryable` answers (nothing stored) are repeated; an attempt
+/// without an answer ends the request with `Timeout` (outcome unknown, §8.4).
+pub(crate) async fn with_write_retry<T, F, Fut>(attempt: F) -> Result<T, Failure>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    with_policy(RetryPolicy::write(), attempt).await
+}
+
+/// The drive loop of `RetryPolicy`: ask for the attempt's bound, send, classify the
+/// failure, do what the policy says.
+async fn with_policy<T, F, Fut>(policy: RetryPolicy, mut attempt: F) -> Result<T, Failure>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let started = Instant::now();
+    let elapsed = || Millis(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let mut attempts = 0u32;
+    let mut last = String::from("no attempt fitted in the deadline");
+    loop {
+        let Some(bound) = policy.attempt_bound(elapsed()) else {
+            return Err(Failure::Unavailable { attempts, last });
+        };
+        attempts += 1;
+        let bound = Duration::from_millis(bound.0);
+        let failure = match tokio::time::timeout(bound, attempt(bound)).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(failure)) => failure,
+            Err(_) => Failure::Timeout,
+        };
+        let outcome = match &failure {
+            Failure::Timeout => AttemptOutcome::NoAnswer,
+            Failure::Js(facts) if classify_error(facts) == ErrorClass::Retryable => {
+                AttemptOutcome::Transient
             }
-            match attempt(remaining).await {
-                Err(Failure::Js(facts)) if classify_error(&facts) == ErrorClass::Retryable => {
-                    retry += 1;
-                    let delay = retry_delay(retry)
-                        .map(|ms| Duration::from_millis(ms.0))
-                        .filter(|d| Instant::now() + *d < deadline);
-                    match delay {
-                        Some(delay) if retry <= MAX_RETRIES => tokio::time::sleep(delay).await,
-                        _ => {
-                            return Err(Failure::Unavailable {
-                                attempts: retry,
-                                last: facts,
-                            });
-                        }
-                    }
-                }
-                other => return other,
+            _ => AttemptOutcome::Final,
+        };
+        match policy.after_failure(attempts, elapsed(), outcome) {
+            RetryStep::Report => return Err(failure),
+            RetryStep::Exhausted => {
+                return Err(Failure::Unavailable {
+                    attempts,
+                    last: failure_text(&failure),
+                });
+            }
+            RetryStep::RetryAfter(delay) => {
+                last = failure_text(&failure);
+                tracing::debug!(attempt = attempts, error = %last, delay_ms = delay.0, "JetStream request retried");
+                tokio::time::sleep(Duration::from_millis(delay.0)).await;
             }
         }
-    };
-    match tokio::time::timeout_at(deadline, work).await {
-        Ok(result) => result,
-        Err(_) => Err(Failure::Timeout),
     }
+}
+
+/// Races `work` (an async-nats call that publishes to `subject`) against a
+/// permissions violation naming `subject`, bounded by [`OP_TIMEOUT`].
+pub(crate) async fn unless_denied<T>(
+    client: &Client,
+    subject: &str,
+    work: impl Future<Output = T>,
+) -> Result<T, Failure> {
+    let listener = violations::listen(client);
+    tokio::select! {
+        done = tokio::time::timeout(OP_TIMEOUT, work) => done.map_err(|_| Failure::Timeout),
+        text = violations::blocked(listener, subject) => Err(Failure::PermissionDenied(text)),
+    }
+}
+
+/// Still transient at the deadline → `Timeout` in every operation family
+/// (decision 50): the request may succeed when repeated later; nothing was stored
+/// by the transient answers, and a write whose last attempt went unanswered has an
+/// unknown outcome, which is what `Timeout` already means.
+fn transient(attempts: u32, last: &str) -> KvError {
+    tracing::warn!(attempts, last = %last, "JetStream still unavailable at the deadline");
+    KvError::Timeout
 }
 
 fn bucket_not_found(bucket: &str) -> String {
@@ -190,9 +257,8 @@ pub(crate) fn read_error(failure: Failure, bucket: &str) -> KvError {
     match failure {
         Failure::Timeout => KvError::Timeout,
         Failure::PayloadTooLarge(text) => KvError::OperationFailed(text),
-        Failure::Unavailable { attempts, last } => {
-            KvError::OperationFailed(unavailable(attempts, &last))
-        }
+        Failure::Unavailable { attempts, last } => transient(attempts, &last),
+        Failure::PermissionDenied(text) => KvError::OperationFailed(permission_denied(&text)),
         Failure::Js(facts) => match classify_error(&facts) {
             ErrorClass::NotFound => KvError::OperationFailed(bucket_not_found(bucket)),
             ErrorClass::OutcomeUnknown => KvError::Timeout,
@@ -206,9 +272,8 @@ pub(crate) fn write_error(failure: Failure, bucket: &str, conflict: Option<KvErr
     match failure {
         Failure::Timeout => KvError::Timeout,
         Failure::PayloadTooLarge(text) => KvError::OperationFailed(text),
-        Failure::Unavailable { attempts, last } => {
-            KvError::OperationFailed(unavailable(attempts, &last))
-        }
+        Failure::Unavailable { attempts, last } => transient(attempts, &last),
+        Failure::PermissionDenied(text) => KvError::OperationFailed(permission_denied(&text)),
         Failure::Js(facts) => match classify_error(&facts) {
             ErrorClass::Conflict => {
                 conflict.unwrap_or_else(|| KvError::OperationFailed(describe(&facts)))
@@ -236,9 +301,8 @@ pub(crate) fn bucket_error(failure: Failure) -> KvError {
     match failure {
         Failure::Timeout => KvError::Timeout,
         Failure::PayloadTooLarge(text) => KvError::ConnectionFailed(text),
-        Failure::Unavailable { attempts, last } => {
-            KvError::ConnectionFailed(unavailable(attempts, &last))
-        }
+        Failure::Unavailable { attempts, last } => transient(attempts, &last),
+        Failure::PermissionDenied(text) => KvError::ConnectionFailed(permission_denied(&text)),
         Failure::Js(facts) => match classify_error(&facts) {
             ErrorClass::InvalidConfig => {
                 KvError::ConnectionFailed(format!("invalid bucket config: {}", describe(&facts)))
@@ -253,9 +317,8 @@ pub(crate) fn watch_error(failure: Failure, bucket: &str) -> KvError {
     match failure {
         Failure::Timeout => KvError::Timeout,
         Failure::PayloadTooLarge(text) => KvError::WatchError(text),
-        Failure::Unavailable { attempts, last } => {
-            KvError::WatchError(unavailable(attempts, &last))
-        }
+        Failure::Unavailable { attempts, last } => transient(attempts, &last),
+        Failure::PermissionDenied(text) => KvError::WatchError(permission_denied(&text)),
         Failure::Js(facts) => match classify_error(&facts) {
             ErrorClass::NotFound => KvError::WatchError(bucket_not_found(bucket)),
             _ => KvError::WatchError(describe(&facts)),
@@ -270,5 +333,6 @@ pub(crate) fn failure_text(failure: &Failure) -> String {
         Failure::PayloadTooLarge(text) => text.clone(),
         Failure::Js(facts) => describe(facts),
         Failure::Unavailable { attempts, last } => unavailable(*attempts, last),
+        Failure::PermissionDenied(text) => permission_denied(text),
     }
 }

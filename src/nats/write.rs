@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::bucket::NatsBucket;
 use super::read::invalid_key;
-use super::request::{Failure, facts_of_error_json, request_once, with_retry, write_error};
+use super::request::{Failure, facts_of_error_json, request_once, with_write_retry, write_error};
 use crate::kv::{KvError, KvFencedWriter, KvPurge, KvTtl, KvWriter, LeaseFence, VersionToken};
 use crate::protocol::nats::{ErrorClass, TtlError, WireKind, ttl_header_value};
 use crate::protocol::subject::{MAX_VALUE_BYTES, value_len_is_valid};
@@ -71,7 +71,7 @@ impl NatsBucket {
         for (name, value) in headers {
             map.insert(*name, value.as_str());
         }
-        with_retry(|bound| {
+        with_write_retry(|bound| {
             let map = map.clone();
             let subject = subject.clone();
             async move {

@@ -582,6 +582,8 @@ pub struct NatsServer {
     child: Option<Child>,
     info: Option<ServerInfo>,
     auth: Option<ServerAuth>,
+    /// Extra configuration file text, passed with `--config` (see [`NatsServer::start_with_config`]).
+    config: Option<String>,
 }
 
 impl NatsServer {
@@ -636,6 +638,38 @@ impl NatsServer {
         }
     }
 
+    /// Like [`start`](Self::start), with `config` (nats-server configuration
+    /// text, e.g. users and permissions) passed as `--config`; the command-line
+    /// flags (port, store, name) win over the file. The readiness probe connects
+    /// without credentials, so a config with users must set `no_auth_user` to a
+    /// user allowed to use JetStream.
+    pub fn start_with_config(config: &str) -> NatsServer {
+        let mut failures = Vec::new();
+        for attempt in 1..=START_ATTEMPTS {
+            let port = free_ports(1)[0];
+            let name = format!("kvfold-test-{}-{}", std::process::id(), next_seq());
+            let mut server = NatsServer::unstarted(name, port, None);
+            server.config = Some(config.to_string());
+            server.spawn();
+            match server.await_ready(READY_WITHIN) {
+                Ok(()) => return server,
+                Err(err) => {
+                    server.kill();
+                    failures.push(format!("attempt {attempt} (port {port}): {err}"));
+                }
+            }
+        }
+        panic!(
+            "nats-server with a config did not become ready in {START_ATTEMPTS} attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// `nats://<user>:<password>@127.0.0.1:<port>`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
     fn unstarted(name: String, port: u16, cluster: Option<ClusterRole>) -> NatsServer {
         let dir = tempfile::Builder::new()
             .prefix("kvfold-nats-")
@@ -650,6 +684,7 @@ impl NatsServer {
             child: None,
             info: None,
             auth: None,
+            config: None,
         }
     }
 
@@ -668,6 +703,11 @@ impl NatsServer {
         let _ = writeln!(log, "---- kvfold test harness: spawning {} ----", self.name);
         let log_err = log.try_clone().expect("clone the log file handle");
         let mut cmd = Command::new(bin);
+        if let Some(config) = &self.config {
+            let path = self.dir.path().join("nats.conf");
+            std::fs::write(&path, config).expect("write the nats-server config file");
+            cmd.arg("--config").arg(path);
+        }
         cmd.arg("--jetstream")
             .args(["--addr", "127.0.0.1"])
             .args(["--port", &self.port.to_string()])
@@ -1138,6 +1178,73 @@ impl NatsCluster {
                 _ => Err(format!("leader is {leader:?}")),
             }
         })
+    }
+
+    /// Asks the leader of `stream` to step down (`$JS.API.STREAM.LEADER.STEPDOWN.<stream>`,
+    /// sent through each live node until one answers); returns the index of the
+    /// node that led before. A new leader is elected among the other replicas.
+    pub fn step_down_leader(&self, stream: &str) -> usize {
+        let leader = self.stream_leader(stream);
+        let subject = format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}");
+        let mut last = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !self.is_running(i) {
+                continue;
+            }
+            match js_request_sync(node.port, &subject, &Value::Null) {
+                Ok(_) => return leader,
+                Err(err) => last = format!("n{i}: {err}"),
+            }
+        }
+        panic!("stream {stream}: step-down of n{leader} refused; last: {last}");
+    }
+
+    /// The nodes leading the consumers of `stream` (`$JS.API.CONSUMER.LIST.<stream>`,
+    /// each consumer's `cluster.leader`), through the first live node that answers.
+    pub fn consumer_leaders(&self, stream: &str) -> Vec<usize> {
+        let subject = format!("$JS.API.CONSUMER.LIST.{stream}");
+        let mut last = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !self.is_running(i) {
+                continue;
+            }
+            match js_request_sync(node.port, &subject, &json!({})) {
+                Ok(list) => {
+                    return list["consumers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c["cluster"]["leader"].as_str())
+                        .filter_map(|name| self.node_index(name))
+                        .collect();
+                }
+                Err(err) => last = format!("n{i}: {err}"),
+            }
+        }
+        panic!("stream {stream}: no consumer list; last: {last}");
+    }
+
+    /// Moves the leadership of `stream` to node `to` (step-down requests with
+    /// `placement.preferred`, repeated until `to` leads, at most 10 times).
+    pub fn move_leader(&self, stream: &str, to: usize) {
+        let subject = format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}");
+        let body = json!({ "placement": { "preferred": self.nodes[to].name } });
+        for _ in 0..10 {
+            if self.stream_leader(stream) == to {
+                return;
+            }
+            for (i, node) in self.nodes.iter().enumerate() {
+                if self.is_running(i) && js_request_sync(node.port, &subject, &body).is_ok() {
+                    break;
+                }
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        assert_eq!(
+            self.stream_leader(stream),
+            to,
+            "stream {stream}: leadership did not move"
+        );
     }
 
     /// SIGKILL the node leading `stream`; returns its index.

@@ -25,7 +25,8 @@ pub struct ErrorFacts {
 pub enum ErrorClass {
     /// A compare-and-set lost: 10071, or 10164 on replicated streams.
     Conflict,
-    /// Nothing was stored and repeating is safe: 10163, 10167, 429, or a 503 without an `err_code`.
+    /// Nothing was done and repeating is safe: 10008, 10009, 10163, 10167, 429, or a
+    /// 503 without an `err_code` (decision 49).
     Retryable,
     /// The write may still land (10158); re-read before reporting.
     OutcomeUnknown,
@@ -43,6 +44,17 @@ pub enum ErrorClass {
     Other,
 }
 
+/// JetStream error codes that mean "not now" (the server did nothing; the same request
+/// succeeds once the cluster settles), from nats-server's error table (decision 49):
+///
+/// | code | constant | when |
+/// |---|---|---|
+/// | 10008 | `JSClusterNotAvailErr` (503) "JetStream system temporarily unavailable" | the stream's group has no leader (election) |
+/// | 10009 | `JSClusterNotLeaderErr` (500) "JetStream cluster can not handle request" | the meta leader is changing |
+/// | 10163 | "expected last sequence per subject temporarily unavailable" | a new stream leader is not caught up |
+/// | 10167 | "too many requests" | the server sheds load |
+pub const TRANSIENT_ERR_CODES: [i64; 4] = [10008, 10009, 10163, 10167];
+
 /// Description text that marks a stream-limit refusal (compared ASCII case-insensitively).
 const STREAM_LIMIT_TEXT: &str = "maximum number of streams";
 
@@ -51,7 +63,7 @@ const STREAM_LIMIT_TEXT: &str = "maximum number of streams";
 /// | facts | class |
 /// |---|---|
 /// | `err_code` 10071 or 10164 | `Conflict` |
-/// | `err_code` 10163 or 10167, `code` 429, or `code` 503 with `err_code` 0 | `Retryable` |
+/// | `err_code` in [`TRANSIENT_ERR_CODES`], `code` 429, or `code` 503 with `err_code` 0 | `Retryable` |
 /// | `err_code` 10158 | `OutcomeUnknown` |
 /// | 10058 in `code` or `err_code` | `AlreadyExists` |
 /// | `err_code` 10027, or `code` 400 and the description contains "maximum number of streams" | `StreamLimit` |
@@ -68,7 +80,10 @@ pub fn classify_error(facts: &ErrorFacts) -> ErrorClass {
     let (code, err_code) = (*code, *err_code);
     if matches!(err_code, 10071 | 10164) {
         ErrorClass::Conflict
-    } else if matches!(err_code, 10163 | 10167) || code == 429 || (code == 503 && err_code == 0) {
+    } else if TRANSIENT_ERR_CODES.contains(&err_code)
+        || code == 429
+        || (code == 503 && err_code == 0)
+    {
         ErrorClass::Retryable
     } else if err_code == 10158 {
         ErrorClass::OutcomeUnknown
@@ -148,6 +163,80 @@ fn error_facts(error: &Value) -> ErrorFacts {
     }
 }
 
+/// What a server permissions violation refused (nats-server's
+/// `-ERR 'Permissions Violation for <what> "<subject>"'`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PermissionOp {
+    /// `Publish to "<subject>"`: the user may not publish to the subject.
+    Publish,
+    /// `Publish with Reply of "<subject>"`: the user may not use the reply subject.
+    PublishReply,
+    /// `Subscription to "<subject>"`: the user may not subscribe to the subject.
+    Subscribe,
+}
+
+/// A parsed permissions violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PermissionViolation<'a> {
+    /// What was refused.
+    pub op: PermissionOp,
+    /// The subject the server named (quotes removed).
+    pub subject: &'a str,
+}
+
+/// The marker of a permissions violation text (compared ASCII case-insensitively).
+const VIOLATION_TEXT: &str = "permissions violation for ";
+
+/// Reads a server error text as a permissions violation (decision 51).
+///
+/// Finds `Permissions Violation for ` (ASCII case-insensitive, anywhere: clients
+/// prefix it), then `Publish with Reply of `, `Publish to ` or `Subscription to `,
+/// then the subject: inside double quotes when the text opens one (Go's `%q`),
+/// else up to the next space. Anything else, or an empty subject, → `None`.
+pub fn parse_permission_violation(text: &str) -> Option<PermissionViolation<'_>> {
+    let at = find_ascii_ci(text, VIOLATION_TEXT)?;
+    let rest = &text[at + VIOLATION_TEXT.len()..];
+    let kinds = [
+        ("publish with reply of ", PermissionOp::PublishReply),
+        ("publish to ", PermissionOp::Publish),
+        ("subscription to ", PermissionOp::Subscribe),
+    ];
+    let (rest, op) = kinds.iter().find_map(|(prefix, op)| {
+        let head = rest.get(..prefix.len())?;
+        head.eq_ignore_ascii_case(prefix)
+            .then(|| (&rest[prefix.len()..], *op))
+    })?;
+    let subject = match rest.strip_prefix('"') {
+        Some(quoted) => &quoted[..quoted.find('"')?],
+        None => rest.split(' ').next().unwrap_or(""),
+    };
+    (!subject.is_empty()).then_some(PermissionViolation { op, subject })
+}
+
+/// Whether `violation` means that a request published to `request_subject` can
+/// never be answered: the publish itself was refused, or a subscription to a
+/// `_INBOX.` subject (where replies arrive) was. Publishes to other subjects and
+/// other subscriptions belong to someone else.
+pub fn violation_blocks_request(
+    violation: &PermissionViolation<'_>,
+    request_subject: &str,
+) -> bool {
+    match violation.op {
+        PermissionOp::Publish => violation.subject == request_subject,
+        PermissionOp::PublishReply | PermissionOp::Subscribe => {
+            violation.subject.starts_with("_INBOX.")
+        }
+    }
+}
+
+/// Byte offset of `needle` in `haystack`, ASCII case-insensitively.
+fn find_ascii_ci(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .position(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,8 +275,24 @@ mod tests {
                 503,
                 10008,
                 "JetStream system temporarily unavailable",
+                Retryable,
+            ),
+            (
+                500,
+                10009,
+                "JetStream cluster can not handle request",
+                Retryable,
+            ),
+            (0, 10008, "", Retryable),
+            // Other cluster errors are final.
+            (
+                500,
+                10007,
+                "JetStream cluster not assigned to this server",
                 Other,
             ),
+            (503, 10023, "insufficient resources", Other),
+            (500, 10118, "stream is offline", Other),
             // Outcome unknown.
             (500, 10158, "", OutcomeUnknown),
             // AlreadyExists: 10058 in either field.
@@ -264,7 +369,8 @@ mod tests {
     fn codes_only_match_their_own_field() {
         // err_code rows do not look at `code`.
         for n in [
-            10071, 10164, 10163, 10167, 10158, 10027, 10037, 10059, 10014, 10165, 10166, 10052,
+            10071, 10164, 10008, 10009, 10163, 10167, 10158, 10027, 10037, 10059, 10014, 10165,
+            10166, 10052,
         ] {
             assert_eq!(classify_error(&facts(n, 0, "")), ErrorClass::Other, "{n}");
         }
@@ -358,5 +464,88 @@ mod tests {
         payload.extend_from_slice(br#"{"error":"#);
         payload.extend(std::iter::repeat_n(b'[', 100_000));
         assert_eq!(classify_stream_create(&payload), CreateOutcome::Unreadable);
+    }
+
+    #[test]
+    fn permission_violations_parse() {
+        use PermissionOp::*;
+        let cases: &[(&str, Option<(PermissionOp, &str)>)] = &[
+            // As async-nats hands it over (outer single quotes trimmed).
+            (
+                r#"Permissions Violation for Publish to "$KV.b.k""#,
+                Some((Publish, "$KV.b.k")),
+            ),
+            (
+                r#"Permissions Violation for Publish to "$JS.API.STREAM.CREATE.KV_b""#,
+                Some((Publish, "$JS.API.STREAM.CREATE.KV_b")),
+            ),
+            (
+                r#"Permissions Violation for Subscription to "_INBOX.abc.*""#,
+                Some((Subscribe, "_INBOX.abc.*")),
+            ),
+            (
+                r#"Permissions Violation for Subscription to "x.y" using queue "q""#,
+                Some((Subscribe, "x.y")),
+            ),
+            (
+                r#"Permissions Violation for Publish with Reply of "_INBOX.r""#,
+                Some((PublishReply, "_INBOX.r")),
+            ),
+            // Prefixed and lowercased by clients; unquoted.
+            (
+                r#"nats: permissions violation: permissions violation for publish to "a.b""#,
+                Some((Publish, "a.b")),
+            ),
+            (
+                "Permissions Violation for Publish to a.b c",
+                Some((Publish, "a.b")),
+            ),
+            // Not a violation, or nothing to correlate.
+            ("authorization violation", None),
+            (r#"Permissions Violation for Publish to """#, None),
+            (
+                r#"Permissions Violation for Publish to "unterminated"#,
+                None,
+            ),
+            ("Permissions Violation for Publish to ", None),
+            (r#"Permissions Violation for Delete of "x""#, None),
+            ("Permissions Violation for ", None),
+            (
+                "Permissions Violation for Publish to é",
+                Some((Publish, "é")),
+            ),
+            ("", None),
+            ("Maximum Payload Violation", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_permission_violation(text).map(|v| (v.op, v.subject));
+            assert_eq!(got, *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn violations_block_only_their_request() {
+        let publish = PermissionViolation {
+            op: PermissionOp::Publish,
+            subject: "$KV.b.k",
+        };
+        assert!(violation_blocks_request(&publish, "$KV.b.k"));
+        assert!(!violation_blocks_request(&publish, "$KV.b.k2"));
+        assert!(!violation_blocks_request(&publish, "$KV.b"));
+        let inbox = PermissionViolation {
+            op: PermissionOp::Subscribe,
+            subject: "_INBOX.abc.*",
+        };
+        assert!(violation_blocks_request(&inbox, "$KV.b.k"));
+        let other_sub = PermissionViolation {
+            op: PermissionOp::Subscribe,
+            subject: "app.events",
+        };
+        assert!(!violation_blocks_request(&other_sub, "app.events"));
+        let reply = PermissionViolation {
+            op: PermissionOp::PublishReply,
+            subject: "_INBOX.r",
+        };
+        assert!(violation_blocks_request(&reply, "$JS.API.INFO"));
     }
 }

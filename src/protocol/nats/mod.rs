@@ -1,17 +1,26 @@
 //! NATS wire kernels (protocol.md §2.5, nats-backend.md §2): ACK reply subjects,
 //! JetStream error classification, KV message decoding, TTL header text, Go
-//! duration text, retry backoff and the cursor-expired text heuristic.
+//! duration text, retry backoff and policy, permissions-violation texts and the
+//! cursor-expired text heuristic.
 //! Pure string and number rules: no I/O, no clock, never a panic on any input.
 
 mod ack;
 mod errors;
 mod message;
+mod retry;
 
 use std::time::Duration;
 
 pub use ack::{AckFields, parse_ack_subject};
-pub use errors::{CreateOutcome, ErrorClass, ErrorFacts, classify_error, classify_stream_create};
+pub use errors::{
+    CreateOutcome, ErrorClass, ErrorFacts, PermissionOp, PermissionViolation, TRANSIENT_ERR_CODES,
+    classify_error, classify_stream_create, parse_permission_violation, violation_blocks_request,
+};
 pub use message::{MessageHeaders, WireKind, decode_kv_message, wire_kind};
+pub use retry::{
+    ATTEMPT_TIMEOUT_MS, AttemptOutcome, MAX_IDEMPOTENT_ATTEMPTS, RequestKind, RetryPolicy,
+    RetryStep,
+};
 
 use super::time::Millis;
 
