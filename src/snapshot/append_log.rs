@@ -135,7 +135,7 @@ impl AppendLogSnapshot {
             ))),
         };
         let open_staged = |staged: &Path, manifest: &ExportManifest| {
-            let bytes = std::fs::read(staged)?;
+            let bytes = crate::fsio::read_path(staged)?;
             let invalid = |why: String| SnapshotError::ArtifactInvalid(why);
             let replayed =
                 replay(&bytes).map_err(|e| invalid(format!("payload does not decode: {e}")))?;
@@ -262,7 +262,7 @@ impl SnapshotStore for AppendLogSnapshot {
             .map(|e| (e.key.as_str(), e.value.as_slice(), &e.version));
         compact_to_file(&payload, entries, &self.cursor, format)?;
         // Verify the written payload against the live fold before sealing it.
-        let bytes = std::fs::read(&payload)?;
+        let bytes = crate::fsio::read_path(&payload)?;
         let disagree = |why: String| {
             SnapshotError::ArtifactInvalid(format!(
                 "exported payload disagrees with the live fold: {why}"

@@ -3,13 +3,14 @@
 //! directory. A crash at any step leaves either the old file or the new one, never
 //! a mix; leftover `.kvfold-compact-*` files are never read.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::SnapshotError;
 use super::file::{CrashPoint, parent_dir, sync_dir};
+use crate::fsio::{self, SeamWriter};
 use crate::kv::{VersionToken, WatchCursor};
 use crate::protocol::log::{
     LogError, LogFormat, V3_HEADER_LEN, V3_RECORD_OVERHEAD, encode_cursor, encode_header,
@@ -75,13 +76,13 @@ where
         return Err(crashed("before rename"));
     }
     let result = write_temp(temp, estimate, entries, cursor, format).and_then(|len| {
-        fs::rename(&temp_path, path)?;
+        fsio::rename(&temp_path, path)?;
         Ok(len)
     });
     let len = match result {
         Ok(len) => len,
         Err(err) => {
-            let _ = fs::remove_file(&temp_path);
+            let _ = fsio::remove_file(&temp_path);
             return Err(err);
         }
     };
@@ -110,11 +111,7 @@ fn create_temp(dir: &Path) -> Result<(PathBuf, File), SnapshotError> {
             TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let temp_path = dir.join(name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp_path)
-        {
+        match fsio::open(&temp_path, OpenOptions::new().write(true).create_new(true)) {
             Ok(file) => return Ok((temp_path, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e.into()),
@@ -127,14 +124,14 @@ fn create_temp(dir: &Path) -> Result<(PathBuf, File), SnapshotError> {
 
 /// Writes the compact log into `temp`, flushes and fsyncs it; returns its length.
 fn write_temp<'e>(
-    temp: File,
+    mut temp: File,
     estimate: usize,
     entries: impl Iterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
     cursor: &WatchCursor,
     format: LogFormat,
 ) -> Result<u64, SnapshotError> {
     let capacity = estimate.clamp(BUFFER_MIN_BYTES, BUFFER_MAX_BYTES);
-    let mut out = BufWriter::with_capacity(capacity, temp);
+    let mut out = BufWriter::with_capacity(capacity, SeamWriter(&mut temp));
     let mut scratch = Vec::with_capacity(BUFFER_MIN_BYTES);
     let mut len = 0u64;
     encode_header(format, &mut scratch);
@@ -151,8 +148,8 @@ fn write_temp<'e>(
     }
     out.write_all(&scratch)?;
     len += scratch.len() as u64;
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.sync_all()?;
+    out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    fsio::sync_all(&temp)?;
     Ok(len)
 }
 

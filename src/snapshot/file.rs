@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::SnapshotError;
+use crate::fsio;
 use crate::protocol::log::LogError;
 
 /// The directory holding `path`: an empty parent means `"."`; no parent at all
@@ -24,17 +25,7 @@ pub(crate) fn parent_dir(path: &Path) -> Result<PathBuf, SnapshotError> {
 
 /// Makes the directory entries of `dir` durable (creations, renames).
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        // Directories cannot be opened for fsync here; rename durability is the
-        // filesystem's.
-        let _ = dir;
-        Ok(())
-    }
+    fsio::sync_dir(dir)
 }
 
 /// Maps a kernel error onto the executor's error. `Corrupted` is a unit variant,
@@ -138,11 +129,10 @@ pub(crate) struct LogFile {
 impl LogFile {
     /// Opens (creating if missing) `path` for reading and appending.
     pub(crate) fn open_append(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
+        let file = fsio::open(
+            path,
+            OpenOptions::new().read(true).append(true).create(true),
+        )?;
         Ok(Self {
             file,
             #[cfg(feature = "failpoints")]
@@ -150,14 +140,14 @@ impl LogFile {
         })
     }
 
-    /// The underlying file (for reading it at open).
-    pub(crate) fn file(&mut self) -> &mut File {
-        &mut self.file
+    /// The whole file, read through this handle.
+    pub(crate) fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        fsio::read_all(&mut self.file)
     }
 
     /// The current file length.
     pub(crate) fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        fsio::len(&self.file)
     }
 
     /// Truncates (or extends) the file to `len`.
@@ -166,7 +156,7 @@ impl LogFile {
         if self.faults.with(|s| s.fail_truncate) {
             return Err(injected("set_len"));
         }
-        self.file.set_len(len)
+        fsio::set_len(&self.file, len)
     }
 
     /// `fdatasync`.
@@ -175,7 +165,7 @@ impl LogFile {
         if self.faults.with(|s| s.fail_sync) {
             return Err(injected("sync_data"));
         }
-        self.file.sync_data()
+        fsio::sync_data(&self.file)
     }
 
     /// `fsync`.
@@ -184,7 +174,7 @@ impl LogFile {
         if self.faults.with(|s| s.fail_sync) {
             return Err(injected("sync_all"));
         }
-        self.file.sync_all()
+        fsio::sync_all(&self.file)
     }
 
     /// Closes this handle, then opens `path` again for appending (after a
@@ -223,16 +213,16 @@ impl Write for LogFile {
                     return Err(injected("write"));
                 }
                 let len = buf.len().min(usize::try_from(budget).unwrap_or(usize::MAX));
-                let written = self.file.write(&buf[..len])?;
+                let written = fsio::write(&mut self.file, &buf[..len])?;
                 self.faults
                     .with(|s| s.write_budget_bytes = Some(budget - written as u64));
                 return Ok(written);
             }
         }
-        self.file.write(buf)
+        fsio::write(&mut self.file, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        Ok(())
     }
 }

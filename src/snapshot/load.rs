@@ -4,7 +4,6 @@
 //! whether a key listing may prove deletes.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -75,7 +74,7 @@ impl Snapshot {
 /// `load` writes to the file: never call it on a file a live
 /// [`SnapshotWriter`](super::SnapshotWriter) owns.
 pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
-    let bytes = match fs::read(path) {
+    let bytes = match crate::fsio::read_path(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err.into()),

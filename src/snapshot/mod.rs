@@ -17,6 +17,11 @@ mod load;
 mod store;
 mod writer;
 
+/// Fault injection at the file-system seam (feature `failpoints`; tests only):
+/// fail the Nth call of one kind made on the current thread.
+#[cfg(feature = "failpoints")]
+#[doc(hidden)]
+pub use crate::fsio::faults as fs_faults;
 pub use append_log::{AppendLogConfig, AppendLogSnapshot};
 #[allow(unused_imports)] // used by the AppendLogSnapshot store built on this module
 pub(crate) use compact::{TEMP_PREFIX, compact_to_file};

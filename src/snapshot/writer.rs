@@ -4,8 +4,7 @@
 //! unknowable. Blocking std I/O; every byte decision is `protocol::log`'s.
 
 use std::cell::Cell;
-use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -89,8 +88,7 @@ impl SnapshotWriter {
     ) -> Result<Self, SnapshotError> {
         let dir = parent_dir(path)?;
         let mut file = LogFile::open_append(path)?;
-        let mut bytes = Vec::new();
-        file.file().read_to_end(&mut bytes)?;
+        let bytes = file.read_all()?;
         let scan = log::scan(&bytes).map_err(|e| map_log_error(path, e))?;
         let file = match scan.format {
             None => {
@@ -233,7 +231,7 @@ impl SnapshotWriter {
     pub fn compact(&mut self) -> Result<(), SnapshotError> {
         self.check_poisoned()?;
         self.flush_buffer()?;
-        let bytes = fs::read(&self.path)?;
+        let bytes = crate::fsio::read_path(&self.path)?;
         let replay = log::replay(&bytes).map_err(|e| map_log_error(&self.path, e))?;
         let entries = replay.entries.iter().map(|(k, (v, ver))| (*k, *v, ver));
         let crash = self.crash_point();
