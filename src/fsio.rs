@@ -187,7 +187,6 @@ pub(crate) fn len(file: &File) -> io::Result<u64> {
 
 /// Whether `path` still names the file `file` is open on (Unix: same device
 /// and inode; elsewhere always true). `NotFound` when `path` is gone.
-#[allow(dead_code)] // used by the store lock
 #[inline]
 pub(crate) fn names_file(path: &Path, file: &File) -> io::Result<bool> {
     check(OpKind::Stat)?;
@@ -208,7 +207,6 @@ pub(crate) fn names_file(path: &Path, file: &File) -> io::Result<bool> {
 /// Tries to take the exclusive advisory lock of `file` (`flock(LOCK_EX |
 /// LOCK_NB)` on Unix) without waiting: `Ok(false)` when another open file
 /// description holds it, in this process or another.
-#[allow(dead_code)] // used by the store lock
 #[inline]
 pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
     check(OpKind::Lock)?;
@@ -216,20 +214,6 @@ pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),
         Err(std::fs::TryLockError::Error(err)) => Err(err),
-    }
-}
-
-/// A `Write` over a file whose every write goes through [`write`].
-#[derive(Debug)]
-pub(crate) struct SeamWriter<'f>(pub(crate) &'f mut File);
-
-impl Write for SeamWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write(self.0, buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use super::SnapshotError;
 use super::compact::compact_to_file;
-use super::load::load;
+use super::file::{Access, LogFile, parent_dir};
+use super::load::load_locked;
 use super::store::SnapshotStore;
 use super::writer::{DEFAULT_COMPACT_THRESHOLD, SnapshotWriter};
 use crate::artifact::{ExportManifest, ExportStage, PayloadShape, import_artifact};
@@ -84,15 +85,25 @@ impl AppendLogSnapshot {
 
     /// Opens (or creates) the store at `path` with `config`: `load` (upgrading v2,
     /// dropping a torn tail, compacting), then a writer.
+    ///
+    /// The store holds the log's exclusive advisory lock until it is dropped; a
+    /// second open of the same file, in this process or another, is refused with
+    /// `SnapshotError::Io` of kind `WouldBlock` naming the path.
     pub fn open_with(
         path: &Path,
         config: AppendLogConfig,
     ) -> Result<(WatchCursor, Self), SnapshotError> {
-        let (cursor, map) = match load(path)? {
+        // One handle, locked before the first read, carries the load and the
+        // writer: no other writer can slip in between them.
+        parent_dir(path)?;
+        let mut file = LogFile::acquire(path, Access::Create)?
+            .ok_or_else(|| SnapshotError::Io(std::io::ErrorKind::NotFound.into()))?;
+        let (cursor, map) = match load_locked(path, &mut file, false)? {
             Some(snapshot) => (snapshot.cursor, snapshot.entries.into_iter().collect()),
             None => (WatchCursor::none(), BTreeMap::new()),
         };
-        let writer = SnapshotWriter::open_with(path, config.compact_threshold, config.sync)?;
+        let writer =
+            SnapshotWriter::from_locked(path, file, config.compact_threshold, config.sync)?;
         Ok((
             cursor.clone(),
             Self {
