@@ -253,6 +253,10 @@ pub mod faults {
         /// `false`: only call `nth` fails (a transient fault). `true`: call `nth`
         /// and every later call of `kind` fail (a device that stays broken).
         pub persistent: bool,
+        /// Once this plan has fired, the next call of this kind fails too (with
+        /// `EIO`): a second fault on the recovery path (the truncate after a
+        /// failed write, the removal of a compaction temp file).
+        pub then_fail: Option<OpKind>,
     }
 
     /// What a recording saw.
@@ -261,6 +265,8 @@ pub mod faults {
         counts: [u64; OpKind::ALL.len()],
         /// How many calls the plan failed (or made short).
         pub fired: u64,
+        /// How many calls the plan's `then_fail` failed.
+        pub then_fired: u64,
     }
 
     impl OpCounts {
@@ -328,6 +334,10 @@ pub mod faults {
         state.seen.counts[kind.index()] += 1;
         let n = state.seen.counts[kind.index()];
         let plan = state.plan?;
+        if plan.then_fail == Some(kind) && state.seen.fired > 0 && state.seen.then_fired == 0 {
+            state.seen.then_fired += 1;
+            return Some(Fault::Eio);
+        }
         let hit = plan.kind == kind && (n == plan.nth || (plan.persistent && n > plan.nth));
         if hit {
             state.seen.fired += 1;

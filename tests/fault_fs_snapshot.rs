@@ -332,6 +332,7 @@ fn walk(shape: &Shape, persistent: bool) -> Vec<(OpKind, Fault, u64)> {
                     nth,
                     fault,
                     persistent,
+                    then_fail: None,
                 };
                 let Some((_, violations)) = run_once(shape, Some(plan)) else {
                     break;
@@ -369,6 +370,36 @@ fn walk(shape: &Shape, persistent: bool) -> Vec<(OpKind, Fault, u64)> {
     rows
 }
 
+/// Second faults on the recovery paths: for every call N of `primary` that
+/// fails with EIO, the first later call of `second` fails too. Returns how many
+/// runs reached a `second` call after the primary fault; panics on violations.
+fn walk_second(shape: &Shape, primary: OpKind, second: OpKind) -> u64 {
+    let mut reached = 0u64;
+    let mut all = Vec::new();
+    for nth in 1..=10_000u64 {
+        let plan = FaultPlan {
+            kind: primary,
+            nth,
+            fault: Fault::Eio,
+            persistent: false,
+            then_fail: Some(second),
+        };
+        let Some((counts, violations)) = run_once(shape, Some(plan)) else {
+            break;
+        };
+        reached += counts.then_fired;
+        all.extend(violations);
+    }
+    eprintln!("second faults: {primary:?} then {second:?}: {reached}");
+    assert!(
+        all.is_empty(),
+        "{} violations:\n{}",
+        all.len(),
+        all.join("\n")
+    );
+    reached
+}
+
 fn low_threshold(sync: bool) -> AppendLogConfig {
     AppendLogConfig {
         compact_threshold: 150,
@@ -404,6 +435,21 @@ fn every_snapshot_fs_call_fails_once() {
 }
 
 #[test]
+fn a_second_fault_on_the_recovery_path_loses_nothing() {
+    let shape = Shape {
+        config: low_threshold(true),
+        first: 3,
+        total: 6,
+    };
+    // The truncate back to the checkpoint after a failed write or a failed
+    // compaction write; the removal of a compaction temp file after a failed
+    // write, fsync or rename.
+    assert!(walk_second(&shape, OpKind::Write, OpKind::SetLen) > 0);
+    assert!(walk_second(&shape, OpKind::Write, OpKind::Remove) > 0);
+    assert!(walk_second(&shape, OpKind::Rename, OpKind::Remove) > 0);
+}
+
+#[test]
 #[ignore = "deep tier, run by hand: cargo test --all-features --test fault_fs_snapshot -- --ignored"]
 fn every_snapshot_fs_call_fails_deep() {
     for sync in [true, false] {
@@ -414,6 +460,11 @@ fn every_snapshot_fs_call_fails_deep() {
         };
         walk(&shape, false);
         walk(&shape, true);
+        for primary in [OpKind::Write, OpKind::SyncFile, OpKind::Rename] {
+            for second in [OpKind::SetLen, OpKind::Remove, OpKind::SyncDir] {
+                walk_second(&shape, primary, second);
+            }
+        }
     }
 }
 
@@ -443,6 +494,7 @@ fn batches_acknowledged_after_a_failed_directory_fsync_survive_reopen() {
         nth: 1,
         fault: Fault::Eio,
         persistent: false,
+        then_fail: None,
     }));
     let mut acked = Vec::new();
     for i in 3..=6 {
