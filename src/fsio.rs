@@ -217,13 +217,14 @@ pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
     }
 }
 
-/// Fault injection through the seam (feature `failpoints`; tests only).
-///
-/// [`start`] begins recording the current thread's calls, optionally with one
-/// [`FaultPlan`]; [`finish`] stops and returns the [`OpCounts`]. Without a
-/// recording in progress every call passes.
 #[cfg(feature = "failpoints")]
 pub mod faults {
+    //! Fault injection through the seam (feature `failpoints`; tests only).
+    //!
+    //! [`start`] begins recording the current thread's calls, optionally with one
+    //! [`FaultPlan`]; [`finish`] stops and returns the [`OpCounts`]. Without a
+    //! recording in progress every call passes.
+
     use std::cell::RefCell;
     use std::io;
 
