@@ -186,6 +186,9 @@ fn workload(path: &Path, shape: &Shape, persistent: bool) -> Outcome {
     let mut out = Outcome::default();
     let mut next = 1u64;
     let mut phase_end = shape.first;
+    // Reopens after a refusing store, bounded: a persistent fault can make
+    // every apply fail, and then the run ends.
+    let mut reopens_left = 4u32;
     'phases: while next <= shape.total {
         let Some((cursor, mut store)) = open_retrying(path, shape) else {
             break;
@@ -247,6 +250,10 @@ fn workload(path: &Path, shape: &Shape, persistent: bool) -> Outcome {
                                 ));
                             }
                             drop(store);
+                            if reopens_left == 0 {
+                                break 'phases;
+                            }
+                            reopens_left -= 1;
                             continue 'phases;
                         }
                     }
