@@ -101,6 +101,7 @@ pub mod conformance;
 #[doc(hidden)]
 pub mod connstate;
 mod fold;
+pub(crate) mod fsio;
 #[doc(hidden)]
 pub mod fuzz_bodies;
 mod kv;

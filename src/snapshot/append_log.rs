@@ -8,7 +8,8 @@ use std::path::Path;
 
 use super::SnapshotError;
 use super::compact::compact_to_file;
-use super::load::load;
+use super::file::{Access, LogFile, parent_dir};
+use super::load::load_locked;
 use super::store::SnapshotStore;
 use super::writer::{DEFAULT_COMPACT_THRESHOLD, SnapshotWriter};
 use crate::artifact::{ExportManifest, ExportStage, PayloadShape, import_artifact};
@@ -85,15 +86,25 @@ impl AppendLogSnapshot {
 
     /// Opens (or creates) the store at `path` with `config`: `load` (upgrading v2,
     /// dropping a torn tail, compacting), then a writer.
+    ///
+    /// The store holds the log's exclusive advisory lock until it is dropped; a
+    /// second open of the same file, in this process or another, is refused with
+    /// `SnapshotError::Io` of kind `WouldBlock` naming the path.
     pub fn open_with(
         path: &Path,
         config: AppendLogConfig,
     ) -> Result<(WatchCursor, Self), SnapshotError> {
-        let (cursor, map) = match load(path)? {
+        // One handle, locked before the first read, carries the load and the
+        // writer: no other writer can slip in between them.
+        parent_dir(path)?;
+        let mut file = LogFile::acquire(path, Access::Create)?
+            .ok_or_else(|| SnapshotError::Io(std::io::ErrorKind::NotFound.into()))?;
+        let (cursor, map) = match load_locked(path, &mut file, false)? {
             Some(snapshot) => (snapshot.cursor, snapshot.entries.into_iter().collect()),
             None => (WatchCursor::none(), BTreeMap::new()),
         };
-        let writer = SnapshotWriter::open_with(path, config.compact_threshold, config.sync)?;
+        let writer =
+            SnapshotWriter::from_locked(path, file, config.compact_threshold, config.sync)?;
         Ok((
             cursor.clone(),
             Self {
@@ -136,7 +147,7 @@ impl AppendLogSnapshot {
             ))),
         };
         let open_staged = |staged: &Path, manifest: &ExportManifest| {
-            let bytes = std::fs::read(staged)?;
+            let bytes = crate::fsio::read_path(staged)?;
             let invalid = |why: String| SnapshotError::ArtifactInvalid(why);
             let replayed =
                 replay(&bytes).map_err(|e| invalid(format!("payload does not decode: {e}")))?;
@@ -266,7 +277,7 @@ impl SnapshotStore for AppendLogSnapshot {
             .map(|e| (e.key.as_str(), e.value.as_slice(), &e.version));
         compact_to_file(&payload, entries, &self.cursor, format)?;
         // Verify the written payload against the live fold before sealing it.
-        let bytes = std::fs::read(&payload)?;
+        let bytes = crate::fsio::read_path(&payload)?;
         let disagree = |why: String| {
             SnapshotError::ArtifactInvalid(format!(
                 "exported payload disagrees with the live fold: {why}"

@@ -3,13 +3,13 @@
 //! directory. A crash at any step leaves either the old file or the new one, never
 //! a mix; leftover `.kvfold-compact-*` files are never read.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::SnapshotError;
-use super::file::{CrashPoint, parent_dir, sync_dir};
+use super::file::{CrashPoint, LogFile, parent_dir};
+use crate::fsio;
 use crate::kv::{VersionToken, WatchCursor};
 use crate::protocol::log::{
     LogError, LogFormat, V3_HEADER_LEN, V3_RECORD_OVERHEAD, encode_cursor, encode_header,
@@ -27,13 +27,27 @@ const TEMP_NAME_ATTEMPTS: u32 = 16;
 /// Distinguishes temp files created by this process.
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// A compacted file that has been renamed over its target: from here on the file
+/// on disk at the target is this one.
+#[derive(Debug)]
+pub(crate) struct Renamed {
+    /// The new file's handle: read and append, holding the log's lock.
+    pub(crate) file: LogFile,
+    /// The new file's length.
+    pub(crate) len: u64,
+    /// The directory fsync that makes the rename durable. An `Err` here means
+    /// the rename happened but its durability is unknown.
+    pub(crate) dir_synced: Result<(), SnapshotError>,
+}
+
 /// Rewrites `path` as a compact log in `format`: the header, one Put per entry in
 /// the order given (pass ascending key order, e.g. a `BTreeMap`'s: the same state
 /// then always gives the same bytes), then one Cursor record iff
 /// `cursor.to_bytes()` is non-empty (a none cursor carrying the eviction memo
 /// survives). Returns the new file length.
 ///
-/// On error the temp file is removed (best effort) and `path` is unchanged.
+/// On error the temp file is removed (best effort) and `path` is unchanged, except
+/// for an error of the directory fsync after the rename.
 pub(crate) fn compact_to_file<'e, I>(
     path: &Path,
     entries: I,
@@ -44,18 +58,25 @@ where
     I: IntoIterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
     I::IntoIter: Clone,
 {
-    compact_with_crash(path, entries, cursor, format, CrashPoint::Never)
+    let renamed = compact_renamed(path, entries, cursor, format, CrashPoint::Never)?;
+    renamed.dir_synced?;
+    Ok(renamed.len)
 }
 
-/// [`compact_to_file`] that can stop at `crash` as a crashed process would
-/// (fault injection; `CrashPoint::Never` in production).
-pub(crate) fn compact_with_crash<'e, I>(
+/// [`compact_to_file`] for a live log: returns the renamed file's locked handle,
+/// which the caller switches to (the old handle points at the replaced file),
+/// and the directory fsync's outcome separately. `Err`: nothing was renamed and
+/// `path` is unchanged. `crash` stops as a crashed process would (fault
+/// injection; `CrashPoint::Never` in production): `BeforeRename` returns `Err`
+/// with the written temp file left behind, `AfterRename` returns the renamed
+/// file with a failed directory fsync.
+pub(crate) fn compact_renamed<'e, I>(
     path: &Path,
     entries: I,
     cursor: &WatchCursor,
     format: LogFormat,
     crash: CrashPoint,
-) -> Result<u64, SnapshotError>
+) -> Result<Renamed, SnapshotError>
 where
     I: IntoIterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
     I::IntoIter: Clone,
@@ -68,28 +89,35 @@ where
             sum.saturating_add(V3_RECORD_OVERHEAD + 3 + k.len() + v.len() + ver.as_bytes().len())
         },
     );
-    let (temp_path, temp) = create_temp(&dir)?;
+    let (temp_path, mut temp) = create_temp(&dir)?;
     if crash == CrashPoint::BeforeRename {
         // The injected crash leaves the temp file behind, fully written.
-        write_temp(temp, estimate, entries, cursor, format)?;
+        write_temp(&mut temp, estimate, entries, cursor, format)?;
         return Err(crashed("before rename"));
     }
-    let result = write_temp(temp, estimate, entries, cursor, format).and_then(|len| {
-        fs::rename(&temp_path, path)?;
+    let written = write_temp(&mut temp, estimate, entries, cursor, format).and_then(|len| {
+        fsio::rename(&temp_path, path)?;
         Ok(len)
     });
-    let len = match result {
+    let len = match written {
         Ok(len) => len,
         Err(err) => {
-            let _ = fs::remove_file(&temp_path);
+            drop(temp);
+            let _ = fsio::remove_file(&temp_path);
             return Err(err);
         }
     };
-    if crash == CrashPoint::AfterRename {
-        return Err(crashed("after rename"));
-    }
-    sync_dir(&dir)?;
-    Ok(len)
+    // Renamed: `path` now names `temp`'s file, whatever happens next.
+    let dir_synced = if crash == CrashPoint::AfterRename {
+        Err(crashed("after rename"))
+    } else {
+        fsio::sync_dir(&dir).map_err(SnapshotError::from)
+    };
+    Ok(Renamed {
+        file: temp,
+        len,
+        dir_synced,
+    })
 }
 
 /// The error an injected crash returns.
@@ -97,8 +125,8 @@ fn crashed(at: &str) -> SnapshotError {
     SnapshotError::Io(io::Error::other(format!("injected crash {at}")))
 }
 
-/// Creates a new, unique temp file in `dir`.
-fn create_temp(dir: &Path) -> Result<(PathBuf, File), SnapshotError> {
+/// Creates a new, unique, locked temp file in `dir`.
+fn create_temp(dir: &Path) -> Result<(PathBuf, LogFile), SnapshotError> {
     let mut last = None;
     for _ in 0..TEMP_NAME_ATTEMPTS {
         let nanos = std::time::SystemTime::now()
@@ -110,11 +138,7 @@ fn create_temp(dir: &Path) -> Result<(PathBuf, File), SnapshotError> {
             TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let temp_path = dir.join(name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp_path)
-        {
+        match LogFile::create_locked(&temp_path) {
             Ok(file) => return Ok((temp_path, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e.into()),
@@ -127,14 +151,14 @@ fn create_temp(dir: &Path) -> Result<(PathBuf, File), SnapshotError> {
 
 /// Writes the compact log into `temp`, flushes and fsyncs it; returns its length.
 fn write_temp<'e>(
-    temp: File,
+    temp: &mut LogFile,
     estimate: usize,
     entries: impl Iterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
     cursor: &WatchCursor,
     format: LogFormat,
 ) -> Result<u64, SnapshotError> {
     let capacity = estimate.clamp(BUFFER_MIN_BYTES, BUFFER_MAX_BYTES);
-    let mut out = BufWriter::with_capacity(capacity, temp);
+    let mut out = BufWriter::with_capacity(capacity, &mut *temp);
     let mut scratch = Vec::with_capacity(BUFFER_MIN_BYTES);
     let mut len = 0u64;
     encode_header(format, &mut scratch);
@@ -151,8 +175,8 @@ fn write_temp<'e>(
     }
     out.write_all(&scratch)?;
     len += scratch.len() as u64;
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.sync_all()?;
+    out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    temp.sync_all()?;
     Ok(len)
 }
 

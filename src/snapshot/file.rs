@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::SnapshotError;
+use crate::fsio;
 use crate::protocol::log::LogError;
 
 /// The directory holding `path`: an empty parent means `"."`; no parent at all
@@ -24,17 +25,7 @@ pub(crate) fn parent_dir(path: &Path) -> Result<PathBuf, SnapshotError> {
 
 /// Makes the directory entries of `dir` durable (creations, renames).
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        // Directories cannot be opened for fsync here; rename durability is the
-        // filesystem's.
-        let _ = dir;
-        Ok(())
-    }
+    fsio::sync_dir(dir)
 }
 
 /// Maps a kernel error onto the executor's error. `Corrupted` is a unit variant,
@@ -104,7 +95,9 @@ impl WriterFaults {
         self.with(|s| s.fail_truncate = on);
     }
 
-    /// Reopening the log after a compaction fails while set.
+    /// The step after the next compaction's rename (the directory fsync) fails
+    /// (once). Named for the reopen that step replaced: the writer no longer
+    /// reopens the log by name, it appends through the renamed file's handle.
     pub fn fail_reopen(&self, on: bool) {
         self.with(|s| s.fail_reopen = on);
     }
@@ -126,7 +119,34 @@ fn injected(what: &str) -> io::Error {
     io::Error::other(format!("injected fault: {what}"))
 }
 
-/// The open log file, appended to. Under `failpoints` it consults the fault
+/// Attempts at opening and locking a log whose name keeps being re-pointed
+/// (another writer compacting it between our open and our lock).
+const LOCK_ATTEMPTS: u32 = 8;
+
+/// How [`LogFile::acquire`] opens the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Read and append; create the file if it is missing (writers).
+    Create,
+    /// Read only; a missing file is `None` (`load`, which writes only by
+    /// renaming a compacted file over the log).
+    Existing,
+}
+
+/// The error a second writer gets: another open file description holds the
+/// log's lock (in this process or another).
+pub(crate) fn locked_error(path: &Path) -> SnapshotError {
+    SnapshotError::Io(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!(
+            "snapshot log {} is locked: another writer holds it (one writer per file)",
+            path.display()
+        ),
+    ))
+}
+
+/// The open log file, appended to, holding the log's exclusive advisory lock
+/// (`flock`) for as long as it lives. Under `failpoints` it consults the fault
 /// handle before every write, sync and truncate.
 #[derive(Debug)]
 pub(crate) struct LogFile {
@@ -136,28 +156,86 @@ pub(crate) struct LogFile {
 }
 
 impl LogFile {
-    /// Opens (creating if missing) `path` for reading and appending.
-    pub(crate) fn open_append(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        Ok(Self {
+    fn wrap(file: File) -> Self {
+        Self {
             file,
             #[cfg(feature = "failpoints")]
             faults: WriterFaults::default(),
-        })
+        }
     }
 
-    /// The underlying file (for reading it at open).
-    pub(crate) fn file(&mut self) -> &mut File {
-        &mut self.file
+    /// Opens the log at `path` and takes its exclusive lock, or refuses with
+    /// [`locked_error`] when another writer holds it. `Ok(None)`: the file is
+    /// missing and `access` is `Existing`.
+    ///
+    /// The lock is on the file itself, and compaction renames a new, already
+    /// locked file over the name. So after locking, the name must still point at
+    /// the file we locked; if it was re-pointed in between (we locked a replaced
+    /// file), open again, at most [`LOCK_ATTEMPTS`] times.
+    pub(crate) fn acquire(path: &Path, access: Access) -> Result<Option<Self>, SnapshotError> {
+        let mut options = OpenOptions::new();
+        match access {
+            Access::Create => options.read(true).append(true).create(true),
+            Access::Existing => options.read(true),
+        };
+        for _ in 0..LOCK_ATTEMPTS {
+            let file = match fsio::open(path, &options) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && access == Access::Existing => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !fsio::try_lock(&file)? {
+                return Err(locked_error(path));
+            }
+            match fsio::names_file(path, &file) {
+                Ok(true) => return Ok(Some(Self::wrap(file))),
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if access == Access::Existing {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(SnapshotError::Io(io::Error::other(format!(
+            "snapshot log {} was replaced under every one of {LOCK_ATTEMPTS} attempts to open and lock it",
+            path.display()
+        ))))
+    }
+
+    /// Creates the new file `path` (a compaction temp file) for reading and
+    /// appending, and locks it: once renamed over a log, it is that log's
+    /// locked handle.
+    pub(crate) fn create_locked(path: &Path) -> io::Result<Self> {
+        let file = fsio::open(
+            path,
+            OpenOptions::new().read(true).append(true).create_new(true),
+        )?;
+        let locked = match fsio::try_lock(&file) {
+            Ok(true) => return Ok(Self::wrap(file)),
+            Ok(false) => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("new file {} is locked by another writer", path.display()),
+            ),
+            Err(e) => e,
+        };
+        // Created but not locked: remove it (best effort).
+        drop(file);
+        let _ = fsio::remove_file(path);
+        Err(locked)
+    }
+
+    /// The whole file, read through this handle.
+    pub(crate) fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        fsio::read_all(&mut self.file)
     }
 
     /// The current file length.
     pub(crate) fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        fsio::len(&self.file)
     }
 
     /// Truncates (or extends) the file to `len`.
@@ -166,7 +244,7 @@ impl LogFile {
         if self.faults.with(|s| s.fail_truncate) {
             return Err(injected("set_len"));
         }
-        self.file.set_len(len)
+        fsio::set_len(&self.file, len)
     }
 
     /// `fdatasync`.
@@ -175,7 +253,7 @@ impl LogFile {
         if self.faults.with(|s| s.fail_sync) {
             return Err(injected("sync_data"));
         }
-        self.file.sync_data()
+        fsio::sync_data(&self.file)
     }
 
     /// `fsync`.
@@ -184,26 +262,13 @@ impl LogFile {
         if self.faults.with(|s| s.fail_sync) {
             return Err(injected("sync_all"));
         }
-        self.file.sync_all()
+        fsio::sync_all(&self.file)
     }
 
-    /// Closes this handle, then opens `path` again for appending (after a
-    /// compaction replaced the file this handle points at).
-    pub(crate) fn reopen(self, path: &Path) -> io::Result<Self> {
-        #[cfg(feature = "failpoints")]
-        let faults = self.faults.clone();
-        drop(self);
-        #[cfg(feature = "failpoints")]
-        {
-            if faults.with(|s| s.fail_reopen) {
-                return Err(injected("reopen"));
-            }
-            let mut file = Self::open_append(path)?;
-            file.faults = faults;
-            Ok(file)
-        }
-        #[cfg(not(feature = "failpoints"))]
-        Self::open_append(path)
+    /// Takes the armed "the step after the rename fails" fault (it fires once).
+    #[cfg(feature = "failpoints")]
+    pub(crate) fn take_after_rename_fault(&self) -> bool {
+        self.faults.with(|s| std::mem::take(&mut s.fail_reopen))
     }
 
     /// Takes the armed compaction crash point (it fires once).
@@ -223,16 +288,16 @@ impl Write for LogFile {
                     return Err(injected("write"));
                 }
                 let len = buf.len().min(usize::try_from(budget).unwrap_or(usize::MAX));
-                let written = self.file.write(&buf[..len])?;
+                let written = fsio::write(&mut self.file, &buf[..len])?;
                 self.faults
                     .with(|s| s.write_budget_bytes = Some(budget - written as u64));
                 return Ok(written);
             }
         }
-        self.file.write(buf)
+        fsio::write(&mut self.file, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        Ok(())
     }
 }

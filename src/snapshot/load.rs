@@ -4,14 +4,12 @@
 //! whether a key listing may prove deletes.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::io;
 use std::path::Path;
 
 use super::SnapshotError;
-use super::compact::compact_to_file;
-use super::file::map_log_error;
-use crate::kv::{KvEntry, Retention, WatchCursor};
+use super::compact::compact_renamed;
+use super::file::{Access, CrashPoint, LogFile, map_log_error};
+use crate::kv::{KvEntry, Retention, VersionToken, WatchCursor};
 use crate::protocol::log::{self, LogFormat, Tail, V3_HEADER_LEN, encode_header};
 use crate::protocol::{RepairMode, RepairPlan, listing_truth, plan_repair};
 
@@ -72,14 +70,26 @@ impl Snapshot {
 /// Errors: `Corrupted` and `InvalidFormat` as the kernel classifies the bytes
 /// (the file is left untouched), `Io` from the OS.
 ///
-/// `load` writes to the file: never call it on a file a live
-/// [`SnapshotWriter`](super::SnapshotWriter) owns.
+/// `load` writes to the file (only by renaming a compacted file over it), so it
+/// takes the log's exclusive lock for its duration: on a file a live
+/// [`SnapshotWriter`](super::SnapshotWriter) or store owns, it is refused with
+/// `SnapshotError::Io` of kind `WouldBlock` naming the path.
 pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err.into()),
+    let Some(mut file) = LogFile::acquire(path, Access::Existing)? else {
+        return Ok(None);
     };
+    load_locked(path, &mut file, true)
+}
+
+/// [`load`] through `file`, the log's locked handle. A rewrite replaces `file`
+/// with the rewritten log's (locked) handle. `rewrite_empty = false` leaves an
+/// empty log as it is (a writer opened next rewrites it anyway).
+pub(crate) fn load_locked(
+    path: &Path,
+    file: &mut LogFile,
+    rewrite_empty: bool,
+) -> Result<Option<Snapshot>, SnapshotError> {
+    let bytes = file.read_all()?;
     let replay = log::replay(&bytes).map_err(|e| map_log_error(path, e))?;
     if let Tail::Torn { offset, kind } = replay.tail {
         tracing::warn!(path = %path.display(), offset, dropped_bytes = bytes.len() as u64 - offset,
@@ -92,14 +102,14 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
     if replay.entries.is_empty() && replay.cursor.to_bytes().is_empty() {
         let mut empty = Vec::with_capacity(V3_HEADER_LEN);
         encode_header(LogFormat::V3, &mut empty);
-        if bytes != empty {
-            compact_to_file(path, [], &WatchCursor::none(), LogFormat::V3)?;
+        if rewrite_empty && bytes != empty {
+            rewrite(path, file, [], &WatchCursor::none())?;
         }
         return Ok(None);
     }
     if !replay.already_compact {
         let entries = replay.entries.iter().map(|(k, (v, ver))| (*k, *v, ver));
-        compact_to_file(path, entries, &replay.cursor, LogFormat::V3)?;
+        rewrite(path, file, entries, &replay.cursor)?;
     }
     let entries = replay
         .entries
@@ -117,4 +127,22 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
         cursor: replay.cursor,
         entries,
     }))
+}
+
+/// Compacts the log at `path` to v3 and switches `file` to the new file, which
+/// holds the lock from before its rename. A failed directory fsync after the
+/// rename is returned (the caller does not use the log).
+fn rewrite<'e, I>(
+    path: &Path,
+    file: &mut LogFile,
+    entries: I,
+    cursor: &WatchCursor,
+) -> Result<(), SnapshotError>
+where
+    I: IntoIterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
+    I::IntoIter: Clone,
+{
+    let renamed = compact_renamed(path, entries, cursor, LogFormat::V3, CrashPoint::Never)?;
+    *file = renamed.file;
+    renamed.dir_synced
 }

@@ -8,7 +8,13 @@
 //!   tail at open, refuses mid-file corruption, and compacts on request.
 //! - Compaction writes a temp file in the same directory, fsyncs it, renames it
 //!   over the log and fsyncs the directory (docs/formats.md has the crash
-//!   argument).
+//!   argument). Once the rename happened the writer appends to the new file;
+//!   a failure after it poisons the writer.
+//! - One writer per file: every writable store holds an exclusive advisory lock
+//!   on its log file; a second open, in this process or another, is refused
+//!   with `SnapshotError::Io` of kind `WouldBlock` naming the path.
+//! - All file work goes through one seam (`crate::fsio`), where tests built
+//!   with `failpoints` fail any call (`fs_faults`, doc-hidden).
 
 mod append_log;
 mod compact;
@@ -18,6 +24,11 @@ mod load;
 mod store;
 mod writer;
 
+/// Fault injection at the file-system seam (feature `failpoints`; tests only):
+/// fail the Nth call of one kind made on the current thread.
+#[cfg(feature = "failpoints")]
+#[doc(hidden)]
+pub use crate::fsio::faults as fs_faults;
 pub use append_log::{AppendLogConfig, AppendLogSnapshot};
 #[allow(unused_imports)] // used by the AppendLogSnapshot store built on this module
 pub(crate) use compact::{TEMP_PREFIX, compact_to_file};

@@ -4,16 +4,15 @@
 //! unknowable. Blocking std I/O; every byte decision is `protocol::log`'s.
 
 use std::cell::Cell;
-use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use super::SnapshotError;
-use super::compact::compact_with_crash;
+use super::compact::compact_renamed;
 #[cfg(feature = "failpoints")]
 use super::file::WriterFaults;
-use super::file::{CrashPoint, LogFile, map_log_error, parent_dir, sync_dir};
+use super::file::{Access, CrashPoint, LogFile, map_log_error, parent_dir, sync_dir};
 use crate::kv::{KvUpdate, WatchCursor};
 use crate::protocol::log::{
     self, LogFormat, Tail, V3_HEADER_LEN, encode_cursor, encode_delete, encode_header, encode_put,
@@ -37,8 +36,11 @@ const APPEND_BUFFER_BYTES: usize = 64 * 1024;
 /// compaction) the writer is *poisoned*: every method then returns
 /// `SnapshotError::Io`, and the cure is to open the file again.
 ///
-/// One writer per file: kvfold takes no lock, and [`load`](super::load) must not
-/// run on a file a live writer owns. `Send`, not `Sync`; entirely blocking (async
+/// One writer per file, enforced: the writer holds an exclusive advisory lock
+/// (`flock`) on the log file for its whole lifetime, poisoned or not, and a
+/// second writer (or [`load`](super::load)) on the same file, in this process or
+/// another, is refused with `SnapshotError::Io` of kind `WouldBlock` naming the
+/// path. Compaction hands the lock over to the new file before renaming it. `Send`, not `Sync`; entirely blocking (async
 /// callers use `spawn_blocking`). Dropping a writer that is not poisoned flushes
 /// its buffer (records ahead of the cursor, which is harmless).
 #[derive(Debug)]
@@ -46,6 +48,9 @@ pub struct SnapshotWriter {
     path: PathBuf,
     /// `None` exactly when poisoned.
     out: Option<BufWriter<LogFile>>,
+    /// While poisoned: the log's handle, kept (unbuffered, never written) so that
+    /// the lock is held for the writer's lifetime.
+    held: Option<LogFile>,
     poisoned: Option<String>,
     /// File length at the last successful checkpoint (or open, or compaction).
     committed_len: u64,
@@ -82,15 +87,32 @@ impl SnapshotWriter {
     /// fsyncs (`sync_data`) at every checkpoint, so that every cursor a
     /// successful checkpoint returned survives power loss; `false` survives a
     /// process crash only. Compaction always fsyncs.
+    ///
+    /// Every open fsyncs the parent directory, so that the log's name is durable
+    /// before the first append (also after a writer was poisoned by a failed
+    /// directory fsync). The writer holds the log's exclusive lock until it is
+    /// dropped; a log another writer holds is refused (`Io`, kind `WouldBlock`).
     pub fn open_with(
         path: &Path,
         compact_threshold: u64,
         sync: bool,
     ) -> Result<Self, SnapshotError> {
+        parent_dir(path)?;
+        let file = LogFile::acquire(path, Access::Create)?
+            .ok_or_else(|| SnapshotError::Io(io::Error::from(io::ErrorKind::NotFound)))?;
+        Self::from_locked(path, file, compact_threshold, sync)
+    }
+
+    /// [`open_with`](Self::open_with) on a log file already opened and locked by
+    /// [`LogFile::acquire`].
+    pub(crate) fn from_locked(
+        path: &Path,
+        mut file: LogFile,
+        compact_threshold: u64,
+        sync: bool,
+    ) -> Result<Self, SnapshotError> {
         let dir = parent_dir(path)?;
-        let mut file = LogFile::open_append(path)?;
-        let mut bytes = Vec::new();
-        file.file().read_to_end(&mut bytes)?;
+        let bytes = file.read_all()?;
         let scan = log::scan(&bytes).map_err(|e| map_log_error(path, e))?;
         let file = match scan.format {
             None => {
@@ -111,15 +133,17 @@ impl SnapshotWriter {
                         ?kind, "dropping the torn tail of a v2 snapshot log");
                 }
                 let entries = replay.entries.iter().map(|(k, (v, ver))| (*k, *v, ver));
-                compact_with_crash(
+                let renamed = compact_renamed(
                     path,
                     entries,
                     &replay.cursor,
                     LogFormat::V3,
                     CrashPoint::Never,
                 )?;
+                // The upgraded file is the log now: continue on its (locked) handle.
                 drop(file);
-                LogFile::open_append(path)?
+                renamed.dir_synced?;
+                renamed.file
             }
             Some(LogFormat::V3) => {
                 if let Tail::Torn { offset, kind } = scan.tail {
@@ -128,6 +152,7 @@ impl SnapshotWriter {
                     file.set_len(scan.valid_len)?;
                     file.sync_all()?;
                 }
+                sync_dir(&dir)?;
                 file
             }
         };
@@ -136,6 +161,7 @@ impl SnapshotWriter {
         Ok(Self {
             path: path.to_path_buf(),
             out: Some(BufWriter::with_capacity(APPEND_BUFFER_BYTES, file)),
+            held: None,
             poisoned: None,
             committed_len: len,
             written_len: len,
@@ -224,50 +250,80 @@ impl SnapshotWriter {
     }
 
     /// Rewrites the log as a compact v3 file (temp file, fsync, rename, directory
-    /// fsync), including records not yet checkpointed, and reopens it.
+    /// fsync), including records not yet checkpointed, and continues on it.
     ///
-    /// Synchronous and potentially long: it rewrites the live state. If the
-    /// rewrite fails the old file and the writer are unchanged; if the reopen
-    /// fails the writer is poisoned.
+    /// Synchronous and potentially long: it rewrites the live state. The state
+    /// is read through the writer's own handle, never by name. If anything fails
+    /// before the rename, the old file and the writer are unchanged. Once the
+    /// rename happened the file on disk is the new one, and the writer switches
+    /// to it at once (the new file's handle, locked before the rename); if the
+    /// directory fsync after the rename fails, the writer is poisoned, because
+    /// whether the rename survives power loss is unknowable. Reopening cures it.
     #[must_use = "compaction errors leave the log uncompacted"]
     pub fn compact(&mut self) -> Result<(), SnapshotError> {
         self.check_poisoned()?;
         self.flush_buffer()?;
-        let bytes = fs::read(&self.path)?;
+        let read = match self.out.as_mut() {
+            Some(out) => out.get_mut().read_all(),
+            None => return Err(self.poisoned_error()),
+        };
+        let bytes = read?;
         let replay = log::replay(&bytes).map_err(|e| map_log_error(&self.path, e))?;
         let entries = replay.entries.iter().map(|(k, (v, ver))| (*k, *v, ver));
         let crash = self.crash_point();
-        let result = compact_with_crash(&self.path, entries, &replay.cursor, LogFormat::V3, crash);
-        if crash != CrashPoint::Never {
-            // An injected crash: this writer is gone as its process would be.
-            self.poison("injected crash during compaction".to_owned());
-        }
-        result?;
+        let renamed = compact_renamed(&self.path, entries, &replay.cursor, LogFormat::V3, crash);
         drop(replay);
         drop(bytes);
-        // The old handle points at the replaced inode: drop it before reopening.
+        let renamed = match renamed {
+            Ok(renamed) => renamed,
+            Err(err) => {
+                if crash != CrashPoint::Never {
+                    // An injected crash: this writer is gone as its process would be.
+                    self.poison("injected crash during compaction".to_owned());
+                }
+                return Err(err);
+            }
+        };
+        // The rename happened: from here on the log is the new file. Switch to
+        // its handle before anything else can fail; the old handle points at the
+        // replaced file, and writes through it would vanish.
         let Some(old) = self.out.take() else {
             return Err(self.poisoned_error());
         };
         let (old, _empty) = old.into_parts();
-        let file = match old.reopen(&self.path) {
-            Ok(file) => file,
-            Err(err) => {
-                self.poison(format!("reopen after compaction failed: {err}"));
-                return Err(err.into());
-            }
-        };
-        let len = match file.len() {
-            Ok(len) => len,
-            Err(err) => {
-                self.poison(format!("reading the length after compaction failed: {err}"));
-                return Err(err.into());
-            }
-        };
+        #[cfg_attr(not(feature = "failpoints"), allow(unused_mut))]
+        let mut file = renamed.file;
+        #[cfg(feature = "failpoints")]
+        {
+            file.faults = old.faults.clone();
+        }
+        drop(old);
         self.out = Some(BufWriter::with_capacity(APPEND_BUFFER_BYTES, file));
-        self.committed_len = len;
-        self.written_len = len;
+        self.committed_len = renamed.len;
+        self.written_len = renamed.len;
         self.bytes_since_compact = 0;
+        let dir_synced = renamed.dir_synced;
+        #[cfg(feature = "failpoints")]
+        let dir_synced = match &self.out {
+            Some(out) if dir_synced.is_ok() && out.get_ref().take_after_rename_fault() => {
+                Err(SnapshotError::Io(io::Error::other(
+                    "injected fault after the compaction's rename",
+                )))
+            }
+            _ => dir_synced,
+        };
+        if crash != CrashPoint::Never {
+            self.poison("injected crash during compaction".to_owned());
+            return Err(dir_synced
+                .err()
+                .unwrap_or_else(|| SnapshotError::Io(io::Error::other("injected crash"))));
+        }
+        if let Err(err) = dir_synced {
+            self.poison(format!(
+                "the directory fsync after the compaction's rename failed: {err}"
+            ));
+            return Err(err);
+        }
         Ok(())
     }
 
@@ -355,6 +411,7 @@ impl SnapshotWriter {
                 self.bytes_since_compact = self.committed_len.saturating_sub(V3_HEADER_LEN as u64);
             }
             Err(truncate) => {
+                self.held = Some(file);
                 self.poisoned = Some(format!(
                     "truncate to {} after a failed write failed: {truncate}",
                     self.committed_len
@@ -366,11 +423,12 @@ impl SnapshotWriter {
         err
     }
 
-    /// Poisons the writer: the handle is dropped without flushing its buffer.
+    /// Poisons the writer: the buffer is discarded unflushed; the handle is kept,
+    /// unused, so that the log stays locked while this writer lives.
     fn poison(&mut self, reason: String) {
         if let Some(out) = self.out.take() {
             let (file, _discarded) = out.into_parts();
-            drop(file);
+            self.held = Some(file);
         }
         tracing::error!(path = %self.path.display(), %reason, "snapshot writer poisoned");
         self.poisoned.get_or_insert(reason);
