@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::nats::{NatsServer, TcpProxy, consumer_count, wait_consumer_count};
+use common::nats::{NatsCluster, NatsServer, TcpProxy, consumer_count, wait_consumer_count};
 use kvfold::{
     Connection, KvStore, KvUpdate, NatsConnection, NatsConnectionConfig, StoreConfig, WatchCursor,
 };
@@ -232,4 +232,118 @@ async fn dropped_watches_and_listings_leave_no_consumer_behind() {
     // A complete listing leaves nothing either.
     assert_eq!(store.reader().keys("").await.unwrap().len(), KEYS);
     assert_eq!(consumer_count(&raw, stream).await, baseline);
+}
+
+/// Sends SIGCONT to a SIGSTOPped process when dropped (also on a panic).
+struct Stopped(u32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Self {
+        signal("-STOP", pid);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal("-CONT", self.0);
+    }
+}
+
+fn signal(which: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_sync_watches_started_while_a_replica_catches_up_deliver_only_latest_values() {
+    // R1 consumers land on any peer of an R3 stream and read that peer's copy. A
+    // follower stopped during the writes holds an old copy for a while after it
+    // resumes; snapshots taken there must not turn into history.
+    const KEYS: u64 = 100;
+    const ROUNDS: u64 = 30;
+    const WATCHES: usize = 12;
+    let cluster = NatsCluster::start(3);
+    let conn = connected(cluster.urls()).await;
+    let store: Arc<dyn KvStore> = conn
+        .store_with_config(StoreConfig {
+            num_replicas: Some(3),
+            ..bucket("lag", 5)
+        })
+        .await
+        .unwrap();
+    let leader = cluster.stream_leader("KV_lag");
+    let follower = (leader + 1) % 3;
+    let raw = async_nats::connect(cluster.url(leader)).await.unwrap();
+    let stopped = Stopped::stop(cluster.node(follower).pid().expect("running"));
+    let js = async_nats::jetstream::new(raw.clone());
+    for round in 0..ROUNDS {
+        let mut acks = Vec::new();
+        for i in 0..KEYS {
+            acks.push(
+                js.publish(format!("$KV.lag.k{i:03}"), round.to_string().into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+    let expected: Vec<(String, u64)> = (0..KEYS)
+        .map(|i| (format!("k{i:03}"), (ROUNDS - 1) * KEYS + i + 1))
+        .collect();
+    drop(stopped);
+    let mut tasks = Vec::new();
+    for _ in 0..WATCHES {
+        let watcher = store.watcher().unwrap();
+        let (tx, mut rx) = mpsc::channel(256);
+        let watch = tokio::spawn(async move { watcher.watch_all(tx).await });
+        let want = expected.clone();
+        tasks.push(tokio::spawn(async move {
+            // Until every key has arrived at its latest revision.
+            let mut latest: std::collections::BTreeMap<String, u64> = Default::default();
+            let mut got = Vec::new();
+            while want.iter().any(|(k, r)| latest.get(k) != Some(r)) {
+                match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+                    Ok(Some(update)) => {
+                        let (key, revision) = brief(&update);
+                        latest.insert(key.clone(), revision);
+                        got.push((key, revision));
+                    }
+                    other => panic!(
+                        "watch ended or stalled after {} updates: {other:?}",
+                        got.len()
+                    ),
+                }
+            }
+            watch.abort();
+            got
+        }));
+    }
+    let mut stale_snapshots = 0;
+    for (n, task) in tasks.into_iter().enumerate() {
+        let got = task.await.unwrap();
+        assert!(
+            got.windows(2).all(|w| w[0].1 < w[1].1),
+            "watch {n}: revisions strictly increase"
+        );
+        // A snapshot from a replica behind the stream may be forwarded before the
+        // consumer shows it is behind (docs/nats-backend.md "State-sync snapshots");
+        // then the watch syncs again: at most one stale entry per key, never the
+        // replica's catch-up history.
+        assert!(
+            got.len() <= 2 * expected.len(),
+            "watch {n}: {} updates for {} keys: history instead of latest values",
+            got.len(),
+            expected.len()
+        );
+        if got.len() > expected.len() {
+            stale_snapshots += 1;
+        }
+    }
+    println!("{stale_snapshots} of {WATCHES} watches started on a replica behind the stream");
 }

@@ -215,10 +215,11 @@ impl WatchRun<'_> {
                 biased;
                 () = tx.closed() => Wake::Closed,
                 _ = reconnect_check.tick() => Wake::ReconnectCheck,
-                () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => Wake::Deadline,
-                // Messages already buffered come before the silence verdict: a watch
-                // that was held up by its receiver must not mistake the backlog for loss.
+                // Messages already buffered come before the silence verdicts (the
+                // guard's idle and snapshot-stall deadlines, heartbeats): a watch that
+                // was held up by its receiver must not mistake the backlog for loss.
                 next = consumer.raw_next() => Wake::Message(next),
+                () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => Wake::Deadline,
                 () = async { tokio::time::sleep_until(heartbeat.expect("guarded by is_some")).await }, if heartbeat.is_some() => Wake::HeartbeatLost,
             };
             let message = match wake {

@@ -21,6 +21,11 @@ pub const FLOOR_PROBE_IDLE_MS: u64 = 30_000;
 /// with a `WatchError` (an addition; reconnects do not count).
 pub const MAX_STALE_RESYNCS: u32 = 16;
 
+/// An unfiltered state-sync snapshot that delivers nothing for this long while it
+/// still owes revisions up to its sync point is taken for a consumer stuck on a
+/// replica behind the stream, and replaced (an addition; counts as a stale resync).
+pub const SYNC_STALL_MS: u64 = 5_000;
+
 /// The limits of a bucket's log that decide whether current values can vanish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LogLimits {
@@ -461,6 +466,8 @@ pub struct ResumeGuard {
     sync: Option<SyncWindow>,
     /// Snapshot consumers replaced because they answered from behind the sync point.
     stale_resyncs: u32,
+    /// When an open unfiltered snapshot window counts as stalled.
+    sync_deadline: Option<Millis>,
     now: Millis,
     commands: VecDeque<GuardCommand>,
 }
@@ -481,6 +488,7 @@ impl ResumeGuard {
             sync_point: 0,
             sync: None,
             stale_resyncs: 0,
+            sync_deadline: None,
             now,
             commands: VecDeque::new(),
         };
@@ -522,6 +530,7 @@ impl ResumeGuard {
             sync_point: 0,
             sync: None,
             stale_resyncs: 0,
+            sync_deadline: None,
             now,
             commands: VecDeque::new(),
         }
@@ -554,11 +563,23 @@ impl ResumeGuard {
 
     /// The idle probe deadline (only while streaming in `Dense` mode).
     pub fn poll_timeout(&self) -> Option<Millis> {
-        if self.phase == Phase::Streaming && self.judging == GuardMode::Dense {
+        if self.phase != Phase::Streaming {
+            return None;
+        }
+        if self.sync.is_some() {
+            return self.sync_deadline;
+        }
+        if self.judging == GuardMode::Dense {
             self.deadline
         } else {
             None
         }
+    }
+
+    /// Restarts the stall timer of an open unfiltered snapshot window.
+    fn arm_sync_stall(&mut self) {
+        self.sync_deadline = (self.sync.is_some() && self.scope_mode == GuardMode::Dense)
+            .then(|| self.now.plus_ms(SYNC_STALL_MS));
     }
 
     fn unexpected(&self, event: &GuardEvent) -> Unexpected {
@@ -581,10 +602,41 @@ impl ResumeGuard {
         }
     }
 
+    /// G21 for an unfiltered (`Dense`) scope: its snapshot ends with the stream's
+    /// last message, so a snapshot count spent below the sync point shows a replica
+    /// behind the stream at once, before it delivers any of the missing messages
+    /// (a catching-up replica may not deliver them for a long time).
+    fn check_spent_snapshot(&mut self) {
+        let spent_short = self.scope_mode == GuardMode::Dense
+            && self
+                .sync
+                .is_some_and(|w| w.left == 0 && self.frontier.map_or(0, |m| m.revision) < w.point);
+        if spent_short {
+            self.stale_snapshot();
+        }
+    }
+
+    /// A snapshot consumer answered from behind the sync point: sync again, or end
+    /// the watch once [`MAX_STALE_RESYNCS`] replacements were spent.
+    fn stale_snapshot(&mut self) {
+        let point = self.sync.map_or(self.sync_point, |w| w.point);
+        if self.stale_resyncs >= MAX_STALE_RESYNCS {
+            self.commands.push_back(GuardCommand::DropConsumer);
+            self.finish(GuardCommand::Fail(KvError::WatchError(format!(
+                "state-sync snapshot: {} consumers in a row answered from a replica behind revision {point}",
+                self.stale_resyncs + 1
+            ))));
+        } else {
+            self.stale_resyncs += 1;
+            self.resync();
+        }
+    }
+
     /// Drops the consumer and syncs again from a fresh sync point (G21, G22).
     fn resync(&mut self) {
         self.commands.push_back(GuardCommand::DropConsumer);
         self.sync = None;
+        self.sync_deadline = None;
         self.held = None;
         self.deadline = None;
         self.commands.push_back(GuardCommand::ProbeStream);
@@ -643,7 +695,12 @@ impl ResumeGuard {
         match (self.phase, event) {
             // G18
             (Phase::SyncProbe, GuardEvent::StreamProbed { facts, .. }) => {
-                self.sync_point = facts.last_sequence;
+                // An empty stream (everything purged) has nothing to sync.
+                self.sync_point = if facts.first_sequence > facts.last_sequence {
+                    0
+                } else {
+                    facts.last_sequence
+                };
                 self.commands
                     .push_back(GuardCommand::CreateSnapshotConsumer);
                 self.phase = Phase::SyncCreating;
@@ -656,6 +713,8 @@ impl ResumeGuard {
                     left: pending,
                 });
                 self.phase = Phase::Streaming;
+                self.arm_sync_stall();
+                self.check_spent_snapshot();
             }
             // G20
             (Phase::SyncCreating, GuardEvent::ConsumerFailed { error_text, .. }) => {
@@ -684,16 +743,7 @@ impl ResumeGuard {
                         // A consumer past its snapshot delivers a revision the stream
                         // held before the consumer existed: its replica was behind
                         // the sync point and is replaying history.
-                        if self.stale_resyncs >= MAX_STALE_RESYNCS {
-                            self.finish(GuardCommand::Fail(KvError::WatchError(format!(
-                                "state-sync snapshot: {} consumers in a row answered from a replica behind revision {}",
-                                self.stale_resyncs + 1,
-                                sync.point
-                            ))));
-                        } else {
-                            self.stale_resyncs += 1;
-                            self.resync();
-                        }
+                        self.stale_snapshot();
                     }
                     _ => {
                         self.frontier = Some(Mark {
@@ -705,6 +755,10 @@ impl ResumeGuard {
                         }
                         self.commands.push_back(GuardCommand::Forward);
                     }
+                }
+                if self.phase == Phase::Streaming {
+                    self.arm_sync_stall();
+                    self.check_spent_snapshot();
                 }
             }
             // G8 during the snapshot phase
@@ -844,6 +898,12 @@ impl ResumeGuard {
                         self.arm_idle();
                     }
                 }
+            }
+            // G21: an open unfiltered snapshot window that went silent
+            (Phase::Streaming, GuardEvent::Tick { .. })
+                if self.sync.is_some() && self.sync_deadline.is_some_and(|d| self.now >= d) =>
+            {
+                self.stale_snapshot();
             }
             // G10 / G13
             (phase, GuardEvent::Tick { .. }) => {

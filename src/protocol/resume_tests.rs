@@ -1556,11 +1556,13 @@ fn g19_a_caught_up_snapshot_is_forwarded_entry_by_entry_then_live_changes() {
 fn g21_a_snapshot_consumer_on_a_replica_behind_the_sync_point_syncs_again() {
     // The CI failure (issue 9, defect 5): the consumer's replica had stored nothing
     // when the consumer was created (snapshot of 0), then replayed revisions 1, 2, …
-    // as live messages. Revision 1 arrives after the snapshot and at or below the
-    // sync point: history, never forwarded.
-    let mut guard = synced(GuardMode::Dense, 0);
+    // as live messages. An unfiltered snapshot ends with the stream's last message,
+    // so an empty one below sync point 10 is stale at once: nothing is forwarded.
+    let mut guard = ResumeGuard::syncing(GuardMode::Dense, Millis(0));
+    let _ = drain(&mut guard);
+    let _ = step(&mut guard, probed(1, facts(1, 10)));
     assert_eq!(
-        step(&mut guard, delivered(3, 1)),
+        step(&mut guard, snapshot_created(2, 0)),
         vec![GuardCommand::DropConsumer, GuardCommand::ProbeStream]
     );
     assert!(!guard.is_streaming());
@@ -1575,6 +1577,38 @@ fn g21_a_snapshot_consumer_on_a_replica_behind_the_sync_point_syncs_again() {
         .collect();
     assert_eq!(forwarded, SNAPSHOT);
     assert!(!guard.is_syncing());
+}
+
+#[test]
+fn g21_a_filtered_snapshot_behind_the_sync_point_is_caught_at_its_first_replayed_revision() {
+    // A prefix scope's snapshot need not reach the sync point, so an empty one is
+    // judged by what follows: revision 1 after the snapshot, at or below 10, is history.
+    let mut guard = synced(GuardMode::Sparse, 0);
+    assert_eq!(
+        step(&mut guard, delivered(3, 1)),
+        vec![GuardCommand::DropConsumer, GuardCommand::ProbeStream]
+    );
+}
+
+#[test]
+fn g21_an_unfiltered_snapshot_spent_below_the_sync_point_syncs_again_at_once() {
+    // The replica held revisions 1–6: snapshot b@2, a@3, c@5, d@6 (4 entries). Its
+    // count is spent at 6 < 10: stale, before any of 7–10 is replayed.
+    let mut guard = synced(GuardMode::Dense, 4);
+    for r in [2, 3, 5] {
+        assert_eq!(
+            step(&mut guard, delivered(3, r)),
+            vec![GuardCommand::Forward]
+        );
+    }
+    assert_eq!(
+        step(&mut guard, delivered(3, 6)),
+        vec![
+            GuardCommand::Forward,
+            GuardCommand::DropConsumer,
+            GuardCommand::ProbeStream
+        ]
+    );
 }
 
 #[test]
@@ -1698,11 +1732,17 @@ fn g19_an_empty_bucket_has_nothing_to_sync() {
         step(&mut guard, delivered(3, 1)),
         vec![GuardCommand::Forward]
     );
+    // A stream purged empty (first sequence past the last) has nothing to sync either.
+    let mut purged = ResumeGuard::syncing(GuardMode::Dense, Millis(0));
+    let _ = drain(&mut purged);
+    let _ = step(&mut purged, probed(1, facts(11, 10)));
+    assert_eq!(step(&mut purged, snapshot_created(2, 0)), vec![]);
+    assert!(!purged.is_syncing());
 }
 
 #[test]
 fn g21_stale_snapshot_consumers_are_replaced_a_bounded_number_of_times() {
-    let mut guard = synced(GuardMode::Dense, 0);
+    let mut guard = synced(GuardMode::Sparse, 0);
     for attempt in 0..MAX_STALE_RESYNCS {
         assert_eq!(
             step(&mut guard, delivered(3, 1)),
@@ -1714,7 +1754,7 @@ fn g21_stale_snapshot_consumers_are_replaced_a_bounded_number_of_times() {
     }
     let end = step(&mut guard, delivered(6, 1));
     assert!(
-        matches!(end.as_slice(), [GuardCommand::Fail(KvError::WatchError(text))] if text.contains("behind revision 10")),
+        matches!(end.as_slice(), [GuardCommand::DropConsumer, GuardCommand::Fail(KvError::WatchError(text))] if text.contains("behind revision 10")),
         "{end:?}"
     );
     assert!(guard.is_done());
@@ -1753,4 +1793,35 @@ fn g15_a_syncing_guard_rejects_events_of_other_phases() {
     let _ = drain(&mut resumed);
     let _ = step(&mut resumed, probed(1, facts(1, 10)));
     assert!(resumed.handle(snapshot_created(2, 6)).is_err());
+}
+
+#[test]
+fn g21_an_unfiltered_snapshot_that_stalls_below_the_sync_point_syncs_again() {
+    // A consumer on a catching-up replica can report a snapshot and then deliver
+    // nothing (seen live); the window owes revisions up to 10, so silence is stale.
+    let mut guard = synced(GuardMode::Dense, 6);
+    assert_eq!(guard.poll_timeout(), Some(Millis(2 + SYNC_STALL_MS)));
+    assert_eq!(
+        step(&mut guard, delivered(3, 2)),
+        vec![GuardCommand::Forward]
+    );
+    assert_eq!(guard.poll_timeout(), Some(Millis(3 + SYNC_STALL_MS)));
+    assert_eq!(
+        step(&mut guard, tick(2 + SYNC_STALL_MS)),
+        vec![],
+        "not due yet"
+    );
+    assert_eq!(
+        step(&mut guard, tick(3 + SYNC_STALL_MS)),
+        vec![GuardCommand::DropConsumer, GuardCommand::ProbeStream]
+    );
+    // A closed window has no stall timer; a filtered one never had one.
+    let mut done = synced(GuardMode::Dense, 6);
+    for r in SNAPSHOT {
+        let _ = step(&mut done, delivered(3, r));
+    }
+    assert_eq!(done.poll_timeout(), None);
+    let mut sparse = synced(GuardMode::Sparse, 6);
+    assert_eq!(sparse.poll_timeout(), None);
+    assert_eq!(step(&mut sparse, tick(10 * SYNC_STALL_MS)), vec![]);
 }
