@@ -47,14 +47,16 @@
 //! backend's watch drives):
 //!
 //! 1. Build the machine with the caller's `now` (`ResumeGuard::resumed` for a
-//!    `_from` watch with a usable cursor, `ResumeGuard::fresh` for a state-sync watch).
+//!    `_from` watch with a usable cursor, `ResumeGuard::syncing` for a state-sync watch;
+//!    `ResumeGuard::fresh` is the older state-sync guard without the snapshot check).
 //! 2. Poll commands with `poll_command()` and perform each completely, in order:
 //!    `ProbeStream` reads fresh stream facts, `CreateConsumer` subscribes at the given
-//!    sequence, `DropConsumer` drops the subscription and anything not yet handed in,
+//!    sequence, `CreateSnapshotConsumer` subscribes last-per-subject, `DropConsumer` drops the subscription and anything not yet handed in,
 //!    `Forward` sends the last delivered update, `Skip` drops it, `Expired` and `Fail`
 //!    end the watch with `CursorExpired` or the given error.
 //! 3. Feed the completion of every command that has one (`StreamProbed` /
-//!    `ProbeFailed`, `ConsumerCreated` / `ConsumerFailed`) with `handle`, then go back to 2.
+//!    `ProbeFailed`, `ConsumerCreated` / `SnapshotCreated` / `ConsumerFailed`) with
+//!    `handle`, then go back to 2.
 //! 4. While streaming, hand every delivery to `handle(Delivered { .. })` before sending
 //!    anything, then go back to 2.
 //! 5. When the client reconnected since the last check (memory: `MemoryFaults::heal`),

@@ -955,6 +955,12 @@ impl<G: Guard> Run<G> {
                     self.outstanding = Outstanding::Create;
                     self.on_create(cause, start_sequence)?;
                 }
+                GuardCommand::CreateSnapshotConsumer => {
+                    return violated(
+                        Property::DriveContract,
+                        "CreateSnapshotConsumer from a resumed or fresh guard",
+                    );
+                }
                 GuardCommand::DropConsumer => {
                     if !matches!(cause, Cause::Reconnected) {
                         return violated(

@@ -251,6 +251,11 @@ impl ResumeModel {
                 GuardCommand::CreateConsumer { start_sequence } => {
                     watch.outstanding = Some(Outstanding::Create { start_sequence });
                 }
+                // Only `ResumeGuard::syncing` asks for it; the model drives
+                // `resumed` and `fresh` guards.
+                GuardCommand::CreateSnapshotConsumer => {
+                    watch.seen.insert(Seen::CONTRACT_BROKEN);
+                }
                 GuardCommand::DropConsumer => {
                     watch.consumer = None;
                     watch.in_hand = None;

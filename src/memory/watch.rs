@@ -93,16 +93,12 @@ impl WatchRun {
             wake,
             epoch,
         };
-        match spec.cursor.as_ref().and_then(ResumeCursor::of) {
-            Some(cursor) => run.guard = ResumeGuard::resumed(cursor, spec.mode, now),
-            None => {
-                let registration = run
-                    .cell
-                    .register_sync(run.scope.clone(), Arc::clone(&run.wake))?;
-                run.slot = Some(registration.slot);
-                run.snapshot = registration.snapshot.into();
-            }
-        }
+        // A state-sync watch takes its snapshot through the guard (G18–G19), so a
+        // reconnect in the snapshot phase syncs again instead of replaying history.
+        run.guard = match spec.cursor.as_ref().and_then(ResumeCursor::of) {
+            Some(cursor) => ResumeGuard::resumed(cursor, spec.mode, now),
+            None => ResumeGuard::syncing(spec.mode, now),
+        };
         Ok(run)
     }
 
@@ -155,6 +151,27 @@ impl WatchRun {
                         Ok(slot) => {
                             self.slot = Some(slot);
                             GuardEvent::ConsumerCreated { now }
+                        }
+                        Err(error) => GuardEvent::ConsumerFailed {
+                            now,
+                            error_text: message_of(error),
+                        },
+                    };
+                    self.feed(event);
+                }
+                GuardCommand::CreateSnapshotConsumer => {
+                    let registered = self
+                        .cell
+                        .register_sync(self.scope.clone(), Arc::clone(&self.wake));
+                    let now = self.now();
+                    let event = match registered {
+                        Ok(registration) => {
+                            self.slot = Some(registration.slot);
+                            self.snapshot = registration.snapshot.into();
+                            GuardEvent::SnapshotCreated {
+                                now,
+                                pending: u64::try_from(self.snapshot.len()).unwrap_or(u64::MAX),
+                            }
                         }
                         Err(error) => GuardEvent::ConsumerFailed {
                             now,

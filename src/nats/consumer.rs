@@ -22,6 +22,8 @@ const IDLE_HEARTBEAT: Duration = Duration::from_secs(1);
 pub(crate) const HEARTBEAT_LOSS: Duration = Duration::from_millis(3_500);
 /// Server-side cleanup of a consumer whose client went away.
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(300);
+/// Bound on the consumer delete a dropped [`PushConsumer`] sends from a spawned task.
+pub(crate) const DROP_DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where delivery starts.
 #[derive(Debug, Clone, Copy)]
@@ -65,10 +67,20 @@ pub(crate) struct PushConsumer {
     /// Pending messages reported when the consumer was created.
     pub(crate) pending_at_create: u64,
     last_activity: Instant,
+    /// Set once [`delete`](PushConsumer::delete) ran: `Drop` has nothing left to do.
+    deleted: bool,
 }
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// `kvfold_<unique inbox token>`: unique per consumer, and a legal consumer name
+/// (the inbox's last token is alphanumeric).
+fn consumer_name(inbox: &str) -> String {
+    let token = inbox.rsplit('.').next().unwrap_or(inbox);
+    let clean: String = token.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!("kvfold_{clean}")
 }
 
 impl PushConsumer {
@@ -114,8 +126,13 @@ impl PushConsumer {
         } else {
             object.insert("filter_subjects".into(), json!(spec.filters));
         }
+        // A client-chosen name makes a re-sent create idempotent: a retry after a
+        // lost reply finds the consumer the first request made instead of adding a
+        // second one that pushes into the same inbox.
+        let name = consumer_name(&inbox);
+        object.insert("name".into(), json!(name));
         let body = json!({ "stream_name": stream, "config": config });
-        let api = format!("CONSUMER.CREATE.{stream}");
+        let api = format!("CONSUMER.CREATE.{stream}.{name}");
         let reply = with_retry(|bound| api_once(client, &api, &body, bound)).await?;
         let name = reply
             .get("name")
@@ -134,6 +151,7 @@ impl PushConsumer {
             tracker: PushTracker::new(),
             pending_at_create,
             last_activity: Instant::now(),
+            deleted: false,
         })
     }
 
@@ -209,9 +227,10 @@ impl PushConsumer {
 
     /// Deletes the consumer, best effort (a failure only warns; the inactive
     /// threshold removes it later).
-    pub(crate) async fn delete(self) {
+    pub(crate) async fn delete(mut self) {
+        self.deleted = true;
         let api = format!("CONSUMER.DELETE.{}.{}", self.stream, self.name);
-        let result = api_once(&self.client, &api, &json!({}), Duration::from_secs(5)).await;
+        let result = api_once(&self.client, &api, &json!({}), DROP_DELETE_TIMEOUT).await;
         if let Err(failure) = result {
             tracing::debug!(consumer = %self.name, ?failure, "consumer delete failed; the server removes it later");
         }
@@ -226,5 +245,30 @@ impl PushConsumer {
             .get("num_pending")
             .and_then(Value::as_u64)
             .unwrap_or(0))
+    }
+}
+
+/// A consumer dropped without [`delete`](PushConsumer::delete) (its watch or listing
+/// future was dropped mid-stream) is deleted from a task spawned on the current
+/// tokio runtime, bounded by [`DROP_DELETE_TIMEOUT`]; `Drop` never blocks. Outside a
+/// runtime, or when the delete fails, the server's inactive threshold removes it.
+impl Drop for PushConsumer {
+    fn drop(&mut self) {
+        if self.deleted {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(consumer = %self.name, "consumer dropped outside a runtime; the server removes it later");
+            return;
+        };
+        let client = self.client.clone();
+        let name = self.name.clone();
+        let api = format!("CONSUMER.DELETE.{}.{}", self.stream, self.name);
+        runtime.spawn(async move {
+            let result = api_once(&client, &api, &json!({}), DROP_DELETE_TIMEOUT).await;
+            if let Err(failure) = result {
+                tracing::debug!(consumer = %name, ?failure, "delete of a dropped consumer failed; the server removes it later");
+            }
+        });
     }
 }

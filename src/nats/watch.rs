@@ -113,6 +113,29 @@ impl WatchRun<'_> {
                     };
                     self.feed(event);
                 }
+                GuardCommand::CreateSnapshotConsumer => {
+                    let spec = ConsumerSpec {
+                        filters: self.filters.clone(),
+                        deliver: Deliver::LastPerSubject,
+                        headers_only: false,
+                        description: "kvfold watch",
+                    };
+                    let created =
+                        PushConsumer::create(&self.bucket.client, &self.bucket.name, &spec).await;
+                    let now = self.now();
+                    let event = match created {
+                        Ok(consumer) => {
+                            let pending = consumer.pending_at_create;
+                            self.consumer = Some(consumer);
+                            GuardEvent::SnapshotCreated { now, pending }
+                        }
+                        Err(failure) => GuardEvent::ConsumerFailed {
+                            now,
+                            error_text: super::request::failure_text(&failure),
+                        },
+                    };
+                    self.feed(event);
+                }
                 GuardCommand::DropConsumer => self.drop_consumer().await,
                 GuardCommand::Forward => {
                     if let Some((update, in_scope)) = self.held.take()
@@ -192,10 +215,11 @@ impl WatchRun<'_> {
                 biased;
                 () = tx.closed() => Wake::Closed,
                 _ = reconnect_check.tick() => Wake::ReconnectCheck,
-                () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => Wake::Deadline,
-                // Messages already buffered come before the silence verdict: a watch
-                // that was held up by its receiver must not mistake the backlog for loss.
+                // Messages already buffered come before the silence verdicts (the
+                // guard's idle and snapshot-stall deadlines, heartbeats): a watch that
+                // was held up by its receiver must not mistake the backlog for loss.
                 next = consumer.raw_next() => Wake::Message(next),
+                () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => Wake::Deadline,
                 () = async { tokio::time::sleep_until(heartbeat.expect("guarded by is_some")).await }, if heartbeat.is_some() => Wake::HeartbeatLost,
             };
             let message = match wake {
@@ -292,31 +316,23 @@ impl NatsBucket {
             .collect();
         let mode = guard_mode(prefixes);
         let started = Instant::now();
+        // State-sync watches check their snapshot against a sync point (G18–G23):
+        // a consumer answering from a replica behind the stream, or a reconnect in
+        // the snapshot phase, syncs again instead of replaying history.
+        let guard = match cursor.and_then(ResumeCursor::of) {
+            Some(cursor) => ResumeGuard::resumed(cursor, mode, Millis(0)),
+            None => ResumeGuard::syncing(mode, Millis(0)),
+        };
         let mut run = WatchRun {
             bucket: self,
             prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
             filters,
-            guard: ResumeGuard::fresh(mode, Millis(0)),
+            guard,
             consumer: None,
             held: None,
             started,
             connects: self.client.statistics().connects.load(Ordering::Relaxed),
         };
-        match cursor.and_then(ResumeCursor::of) {
-            Some(cursor) => run.guard = ResumeGuard::resumed(cursor, mode, Millis(0)),
-            None => {
-                let spec = ConsumerSpec {
-                    filters: run.filters.clone(),
-                    deliver: Deliver::LastPerSubject,
-                    headers_only: false,
-                    description: "kvfold watch",
-                };
-                let consumer = PushConsumer::create(&self.client, &self.name, &spec)
-                    .await
-                    .map_err(|failure| watch_error(failure, &self.name))?;
-                run.consumer = Some(consumer);
-            }
-        }
         let result = run.drive(&tx).await;
         run.drop_consumer().await;
         result

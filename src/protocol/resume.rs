@@ -16,6 +16,16 @@ pub const RECREATE_SLACK_MS: u64 = 60_000;
 /// With no traffic, a `Dense` guard asks for a stream probe this often.
 pub const FLOOR_PROBE_IDLE_MS: u64 = 30_000;
 
+/// How many times a state-sync guard ([`ResumeGuard::syncing`]) replaces a snapshot
+/// consumer that answered from behind its sync point before it ends the watch
+/// with a `WatchError` (an addition; reconnects do not count).
+pub const MAX_STALE_RESYNCS: u32 = 16;
+
+/// An unfiltered state-sync snapshot that delivers nothing for this long while it
+/// still owes revisions up to its sync point is taken for a consumer stuck on a
+/// replica behind the stream, and replaced (an addition; counts as a stale resync).
+pub const SYNC_STALL_MS: u64 = 5_000;
+
 /// The limits of a bucket's log that decide whether current values can vanish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LogLimits {
@@ -251,6 +261,15 @@ pub enum GuardEvent {
         /// Caller's time.
         now: Millis,
     },
+    /// The last-per-subject consumer of the last `CreateSnapshotConsumer` exists
+    /// (an addition).
+    SnapshotCreated {
+        /// Caller's time.
+        now: Millis,
+        /// How many deliveries its snapshot holds, as the consumer reported at
+        /// creation (NATS: `num_pending` of the creation reply).
+        pending: u64,
+    },
     /// Creating the consumer failed with this server text.
     ConsumerFailed {
         /// Caller's time.
@@ -285,6 +304,7 @@ impl GuardEvent {
             GuardEvent::StreamProbed { .. } => "StreamProbed",
             GuardEvent::ProbeFailed { .. } => "ProbeFailed",
             GuardEvent::ConsumerCreated { .. } => "ConsumerCreated",
+            GuardEvent::SnapshotCreated { .. } => "SnapshotCreated",
             GuardEvent::ConsumerFailed { .. } => "ConsumerFailed",
             GuardEvent::Delivered { .. } => "Delivered",
             GuardEvent::Reconnected { .. } => "Reconnected",
@@ -297,6 +317,7 @@ impl GuardEvent {
             GuardEvent::StreamProbed { now, .. }
             | GuardEvent::ProbeFailed { now, .. }
             | GuardEvent::ConsumerCreated { now }
+            | GuardEvent::SnapshotCreated { now, .. }
             | GuardEvent::ConsumerFailed { now, .. }
             | GuardEvent::Delivered { now, .. }
             | GuardEvent::Reconnected { now }
@@ -316,6 +337,10 @@ pub enum GuardCommand {
         /// First sequence to deliver.
         start_sequence: u64,
     },
+    /// Create the watch's last-per-subject consumer (the latest entry of every key
+    /// in scope, in revision order, then live changes); feed `SnapshotCreated` or
+    /// `ConsumerFailed`. Only a [`ResumeGuard::syncing`] guard asks for it (an addition).
+    CreateSnapshotConsumer,
     /// Drop the consumer and any delivery not yet handed in.
     DropConsumer,
     /// Pass the last delivered entry on.
@@ -352,6 +377,16 @@ impl fmt::Display for Unexpected {
 
 impl std::error::Error for Unexpected {}
 
+/// The snapshot phase of a [`ResumeGuard::syncing`] guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct SyncWindow {
+    /// The stream's last sequence before the consumer was created: every delivery at
+    /// or below it must come from the consumer's snapshot.
+    point: u64,
+    /// Deliveries of the snapshot not yet handed in (the consumer's own count).
+    left: u64,
+}
+
 /// A revision the guard has vouched for, with its write time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Mark {
@@ -362,6 +397,10 @@ struct Mark {
 /// Phases, named for what they wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Phase {
+    /// Waiting for the probe that fixes a state-sync snapshot's sync point.
+    SyncProbe,
+    /// Waiting for the last-per-subject consumer to exist.
+    SyncCreating,
     /// Waiting for the pre-check probe.
     PreCheck,
     /// Waiting for the consumer to exist.
@@ -381,6 +420,8 @@ enum Phase {
 impl Phase {
     fn name(self) -> &'static str {
         match self {
+            Phase::SyncProbe => "SyncProbe",
+            Phase::SyncCreating => "SyncCreating",
             Phase::PreCheck => "PreCheck",
             Phase::Creating => "Creating",
             Phase::PostCheck => "PostCheck",
@@ -416,6 +457,17 @@ pub struct ResumeGuard {
     held: Option<Mark>,
     /// Idle probe deadline (Dense, Streaming).
     deadline: Option<Millis>,
+    /// True for a [`ResumeGuard::syncing`] guard: a reconnect before the snapshot
+    /// is complete re-syncs instead of resuming from the frontier.
+    syncs: bool,
+    /// The sync point fixed by the last `SyncProbe`.
+    sync_point: u64,
+    /// The snapshot phase, while it lasts.
+    sync: Option<SyncWindow>,
+    /// Snapshot consumers replaced because they answered from behind the sync point.
+    stale_resyncs: u32,
+    /// When an open unfiltered snapshot window counts as stalled.
+    sync_deadline: Option<Millis>,
     now: Millis,
     commands: VecDeque<GuardCommand>,
 }
@@ -432,9 +484,32 @@ impl ResumeGuard {
             frontier: None,
             held: None,
             deadline: None,
+            syncs: false,
+            sync_point: 0,
+            sync: None,
+            stale_resyncs: 0,
+            sync_deadline: None,
             now,
             commands: VecDeque::new(),
         };
+        guard.commands.push_back(GuardCommand::ProbeStream);
+        guard
+    }
+
+    /// A guard for a state-sync watch that checks its snapshot (an addition; the
+    /// NATS executor uses it, protocol.md §3.4 rows G18–G23): it probes the stream
+    /// first (the sync point: its last sequence), then asks for a last-per-subject
+    /// consumer (`CreateSnapshotConsumer`). Every delivery at or below the sync point
+    /// must come from that consumer's snapshot; one that arrives after the snapshot
+    /// count is exhausted shows a consumer answering from a replica that had not yet
+    /// stored the stream up to the sync point, and replaying history: the guard drops
+    /// it and syncs again, skipping what it already forwarded. A reconnect before the
+    /// snapshot is complete syncs again the same way; after it, the watch resumes
+    /// from its frontier as a resumed watch does (G16). Deliveries are judged `Sparse`.
+    pub fn syncing(mode: GuardMode, now: Millis) -> Self {
+        let mut guard = Self::fresh(mode, now);
+        guard.syncs = true;
+        guard.phase = Phase::SyncProbe;
         guard.commands.push_back(GuardCommand::ProbeStream);
         guard
     }
@@ -451,6 +526,11 @@ impl ResumeGuard {
             frontier: None,
             held: None,
             deadline: None,
+            syncs: false,
+            sync_point: 0,
+            sync: None,
+            stale_resyncs: 0,
+            sync_deadline: None,
             now,
             commands: VecDeque::new(),
         }
@@ -466,6 +546,11 @@ impl ResumeGuard {
         self.phase == Phase::Streaming
     }
 
+    /// True while a [`syncing`](ResumeGuard::syncing) guard's snapshot is incomplete.
+    pub fn is_syncing(&self) -> bool {
+        matches!(self.phase, Phase::SyncProbe | Phase::SyncCreating) || self.sync.is_some()
+    }
+
     /// True once the guard has ended the watch.
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Done
@@ -478,11 +563,23 @@ impl ResumeGuard {
 
     /// The idle probe deadline (only while streaming in `Dense` mode).
     pub fn poll_timeout(&self) -> Option<Millis> {
-        if self.phase == Phase::Streaming && self.judging == GuardMode::Dense {
+        if self.phase != Phase::Streaming {
+            return None;
+        }
+        if self.sync.is_some() {
+            return self.sync_deadline;
+        }
+        if self.judging == GuardMode::Dense {
             self.deadline
         } else {
             None
         }
+    }
+
+    /// Restarts the stall timer of an open unfiltered snapshot window.
+    fn arm_sync_stall(&mut self) {
+        self.sync_deadline = (self.sync.is_some() && self.scope_mode == GuardMode::Dense)
+            .then(|| self.now.plus_ms(SYNC_STALL_MS));
     }
 
     fn unexpected(&self, event: &GuardEvent) -> Unexpected {
@@ -503,6 +600,47 @@ impl ResumeGuard {
         if self.judging == GuardMode::Dense {
             self.deadline = Some(self.now.plus_ms(FLOOR_PROBE_IDLE_MS));
         }
+    }
+
+    /// G21 for an unfiltered (`Dense`) scope: its snapshot ends with the stream's
+    /// last message, so a snapshot count spent below the sync point shows a replica
+    /// behind the stream at once, before it delivers any of the missing messages
+    /// (a catching-up replica may not deliver them for a long time).
+    fn check_spent_snapshot(&mut self) {
+        let spent_short = self.scope_mode == GuardMode::Dense
+            && self
+                .sync
+                .is_some_and(|w| w.left == 0 && self.frontier.map_or(0, |m| m.revision) < w.point);
+        if spent_short {
+            self.stale_snapshot();
+        }
+    }
+
+    /// A snapshot consumer answered from behind the sync point: sync again, or end
+    /// the watch once [`MAX_STALE_RESYNCS`] replacements were spent.
+    fn stale_snapshot(&mut self) {
+        let point = self.sync.map_or(self.sync_point, |w| w.point);
+        if self.stale_resyncs >= MAX_STALE_RESYNCS {
+            self.commands.push_back(GuardCommand::DropConsumer);
+            self.finish(GuardCommand::Fail(KvError::WatchError(format!(
+                "state-sync snapshot: {} consumers in a row answered from a replica behind revision {point}",
+                self.stale_resyncs + 1
+            ))));
+        } else {
+            self.stale_resyncs += 1;
+            self.resync();
+        }
+    }
+
+    /// Drops the consumer and syncs again from a fresh sync point (G21, G22).
+    fn resync(&mut self) {
+        self.commands.push_back(GuardCommand::DropConsumer);
+        self.sync = None;
+        self.sync_deadline = None;
+        self.held = None;
+        self.deadline = None;
+        self.commands.push_back(GuardCommand::ProbeStream);
+        self.phase = Phase::SyncProbe;
     }
 
     /// The G9 / G11 floor checks against the frontier.
@@ -530,12 +668,20 @@ impl ResumeGuard {
             (Phase::Done, _) => false,
             (_, GuardEvent::Tick { .. }) => true,
             (
-                Phase::PreCheck | Phase::PostCheck | Phase::AwaitingFloor | Phase::IdleProbe,
+                Phase::SyncProbe
+                | Phase::PreCheck
+                | Phase::PostCheck
+                | Phase::AwaitingFloor
+                | Phase::IdleProbe,
                 GuardEvent::StreamProbed { .. } | GuardEvent::ProbeFailed { .. },
             ) => true,
             (
                 Phase::Creating,
                 GuardEvent::ConsumerCreated { .. } | GuardEvent::ConsumerFailed { .. },
+            ) => true,
+            (
+                Phase::SyncCreating,
+                GuardEvent::SnapshotCreated { .. } | GuardEvent::ConsumerFailed { .. },
             ) => true,
             (Phase::Streaming, GuardEvent::Delivered { .. } | GuardEvent::Reconnected { .. }) => {
                 true
@@ -547,6 +693,89 @@ impl ResumeGuard {
         }
         self.now = self.now.max(event.now());
         match (self.phase, event) {
+            // G18
+            (Phase::SyncProbe, GuardEvent::StreamProbed { facts, .. }) => {
+                // An empty stream (everything purged) has nothing to sync.
+                self.sync_point = if facts.first_sequence > facts.last_sequence {
+                    0
+                } else {
+                    facts.last_sequence
+                };
+                self.commands
+                    .push_back(GuardCommand::CreateSnapshotConsumer);
+                self.phase = Phase::SyncCreating;
+            }
+            // G19
+            (Phase::SyncCreating, GuardEvent::SnapshotCreated { pending, .. }) => {
+                let vouched = self.frontier.map_or(0, |m| m.revision);
+                self.sync = (self.sync_point > vouched).then_some(SyncWindow {
+                    point: self.sync_point,
+                    left: pending,
+                });
+                self.phase = Phase::Streaming;
+                self.arm_sync_stall();
+                self.check_spent_snapshot();
+            }
+            // G20
+            (Phase::SyncCreating, GuardEvent::ConsumerFailed { error_text, .. }) => {
+                self.finish(GuardCommand::Fail(KvError::WatchError(error_text)));
+            }
+            // G21 / G5 / G7 during the snapshot phase
+            (
+                Phase::Streaming,
+                GuardEvent::Delivered {
+                    revision: Some(r),
+                    written_ms,
+                    ..
+                },
+            ) if self.sync.is_some() => {
+                let Some(mut sync) = self.sync else {
+                    return Ok(());
+                };
+                let in_snapshot = sync.left > 0;
+                sync.left = sync.left.saturating_sub(1);
+                self.sync = Some(sync);
+                match self.frontier {
+                    Some(f) if r <= f.revision => {
+                        self.commands.push_back(GuardCommand::Skip { revision: r });
+                    }
+                    _ if !in_snapshot && r <= sync.point => {
+                        // A consumer past its snapshot delivers a revision the stream
+                        // held before the consumer existed: its replica was behind
+                        // the sync point and is replaying history.
+                        self.stale_snapshot();
+                    }
+                    _ => {
+                        self.frontier = Some(Mark {
+                            revision: r,
+                            written_ms,
+                        });
+                        if r >= sync.point {
+                            self.sync = None;
+                        }
+                        self.commands.push_back(GuardCommand::Forward);
+                    }
+                }
+                if self.phase == Phase::Streaming {
+                    self.arm_sync_stall();
+                    self.check_spent_snapshot();
+                }
+            }
+            // G8 during the snapshot phase
+            (Phase::Streaming, GuardEvent::Delivered { revision: None, .. })
+                if self.sync.is_some() =>
+            {
+                if let Some(sync) = self.sync.as_mut() {
+                    sync.left = sync.left.saturating_sub(1);
+                }
+                self.commands.push_back(GuardCommand::Forward);
+            }
+            // G22
+            (Phase::Streaming, GuardEvent::Reconnected { .. })
+                if self.syncs && (self.sync.is_some() || self.frontier.is_none()) =>
+            {
+                self.resync();
+            }
             // G1
             (Phase::PreCheck, GuardEvent::StreamProbed { facts, .. }) => {
                 let Some(cursor) = self.cursor else {
@@ -604,7 +833,11 @@ impl ResumeGuard {
             }
             // G12
             (
-                Phase::PreCheck | Phase::PostCheck | Phase::AwaitingFloor | Phase::IdleProbe,
+                Phase::SyncProbe
+                | Phase::PreCheck
+                | Phase::PostCheck
+                | Phase::AwaitingFloor
+                | Phase::IdleProbe,
                 GuardEvent::ProbeFailed { error, .. },
             ) => self.finish(GuardCommand::Fail(error)),
             (
@@ -665,6 +898,12 @@ impl ResumeGuard {
                         self.arm_idle();
                     }
                 }
+            }
+            // G21: an open unfiltered snapshot window that went silent
+            (Phase::Streaming, GuardEvent::Tick { .. })
+                if self.sync.is_some() && self.sync_deadline.is_some_and(|d| self.now >= d) =>
+            {
+                self.stale_snapshot();
             }
             // G10 / G13
             (phase, GuardEvent::Tick { .. }) => {

@@ -1583,3 +1583,37 @@ pub async fn js_api_level(client: &async_nats::Client) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("$JS.API.INFO has no api.level: {info}"))
 }
+
+/// The stream's consumer count (`state.consumer_count` of a fresh stream info).
+///
+/// # Panics
+///
+/// On any error or a reply without the count.
+pub async fn consumer_count(client: &async_nats::Client, stream: &str) -> u64 {
+    let info = stream_info_json(client, stream).await;
+    info["state"]["consumer_count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("stream info of {stream} without state.consumer_count: {info}"))
+}
+
+/// Polls [`consumer_count`] every 20 ms until it equals `want`; returns how long
+/// that took, or panics naming the last count after `within`.
+pub async fn wait_consumer_count(
+    client: &async_nats::Client,
+    stream: &str,
+    want: u64,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let count = consumer_count(client, stream).await;
+        if count == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{stream}: {count} consumers after {within:?}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
