@@ -250,3 +250,69 @@ fn this_process_is_refused_while_another_holds_the_store() {
     assert_eq!(cursor, WatchCursor::from_u64(4));
     assert_eq!(store.range("").expect("range").len(), 4);
 }
+
+/// A child process forked by another thread holds a copy of every open
+/// descriptor until its `exec`, so a store dropped in that window keeps its lock
+/// for a moment although no writer is left. Reopening must not be refused then:
+/// the opener waits (bounded) for such a lock. Before the wait, this failed with
+/// "is locked: another writer holds it" within a few dozen reopens.
+#[test]
+fn reopening_while_other_threads_spawn_processes_is_not_refused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fold.snap");
+    let stop = Arc::new(AtomicBool::new(false));
+    let spawners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut spawned = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let status = Command::new("true")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .expect("spawn `true`");
+                    assert!(status.success());
+                    spawned += 1;
+                }
+                spawned
+            })
+        })
+        .collect();
+    let mut outcome = Ok(());
+    for rev in 1..=200u64 {
+        match AppendLogSnapshot::open(&path, DEFAULT_COMPACT_THRESHOLD) {
+            Ok((cursor, mut store)) => {
+                assert_eq!(
+                    cursor,
+                    if rev == 1 {
+                        WatchCursor::none()
+                    } else {
+                        WatchCursor::from_u64(rev - 1)
+                    }
+                );
+                apply_range(&mut store, rev, rev);
+            }
+            Err(e) => {
+                outcome = Err(format!("reopen {rev} refused: {e}"));
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let spawned: u32 = spawners
+        .into_iter()
+        .map(|h| h.join().expect("spawner"))
+        .sum();
+    assert!(
+        spawned > 0,
+        "no child process was spawned during the reopens"
+    );
+    if let Err(e) = outcome {
+        panic!("{e} (while {spawned} child processes were spawned)");
+    }
+}

@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::SnapshotError;
 use crate::fsio;
@@ -123,6 +124,38 @@ fn injected(what: &str) -> io::Error {
 /// (another writer compacting it between our open and our lock).
 const LOCK_ATTEMPTS: u32 = 8;
 
+/// How long an opener waits for a held lock before it refuses the log.
+///
+/// A lock can be held for a moment by a process that is not a writer: a child
+/// forked (by any thread of this process, e.g. `std::process::Command`) between
+/// its `fork` and its `exec` holds a copy of every open descriptor, so a store
+/// dropped in that window keeps its `flock` until the child's `exec` closes the
+/// copy. A reopen in that window would see "locked" although no writer is left.
+/// A second writer holds the lock for its whole life, so waiting this long
+/// before refusing changes nothing for it (docs/decisions.md 60).
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Longest pause between two lock attempts while waiting.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Takes the exclusive lock of `file`, retrying for up to `wait` while another
+/// open file description holds it; `Ok(false)` when it is still held then.
+fn lock_within(file: &File, wait: Duration) -> io::Result<bool> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if fsio::try_lock(file)? {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(LOCK_POLL_MAX);
+    }
+}
+
 /// How [`LogFile::acquire`] opens the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -186,7 +219,7 @@ impl LogFile {
                 }
                 Err(e) => return Err(e.into()),
             };
-            if !fsio::try_lock(&file)? {
+            if !lock_within(&file, LOCK_WAIT)? {
                 return Err(locked_error(path));
             }
             match fsio::names_file(path, &file) {
