@@ -59,6 +59,13 @@ fn del(key: &str, rev: u64) -> KvUpdate {
     }
 }
 
+/// Length of `u<i>`'s value: from batch 41 on 64 KiB, so a store of 60 batches
+/// (the deep tier) has a payload of more than one 1 MiB copy buffer and its
+/// hashing and copying loops read more than once.
+fn unique_len(i: u64) -> usize {
+    if i > 40 { 64 << 10 } else { 40 }
+}
+
 /// Batch `i`: a put of a shared key, a delete or another put, and `u<i>`.
 fn batch(i: u64) -> Vec<KvUpdate> {
     let r = PER_BATCH * i;
@@ -71,7 +78,7 @@ fn batch(i: u64) -> Vec<KvUpdate> {
     vec![
         put(&shared(i), &vec![i as u8; (i % 4 * 24) as usize], r - 2),
         second,
-        put(&format!("u{i}"), &[b'v'; 40], r),
+        put(&format!("u{i}"), &vec![b'v'; unique_len(i)], r),
     ]
 }
 
@@ -465,7 +472,7 @@ fn every_artifact_fs_call_fails_once() {
 #[test]
 #[ignore = "deep tier, run by hand: cargo test --all-features --test fault_fs_artifact -- --ignored"]
 fn every_artifact_fs_call_fails_deep() {
-    // A longer store (more records to write, hash and copy) and second faults.
+    // A payload larger than the copy buffer (see `unique_len`), and second faults.
     let shape = Shape { batches: 60 };
     for op in [Operation::Export, Operation::Import] {
         walk(op, shape, None);
