@@ -14,7 +14,9 @@
 //!
 //! Counting is per call through the seam, not per system call: a whole-file read
 //! is one `Read`, a directory fsync (open the directory, fsync it) is one
-//! `SyncDir`. The artifact code can adopt the same functions later.
+//! `SyncDir`, a whole-tree removal is one `RemoveDir`, listing a directory is one
+//! `ReadDir`. The artifact staging (`src/artifact/`) and the bucket identity
+//! sidecar (`src/snapshot/identity.rs`) use the same functions.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -25,7 +27,7 @@ use std::path::Path;
 pub enum OpKind {
     /// Opening or creating a file.
     Open,
-    /// Reading a whole file.
+    /// Reading a whole file, or one `read(2)` of a streamed file.
     Read,
     /// One `write(2)` to a file.
     Write,
@@ -45,12 +47,18 @@ pub enum OpKind {
     Stat,
     /// Taking an advisory lock.
     Lock,
+    /// Creating a directory.
+    CreateDir,
+    /// Removing a directory (empty, or a whole tree).
+    RemoveDir,
+    /// Listing a directory.
+    ReadDir,
 }
 
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 impl OpKind {
     /// Every kind, in declaration order.
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 14] = [
         OpKind::Open,
         OpKind::Read,
         OpKind::Write,
@@ -62,6 +70,9 @@ impl OpKind {
         OpKind::SetLen,
         OpKind::Stat,
         OpKind::Lock,
+        OpKind::CreateDir,
+        OpKind::RemoveDir,
+        OpKind::ReadDir,
     ];
 
     /// The kind's index in [`OpKind::ALL`].
@@ -106,6 +117,52 @@ pub(crate) fn read_all(file: &mut File) -> io::Result<Vec<u8>> {
 pub(crate) fn read_path(path: &Path) -> io::Result<Vec<u8>> {
     let mut file = open(path, OpenOptions::new().read(true))?;
     read_all(&mut file)
+}
+
+/// One `read(2)` from `file` into `buf` (one `Read` call): returns how many
+/// bytes were read, 0 at the end.
+#[inline]
+pub(crate) fn read(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    check(OpKind::Read)?;
+    file.read(buf)
+}
+
+/// Reads `file` from its current position to its end, or to `cap + 1` bytes,
+/// whichever comes first (one `Read` call): a file longer than `cap` gives more
+/// than `cap` bytes, never the whole of a huge file.
+#[inline]
+pub(crate) fn read_capped(file: &mut File, cap: u64) -> io::Result<Vec<u8>> {
+    check(OpKind::Read)?;
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A [`Read`] over a file whose every `read` goes through [`read`] (for
+/// streaming readers such as the artifact hasher).
+#[derive(Debug)]
+pub(crate) struct Reader<'a>(pub(crate) &'a mut File);
+
+impl Read for Reader<'_> {
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read(self.0, buf)
+    }
+}
+
+/// Writes all of `buf` to `file`, one [`write()`] call per `write(2)`: a short
+/// write is continued, a write that lands nothing is `WriteZero`.
+#[inline]
+pub(crate) fn write_all(file: &mut File, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match write(file, buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// One write to `file`: returns how many bytes landed.
@@ -157,7 +214,6 @@ pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// Creates the hard link `to` for `from`; refuses an existing `to`.
-#[allow(dead_code)] // for the artifact code's no-replace publish
 #[inline]
 pub(crate) fn hard_link(from: &Path, to: &Path) -> io::Result<()> {
     check(OpKind::Link)?;
@@ -169,6 +225,52 @@ pub(crate) fn hard_link(from: &Path, to: &Path) -> io::Result<()> {
 pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
     check(OpKind::Remove)?;
     std::fs::remove_file(path)
+}
+
+/// Creates the directory `path` (its parent must exist; refuses an existing one).
+#[inline]
+pub(crate) fn create_dir(path: &Path) -> io::Result<()> {
+    check(OpKind::CreateDir)?;
+    std::fs::create_dir(path)
+}
+
+/// Removes the empty directory `path`.
+#[cfg_attr(unix, allow(dead_code))] // only where rename cannot replace a directory
+#[inline]
+pub(crate) fn remove_dir(path: &Path) -> io::Result<()> {
+    check(OpKind::RemoveDir)?;
+    std::fs::remove_dir(path)
+}
+
+/// Removes the directory `path` and everything under it, without following
+/// symlinks (one `RemoveDir` call).
+#[inline]
+pub(crate) fn remove_dir_all(path: &Path) -> io::Result<()> {
+    check(OpKind::RemoveDir)?;
+    std::fs::remove_dir_all(path)
+}
+
+/// Lists the directory `path` (one `ReadDir` call; reading the entries is not
+/// counted again).
+#[inline]
+pub(crate) fn read_dir(path: &Path) -> io::Result<std::fs::ReadDir> {
+    check(OpKind::ReadDir)?;
+    std::fs::read_dir(path)
+}
+
+/// The metadata of `path` itself, not following a symlink (a `Stat` call).
+#[inline]
+pub(crate) fn symlink_metadata(path: &Path) -> io::Result<std::fs::Metadata> {
+    check(OpKind::Stat)?;
+    std::fs::symlink_metadata(path)
+}
+
+/// The metadata of what `path` names, following symlinks (a `Stat` call).
+#[cfg_attr(unix, allow(dead_code))] // only where rename cannot replace a directory
+#[inline]
+pub(crate) fn metadata(path: &Path) -> io::Result<std::fs::Metadata> {
+    check(OpKind::Stat)?;
+    std::fs::metadata(path)
 }
 
 /// Truncates or extends `file` to `len` bytes.

@@ -3,9 +3,11 @@
 //! encoding that writes it. The byte rules are `protocol::manifest`'s; this file
 //! only reads and encodes. Never writes anything but through `disk`.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs::File;
+use std::io;
 use std::path::Path;
+
+use crate::fsio;
 
 use super::disk::{encode_checked, invalid, manifest_invalid};
 use super::{ExportManifest, MANIFEST_FILE};
@@ -26,7 +28,7 @@ pub(crate) fn read_manifest_with_bucket(
     dir: &Path,
 ) -> Result<(ExportManifest, Option<BucketIdentity>), SnapshotError> {
     let path = dir.join(MANIFEST_FILE);
-    let meta = match fs::symlink_metadata(&path) {
+    let meta = match fsio::symlink_metadata(&path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             return Err(invalid(format!("no {MANIFEST_FILE} in {}", dir.display())));
@@ -45,8 +47,8 @@ pub(crate) fn read_manifest_with_bucket(
             len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
         }));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    File::open(&path)?.take(cap + 1).read_to_end(&mut bytes)?;
+    let mut file = fsio::open(&path, File::options().read(true))?;
+    let bytes = fsio::read_capped(&mut file, cap)?;
     decode_manifest_with_bucket(&bytes).map_err(manifest_invalid)
 }
 

@@ -4,7 +4,7 @@
 //! streaming BLAKE3. Decisions about bytes and listings belong to
 //! `protocol::manifest`; this file only performs I/O and maps errors.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::fsops;
 use super::{ExportManifest, MANIFEST_FILE};
+use crate::fsio;
 use crate::protocol::manifest::{
     FoundEntry, MAX_MANIFEST_BYTES, ManifestError, decode_manifest, encode_manifest,
 };
@@ -100,7 +101,7 @@ impl Drop for StageDir {
     fn drop(&mut self) {
         if self.armed {
             // Best effort: a leftover hidden stage is harmless (C3).
-            let _ = fs::remove_dir_all(&self.path);
+            let _ = fsio::remove_dir_all(&self.path);
         }
     }
 }
@@ -126,13 +127,13 @@ pub(crate) fn destination_parent(dest: &Path) -> Result<PathBuf, SnapshotError> 
 /// The E1 rules (artifact.md §5.1), looked at with `symlink_metadata` so a symlink
 /// is refused, never followed.
 pub(crate) fn check_destination(dest: &Path, rule: DestRule) -> Result<(), SnapshotError> {
-    let meta = match fs::symlink_metadata(dest) {
+    let meta = match fsio::symlink_metadata(dest) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(err.into()),
     };
     if meta.is_dir() && rule == DestRule::AbsentOrEmptyDir {
-        if fs::read_dir(dest)?.next().is_none() {
+        if fsio::read_dir(dest)?.next().is_none() {
             return Ok(());
         }
         return Err(invalid(format!(
@@ -150,7 +151,7 @@ pub(crate) fn check_destination(dest: &Path, rule: DestRule) -> Result<(), Snaps
 /// `MAX_MANIFEST_BYTES`, never read whole when larger.
 pub(crate) fn read_manifest(dir: &Path) -> Result<ExportManifest, SnapshotError> {
     let path = dir.join(MANIFEST_FILE);
-    let meta = match fs::symlink_metadata(&path) {
+    let meta = match fsio::symlink_metadata(&path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             return Err(invalid(format!("no {MANIFEST_FILE} in {}", dir.display())));
@@ -170,8 +171,8 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<ExportManifest, SnapshotError>
         }));
     }
     // One byte past the cap: a file that grew since the stat is still refused.
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    File::open(&path)?.take(cap + 1).read_to_end(&mut bytes)?;
+    let mut file = fsio::open(&path, File::options().read(true))?;
+    let bytes = fsio::read_capped(&mut file, cap)?;
     decode_manifest(&bytes).map_err(manifest_invalid)
 }
 
@@ -202,7 +203,7 @@ pub(crate) fn write_manifest(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotErr
             fsops::rename(&tmp, &dir.join(MANIFEST_FILE))
         });
     if let Err(err) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = fsio::remove_file(&tmp);
         return Err(err.into());
     }
     Ok(())
@@ -234,7 +235,7 @@ fn create_temp_file(dir: &Path) -> io::Result<(PathBuf, File)> {
 /// entries; `Io` when a directory cannot be read.
 pub(crate) fn walk_payload(root: &Path) -> Result<Vec<FoundEntry>, SnapshotError> {
     let data = root.join(PAYLOAD_DIR);
-    let meta = match fs::symlink_metadata(&data) {
+    let meta = match fsio::symlink_metadata(&data) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(err.into()),
@@ -251,7 +252,7 @@ pub(crate) fn walk_payload(root: &Path) -> Result<Vec<FoundEntry>, SnapshotError
     let mut found = Vec::new();
     let mut pending = vec![(data, PAYLOAD_DIR.to_owned())];
     while let Some((dir, rel_dir)) = pending.pop() {
-        for entry in fs::read_dir(&dir)? {
+        for entry in fsio::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {

@@ -5,6 +5,7 @@
 //! Never overwrites a destination, never publishes a partial artifact.
 
 use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,7 @@ use super::disk::{
 };
 use super::failpoint::{self, E1, E2, E3, E4, E5, E6, E7, E8, S1};
 use super::{ArtifactFile, ExportManifest, fsops};
+use crate::fsio;
 use crate::kv::WatchCursor;
 use crate::protocol::identity::BucketIdentity;
 use crate::protocol::manifest::{FoundEntry, validate_payload_path};
@@ -179,8 +181,13 @@ fn hash_payload(stage: &Path) -> Result<Vec<ArtifactFile>, SnapshotError> {
         }
     }
     let data = stage.join(PAYLOAD_DIR);
-    if data.is_dir() {
-        dirs.push(data);
+    // The walk refused a `data` that is anything but a directory; absent, it
+    // holds nothing to fsync. Any other failure to look is an error (fail closed).
+    match fsio::symlink_metadata(&data) {
+        Ok(meta) if meta.is_dir() => dirs.push(data),
+        Ok(_) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err.into()),
     }
     for dir in &dirs {
         fsops::sync_dir(dir)?;
@@ -192,8 +199,8 @@ fn hash_payload(stage: &Path) -> Result<Vec<ArtifactFile>, SnapshotError> {
 /// digest describes the bytes that are durable on disk.
 fn hash_and_sync(stage: &Path, rel: &str, buf: &mut [u8]) -> Result<ArtifactFile, SnapshotError> {
     let path = stage.join(rel);
-    let mut file = File::open(&path)?;
-    let streamed = disk::hash_stream(&mut file, buf, u64::MAX, |_| Ok(()))?;
+    let mut file = fsio::open(&path, File::options().read(true))?;
+    let streamed = disk::hash_stream(&mut fsio::Reader(&mut file), buf, u64::MAX, |_| Ok(()))?;
     fsops::sync_file(&file, &path)?;
     match streamed {
         Streamed::Complete { size, blake3 } => Ok(ArtifactFile {
@@ -210,10 +217,10 @@ fn hash_and_sync(stage: &Path, rel: &str, buf: &mut [u8]) -> Result<ArtifactFile
 /// makes it fail: fail closed, never overwrite.
 fn publish_dir(stage: &Path, dest: &Path) -> Result<(), SnapshotError> {
     #[cfg(not(unix))]
-    if dest.is_dir() {
+    if fsio::metadata(dest).is_ok_and(|meta| meta.is_dir()) {
         // Platforms whose rename cannot replace a directory: remove the (checked
         // empty) destination first; `remove_dir` refuses a non-empty one.
-        std::fs::remove_dir(dest)?;
+        fsio::remove_dir(dest)?;
     }
     fsops::rename(stage, dest)?;
     Ok(())

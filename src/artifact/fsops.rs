@@ -1,37 +1,41 @@
 //! The file operations staging performs that matter for durability (create, write,
-//! fsync, rename, hard link, remove), in one place. Under `cfg(test)` each one is
-//! also recorded on a per-thread log, so a unit test can review the order "write →
-//! `sync_all` → rename or link → fsync of the directory it landed in" (artifact.md
-//! §8, C1) and that a linked stage name is removed only after that fsync.
+//! fsync, rename, hard link, remove), in one place. Each delegates to the
+//! file-system seam (`crate::fsio`, where faults are injected under the
+//! `failpoints` feature); under `cfg(test)` each successful one is also recorded on
+//! a per-thread log, so a unit test can review the order "write → `sync_all` →
+//! rename or link → fsync of the directory it landed in" (artifact.md §8, C1) and
+//! that a linked stage name is removed only after that fsync.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{File, OpenOptions};
+use std::io;
 use std::path::Path;
+
+use crate::fsio;
 
 /// Creates the directory `path` (its parent must exist).
 pub(crate) fn create_dir(path: &Path) -> io::Result<()> {
-    fs::create_dir(path)?;
+    fsio::create_dir(path)?;
     record::op(record::Op::CreateDir, path);
     Ok(())
 }
 
 /// Creates the new file `path` for writing; refuses an existing one.
 pub(crate) fn create_new(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let file = fsio::open(path, OpenOptions::new().write(true).create_new(true))?;
     record::op(record::Op::Write, path);
     Ok(file)
 }
 
 /// Writes all of `bytes` to `file` (named `path`).
 pub(crate) fn write_all(file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    file.write_all(bytes)?;
+    fsio::write_all(file, bytes)?;
     record::op(record::Op::Write, path);
     Ok(())
 }
 
 /// `sync_all` of `file` (named `path`): its contents and metadata are durable.
 pub(crate) fn sync_file(file: &File, path: &Path) -> io::Result<()> {
-    file.sync_all()?;
+    fsio::sync_all(file)?;
     record::op(record::Op::SyncFile, path);
     Ok(())
 }
@@ -39,15 +43,14 @@ pub(crate) fn sync_file(file: &File, path: &Path) -> io::Result<()> {
 /// fsync of the directory `path`: entries created, removed or renamed in it are
 /// durable. A no-op where directories cannot be opened (not Unix).
 pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(path)?.sync_all()?;
+    fsio::sync_dir(path)?;
     record::op(record::Op::SyncDir, path);
     Ok(())
 }
 
 /// Renames `from` onto `to` (atomic on one filesystem).
 pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
-    fs::rename(from, to)?;
+    fsio::rename(from, to)?;
     record::rename(from, to);
     Ok(())
 }
@@ -56,14 +59,14 @@ pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
 /// existing `to`, even a dangling symlink, fails with `AlreadyExists`. This is the
 /// no-replace publish of a single-file import (docs/artifacts.md §3).
 pub(crate) fn link(from: &Path, to: &Path) -> io::Result<()> {
-    fs::hard_link(from, to)?;
+    fsio::hard_link(from, to)?;
     record::link(from, to);
     Ok(())
 }
 
 /// Removes the file (or symlink) `path`.
 pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
-    fs::remove_file(path)?;
+    fsio::remove_file(path)?;
     record::op(record::Op::Remove, path);
     Ok(())
 }

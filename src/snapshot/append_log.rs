@@ -12,7 +12,7 @@ use super::file::{Access, LogFile, parent_dir};
 use super::load::load_locked;
 use super::store::SnapshotStore;
 use super::writer::{DEFAULT_COMPACT_THRESHOLD, SnapshotWriter};
-use crate::artifact::{ExportManifest, ExportStage, PayloadShape, import_artifact};
+use crate::artifact::{ExportManifest, ExportStage, PayloadShape, verify_and_stage_import};
 use crate::kv::{KvEntry, KvUpdate, WatchCursor};
 use crate::protocol::identity::BucketIdentity;
 use crate::protocol::log::{LogFormat, Tail, replay};
@@ -171,15 +171,43 @@ impl AppendLogSnapshot {
         };
         // A record beside a destination that does not exist yet is stale.
         super::identity::clear_stale(dest_path)?;
-        import_artifact(
+        let (_, stage) = verify_and_stage_import(
             artifact_dir,
             dest_path,
             BACKEND,
             PayloadShape::SingleFile(PAYLOAD_FILE),
             check_version,
-            open_staged,
         )?;
-        super::identity::carry_from_artifact(artifact_dir, dest_path)?;
+        let verified = stage.check_cursor(open_staged)?;
+        // The bucket the artifact names is recorded (durably) before the log is
+        // published, so a log never lands without it: a failure or a crash after
+        // the publish leaves a complete store, identity included (issue 9, docs/
+        // decisions.md 59). If the publish then fails, the record is stale and
+        // removed; one left by a second fault or a crash is cleared by the next
+        // import, and describes no log meanwhile.
+        let bucket = crate::artifact::artifact_bucket(artifact_dir)?;
+        if let Some(bucket) = &bucket {
+            super::identity::write(dest_path, bucket).inspect_err(|_| {
+                let _ = super::identity::clear_stale(dest_path);
+            })?;
+        }
+        if let Err(err) = verified.finalize() {
+            if bucket.is_some() && !matches!(err, SnapshotError::ArtifactInvalid(_)) {
+                // Not an occupied destination (then the record may be the
+                // winner's): clear the record if the log did not land.
+                let _ = super::identity::clear_stale(dest_path);
+            }
+            return Err(err);
+        }
+        if let Some(bucket) = &bucket {
+            // Written again now that this import's log is in place: a racing
+            // importer of another artifact that lost the publish may have
+            // replaced the record meanwhile. The first record is durable, so a
+            // failure here changes nothing.
+            if let Err(error) = super::identity::write(dest_path, bucket) {
+                tracing::warn!(path = %dest_path.display(), %error, "could not rewrite the bucket identity after the import; the record written before the publish stands");
+            }
+        }
         Self::open_with(dest_path, config)
     }
 

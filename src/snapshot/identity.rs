@@ -8,13 +8,14 @@
 //! what that means. A store that holds no fold is rebound by the kernel, so a stale
 //! sidecar left beside a deleted log cannot mix two buckets.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::SnapshotError;
 use super::file::{parent_dir, sync_dir};
+use crate::fsio;
 use crate::protocol::identity::{
     BucketIdentity, MAX_IDENTITY_BYTES, decode_identity, encode_identity,
 };
@@ -39,7 +40,7 @@ pub(crate) fn sidecar_path(log: &Path) -> PathBuf {
 /// refused by `protocol::identity::decode_identity`; `Io` for local failures.
 pub(crate) fn read(log: &Path) -> Result<Option<BucketIdentity>, SnapshotError> {
     let path = sidecar_path(log);
-    let meta = match fs::symlink_metadata(&path) {
+    let meta = match fsio::symlink_metadata(&path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err.into()),
@@ -51,8 +52,8 @@ pub(crate) fn read(log: &Path) -> Result<Option<BucketIdentity>, SnapshotError> 
         )));
     }
     let cap = u64::try_from(MAX_IDENTITY_BYTES).unwrap_or(u64::MAX);
-    let mut bytes = Vec::new();
-    File::open(&path)?.take(cap + 1).read_to_end(&mut bytes)?;
+    let mut file = fsio::open(&path, OpenOptions::new().read(true))?;
+    let bytes = fsio::read_capped(&mut file, cap)?;
     decode_identity(&bytes)
         .map(Some)
         .map_err(|e| SnapshotError::InvalidFormat(format!("{}: {e}", path.display())))
@@ -70,15 +71,14 @@ pub(crate) fn write(log: &Path, identity: &BucketIdentity) -> Result<(), Snapsho
     let dir = parent_dir(log)?;
     let target = sidecar_path(log);
     let (tmp, mut file) = create_temp(&dir, &target)?;
-    let written = file
-        .write_all(&encode_identity(identity))
-        .and_then(|()| file.sync_all())
+    let written = fsio::write_all(&mut file, &encode_identity(identity))
+        .and_then(|()| fsio::sync_all(&file))
         .and_then(|()| {
             drop(file);
-            fs::rename(&tmp, &target)
+            fsio::rename(&tmp, &target)
         });
     if let Err(err) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = fsio::remove_file(&tmp);
         return Err(err.into());
     }
     sync_dir(&dir)?;
@@ -94,31 +94,18 @@ pub(crate) fn write(log: &Path, identity: &BucketIdentity) -> Result<(), Snapsho
 ///
 /// `Io` for local failures other than "not found".
 pub(crate) fn clear_stale(log: &Path) -> Result<(), SnapshotError> {
-    match fs::symlink_metadata(log) {
+    match fsio::symlink_metadata(log) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(err.into()),
         Ok(_) => return Ok(()),
     }
-    match fs::remove_file(sidecar_path(log)) {
+    match fsio::remove_file(&sidecar_path(log)) {
         Ok(()) => {
             sync_dir(&parent_dir(log)?)?;
             Ok(())
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(err.into()),
-    }
-}
-
-/// Carries the bucket named by the artifact at `artifact_dir` to the store just
-/// imported at `log` (`None`: nothing recorded).
-///
-/// # Errors
-///
-/// As [`write`], and the manifest read's errors.
-pub(crate) fn carry_from_artifact(artifact_dir: &Path, log: &Path) -> Result<(), SnapshotError> {
-    match crate::artifact::artifact_bucket(artifact_dir)? {
-        Some(bucket) => write(log, &bucket),
-        None => Ok(()),
     }
 }
 
@@ -133,7 +120,7 @@ fn create_temp(dir: &Path, target: &Path) -> io::Result<(PathBuf, File)> {
             ".{name}.{}-{nanos:08x}-{attempt}.tmp",
             std::process::id()
         ));
-        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+        match fsio::open(&tmp, OpenOptions::new().write(true).create_new(true)) {
             Ok(file) => return Ok((tmp, file)),
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
             Err(err) => return Err(err),
