@@ -179,7 +179,7 @@ pub enum KvError {
 pub(crate) const PERMISSION_DENIED_PREFIX: &str = "permission denied";
 
 impl KvError {
-    /// **[addition]** Whether the failure is transient: the backend did not answer
+    /// An addition. Whether the failure is transient: the backend did not answer
     /// in time or was still unavailable (for example during a NATS leader election)
     /// when the operation's bound ran out, so the same call may succeed later.
     /// kvfold's backends report every such case as `Timeout`; for a write it means
@@ -188,7 +188,7 @@ impl KvError {
         matches!(self, KvError::Timeout)
     }
 
-    /// **[addition]** Whether the server refused the operation for lack of
+    /// An addition. Whether the server refused the operation for lack of
     /// permissions (a NATS permissions violation). Never transient: fix the
     /// user's permissions. The message starts with `permission denied: ` and
     /// carries the server's text.
