@@ -407,21 +407,13 @@ async fn memory_an_empty_store_is_rebound_to_the_bucket_it_folds() {
 mod nats {
     use super::*;
     use common::nats::{NatsCluster, NatsServer, js_request_sync};
-    use kvfold::{NatsConnection, NatsConnectionConfig};
+    use kvfold::NatsConnection;
 
     async fn connected(server: &NatsServer) -> NatsConnection {
         connected_to(server.url()).await
     }
 
-    async fn connected_to(url: String) -> NatsConnection {
-        let conn = NatsConnection::new(NatsConnectionConfig {
-            url,
-            creds: None,
-            creds_file: None,
-        });
-        conn.connect().await.expect("connects");
-        conn
-    }
+    use crate::common::nats::connected as connected_to;
 
     /// The identity must not change when nothing was recreated: a restart of the
     /// server keeps the stream's creation time, so a fold resumes after it.

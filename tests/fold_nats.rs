@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use common::nats::{NatsCluster, NatsServer};
 use kvfold::{
     AppendLogSnapshot, BatchConfig, Connection, ExportManifest, ExportRequest, KvError, KvStore,
-    KvUpdate, KvWatcher, KvWriter, NatsConnection, NatsConnectionConfig, SnapshotError,
-    SnapshotStore, StoreConfig, VersionToken, WatchCursor, WatchEnd, WatchScope,
-    watch_applied_owned,
+    KvUpdate, KvWatcher, KvWriter, SnapshotError, SnapshotStore, StoreConfig, VersionToken,
+    WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -34,15 +33,7 @@ fn named(name: &str, replicas: usize) -> StoreConfig {
     }
 }
 
-async fn connected(url: String) -> NatsConnection {
-    let conn = NatsConnection::new(NatsConnectionConfig {
-        url,
-        creds: None,
-        creds_file: None,
-    });
-    conn.connect().await.expect("connects");
-    conn
-}
+use crate::common::nats::connected;
 
 fn batch() -> BatchConfig {
     BatchConfig {

@@ -215,17 +215,8 @@ async fn a_fold_over_the_longest_key_and_an_attempted_oversized_key_does_not_wed
 mod nats {
     use super::*;
     use crate::common::nats::{NatsCluster, NatsServer};
-    use kvfold::{NatsConnection, NatsConnectionConfig};
 
-    async fn connected(url: String) -> NatsConnection {
-        let conn = NatsConnection::new(NatsConnectionConfig {
-            url,
-            creds: None,
-            creds_file: None,
-        });
-        conn.connect().await.expect("connects");
-        conn
-    }
+    use crate::common::nats::connected;
 
     /// The limit key works on a real server (put, get, entry, keys, create) with
     /// a bucket name of the longest length the server accepts (252 bytes), so

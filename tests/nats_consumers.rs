@@ -12,24 +12,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::nats::{NatsCluster, NatsServer, TcpProxy, consumer_count, wait_consumer_count};
-use kvfold::{
-    Connection, KvStore, KvUpdate, NatsConnection, NatsConnectionConfig, StoreConfig, WatchCursor,
-};
+use kvfold::{Connection, KvStore, KvUpdate, StoreConfig, WatchCursor};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long a dropped consumer may outlive its watch or listing.
 const CLEANUP_WITHIN: Duration = Duration::from_secs(10);
 
-async fn connected(url: String) -> NatsConnection {
-    let conn = NatsConnection::new(NatsConnectionConfig {
-        url,
-        creds: None,
-        creds_file: None,
-    });
-    conn.connect().await.expect("connects");
-    conn
-}
+use crate::common::nats::connected;
 
 fn bucket(name: &str, history: u32) -> StoreConfig {
     StoreConfig {

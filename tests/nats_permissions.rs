@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nats::NatsServer;
-use kvfold::{Connection, KvError, NatsConnection, NatsConnectionConfig, StoreConfig};
+use kvfold::{Connection, KvError, StoreConfig};
 
 /// `admin` may do everything (and is the identity of credential-less clients, so
 /// the harness's readiness probe works); `limited` may read but not write, watch
@@ -35,15 +35,7 @@ no_auth_user: admin
 /// A refusal must arrive well before the 30 s request bound.
 const PROMPT: Duration = Duration::from_secs(5);
 
-async fn connected(url: String) -> NatsConnection {
-    let conn = NatsConnection::new(NatsConnectionConfig {
-        url,
-        creds: None,
-        creds_file: None,
-    });
-    conn.connect().await.expect("connects");
-    conn
-}
+use crate::common::nats::connected;
 
 fn named(name: &str) -> StoreConfig {
     StoreConfig {

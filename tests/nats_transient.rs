@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 use common::nats::NatsCluster;
 use kvfold::{
     AppendLogSnapshot, BatchConfig, Connection, KvError, KvStore, KvUpdate, KvWatcher,
-    NatsConnection, NatsConnectionConfig, SnapshotStore, StoreConfig, WatchCursor, WatchScope,
-    watch_applied_owned,
+    SnapshotStore, StoreConfig, WatchCursor, WatchScope, watch_applied_owned,
 };
 use tokio::sync::watch;
 
@@ -32,15 +31,7 @@ fn named(name: &str) -> StoreConfig {
     }
 }
 
-async fn connected(url: String) -> NatsConnection {
-    let conn = NatsConnection::new(NatsConnectionConfig {
-        url,
-        creds: None,
-        creds_file: None,
-    });
-    conn.connect().await.expect("connects");
-    conn
-}
+use crate::common::nats::connected;
 
 /// Runs blocking harness work (cluster control) off the runtime's workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

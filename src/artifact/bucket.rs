@@ -3,18 +3,12 @@
 //! encoding that writes it. The byte rules are `protocol::manifest`'s; this file
 //! only reads and encodes. Never writes anything but through `disk`.
 
-use std::fs::File;
-use std::io;
 use std::path::Path;
 
-use crate::fsio;
-
-use super::disk::{encode_checked, invalid, manifest_invalid};
-use super::{ExportManifest, MANIFEST_FILE};
+use super::ExportManifest;
+use super::disk::{encode_checked, manifest_invalid};
 use crate::protocol::identity::BucketIdentity;
-use crate::protocol::manifest::{
-    MAX_MANIFEST_BYTES, ManifestError, decode_manifest_with_bucket, encode_manifest_with_bucket,
-};
+use crate::protocol::manifest::{decode_manifest_with_bucket, encode_manifest_with_bucket};
 use crate::snapshot::SnapshotError;
 
 /// Reads and decodes `<dir>/MANIFEST.json` with its optional bucket: a regular
@@ -27,28 +21,7 @@ use crate::snapshot::SnapshotError;
 pub(crate) fn read_manifest_with_bucket(
     dir: &Path,
 ) -> Result<(ExportManifest, Option<BucketIdentity>), SnapshotError> {
-    let path = dir.join(MANIFEST_FILE);
-    let meta = match fsio::symlink_metadata(&path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            return Err(invalid(format!("no {MANIFEST_FILE} in {}", dir.display())));
-        }
-        Err(err) => return Err(err.into()),
-    };
-    if !meta.is_file() {
-        return Err(invalid(format!(
-            "{MANIFEST_FILE} in {} is not a regular file",
-            dir.display()
-        )));
-    }
-    let cap = u64::try_from(MAX_MANIFEST_BYTES).unwrap_or(u64::MAX);
-    if meta.len() > cap {
-        return Err(manifest_invalid(ManifestError::TooLarge {
-            len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
-        }));
-    }
-    let mut file = fsio::open(&path, File::options().read(true))?;
-    let bytes = fsio::read_capped(&mut file, cap)?;
+    let bytes = super::disk::read_manifest_bytes(dir)?;
     decode_manifest_with_bucket(&bytes).map_err(manifest_invalid)
 }
 

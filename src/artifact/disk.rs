@@ -150,6 +150,13 @@ pub(crate) fn check_destination(dest: &Path, rule: DestRule) -> Result<(), Snaps
 /// Reads and decodes `<dir>/MANIFEST.json` (I1): a regular file of at most
 /// `MAX_MANIFEST_BYTES`, never read whole when larger.
 pub(crate) fn read_manifest(dir: &Path) -> Result<ExportManifest, SnapshotError> {
+    decode_manifest(&read_manifest_bytes(dir)?).map_err(manifest_invalid)
+}
+
+/// The bytes of `<dir>/MANIFEST.json`: a regular file of at most
+/// `MAX_MANIFEST_BYTES`, never read whole when larger (`ArtifactInvalid` when it
+/// is missing, not a regular file or too large; `Io` for local failures).
+pub(crate) fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>, SnapshotError> {
     let path = dir.join(MANIFEST_FILE);
     let meta = match fsio::symlink_metadata(&path) {
         Ok(meta) => meta,
@@ -172,8 +179,7 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<ExportManifest, SnapshotError>
     }
     // One byte past the cap: a file that grew since the stat is still refused.
     let mut file = fsio::open(&path, File::options().read(true))?;
-    let bytes = fsio::read_capped(&mut file, cap)?;
-    decode_manifest(&bytes).map_err(manifest_invalid)
+    Ok(fsio::read_capped(&mut file, cap)?)
 }
 
 /// Canonical manifest bytes, self-checked: kvfold never writes a manifest it would

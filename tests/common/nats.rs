@@ -1617,3 +1617,16 @@ pub async fn wait_consumer_count(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A `NatsConnection` to `url` without credentials, connected (panics if it
+/// cannot connect).
+pub async fn connected(url: String) -> kvfold::NatsConnection {
+    use kvfold::Connection as _;
+    let conn = kvfold::NatsConnection::new(kvfold::NatsConnectionConfig {
+        url,
+        creds: None,
+        creds_file: None,
+    });
+    conn.connect().await.expect("connects");
+    conn
+}
