@@ -126,19 +126,35 @@ impl PushConsumer {
         } else {
             object.insert("filter_subjects".into(), json!(spec.filters));
         }
-        // A client-chosen name makes a re-sent create idempotent: a retry after a
-        // lost reply finds the consumer the first request made instead of adding a
-        // second one that pushes into the same inbox.
-        let name = consumer_name(&inbox);
-        object.insert("name".into(), json!(name));
+        // Every attempt gets a fresh client-chosen name, and every name sent is
+        // remembered, so that the consumers of attempts not kept (a reply lost, a
+        // retry, this future dropped while a create is in flight) are deleted.
+        // One name for all attempts would make a re-send find the consumer the
+        // first attempt made, which during an election may sit on a dead peer and
+        // stall its listing for the whole deadline (docs/decisions.md 61).
+        let base = consumer_name(&inbox);
+        let mut sent = SentNames::new(client, &stream);
         let body = json!({ "stream_name": stream, "config": config });
-        let api = format!("CONSUMER.CREATE.{stream}.{name}");
-        let reply = with_retry(|bound| api_once(client, &api, &body, bound)).await?;
-        let name = reply
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Failure::text("consumer create reply without a name"))?
-            .to_string();
+        let (reply, name) = with_retry(|bound| {
+            let name = format!("{base}_{}", sent.names.len());
+            sent.names.push(name.clone());
+            let mut body = body.clone();
+            body["config"]["name"] = json!(name);
+            let api = format!("CONSUMER.CREATE.{stream}.{name}");
+            let client = client.clone();
+            async move {
+                api_once(&client, &api, &body, bound)
+                    .await
+                    .map(|reply| (reply, name))
+            }
+        })
+        .await?;
+        if reply.get("name").and_then(Value::as_str) != Some(name.as_str()) {
+            return Err(Failure::text(
+                "consumer create reply without the consumer's name",
+            ));
+        }
+        sent.keep(&name);
         let pending_at_create = reply
             .get("num_pending")
             .and_then(Value::as_u64)
@@ -261,14 +277,66 @@ impl Drop for PushConsumer {
             tracing::debug!(consumer = %self.name, "consumer dropped outside a runtime; the server removes it later");
             return;
         };
-        let client = self.client.clone();
-        let name = self.name.clone();
-        let api = format!("CONSUMER.DELETE.{}.{}", self.stream, self.name);
-        runtime.spawn(async move {
-            let result = api_once(&client, &api, &json!({}), DROP_DELETE_TIMEOUT).await;
-            if let Err(failure) = result {
-                tracing::debug!(consumer = %name, ?failure, "delete of a dropped consumer failed; the server removes it later");
-            }
-        });
+        spawn_delete(&runtime, &self.client, &self.stream, &self.name);
+    }
+}
+
+/// Deletes consumer `name` of `stream` from a task spawned on `runtime`, bounded by
+/// [`DROP_DELETE_TIMEOUT`]; a failure only logs (the inactive threshold removes it).
+fn spawn_delete(runtime: &tokio::runtime::Handle, client: &Client, stream: &str, name: &str) {
+    let client = client.clone();
+    let name = name.to_string();
+    let api = format!("CONSUMER.DELETE.{stream}.{name}");
+    runtime.spawn(async move {
+        let result = api_once(&client, &api, &json!({}), DROP_DELETE_TIMEOUT).await;
+        if let Err(failure) = result {
+            tracing::debug!(consumer = %name, ?failure, "delete of an abandoned consumer failed; the server removes it later");
+        }
+    });
+}
+
+/// The names a consumer create sent, one per attempt. Dropped, it deletes every
+/// one of them except the one kept (best effort, from spawned tasks, bounded; a
+/// name the server never created costs one "not found" answer).
+struct SentNames {
+    client: Client,
+    stream: String,
+    names: Vec<String>,
+    kept: Option<String>,
+}
+
+impl SentNames {
+    fn new(client: &Client, stream: &str) -> Self {
+        Self {
+            client: client.clone(),
+            stream: stream.to_string(),
+            names: Vec::new(),
+            kept: None,
+        }
+    }
+
+    /// `name` became the live consumer: it is not deleted.
+    fn keep(&mut self, name: &str) {
+        self.kept = Some(name.to_string());
+    }
+}
+
+impl Drop for SentNames {
+    fn drop(&mut self) {
+        let abandoned: Vec<&String> = self
+            .names
+            .iter()
+            .filter(|name| self.kept.as_ref() != Some(*name))
+            .collect();
+        if abandoned.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(consumers = ?abandoned, "consumer create abandoned outside a runtime; the server removes them later");
+            return;
+        };
+        for name in abandoned {
+            spawn_delete(&runtime, &self.client, &self.stream, name);
+        }
     }
 }
