@@ -3,7 +3,7 @@
 //! file-system seam (`crate::fsio`, where faults are injected under the
 //! `failpoints` feature); under `cfg(test)` each successful one is also recorded on
 //! a per-thread log, so a unit test can review the order "write → `sync_all` →
-//! rename or link → fsync of the directory it landed in" (artifact.md §8, C1) and
+//! rename or link → fsync of the directory it landed in" (docs/artifacts.md §8, C1) and
 //! that a linked stage name is removed only after that fsync.
 
 use std::fs::{File, OpenOptions};

@@ -1,6 +1,6 @@
 //! Checks of bucket limits and readings: history limits and holes, the retention
 //! classification, status, first/last revision edges, `max_bytes` with both
-//! discard policies, the server's payload limit (api.md §15.6, §15.8), and the
+//! discard policies, the server's payload limit (docs/operations.md, "Key and value limits"), and the
 //! key and value limits both backends share (`protocol::subject`).
 
 use std::sync::Arc;

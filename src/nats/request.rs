@@ -1,5 +1,5 @@
 //! Request plumbing of the NATS executor: one raw request path with the 30 s bound,
-//! bounded retries as `protocol::nats::RetryPolicy` decides (nats-backend.md §6;
+//! bounded retries as `protocol::nats::RetryPolicy` decides (docs/operations.md, "Transient errors and leader elections";
 //! decisions 49–50), permissions violations raced against every request (decision
 //! 51), and the mapping of failures to `KvError` per operation family (§9).
 //! Classification and retry decisions are the kernels'; this file gathers facts,

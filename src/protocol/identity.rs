@@ -296,7 +296,7 @@ pub fn judge_start(facts: &StartFacts<'_>) -> StartVerdict {
 #[must_use]
 pub enum ExpiredVerdict {
     /// The cursor fell below the retention floor of the same bucket: re-list with
-    /// a full state-sync watch (repair.md §3.1, `ExpiryRepair::None`).
+    /// a full state-sync watch (docs/protocols/fold-machine.md, `ExpiryRepair::None`).
     Relist,
     /// The bucket is not the one the run started on, or the cursor is ahead of it:
     /// a re-list would move the cursor backward and keep the old bucket's keys.

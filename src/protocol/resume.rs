@@ -497,7 +497,7 @@ impl ResumeGuard {
     }
 
     /// A guard for a state-sync watch that checks its snapshot (an addition; the
-    /// NATS executor uses it, protocol.md §3.4 rows G18–G23): it probes the stream
+    /// NATS executor uses it, docs/nats-backend.md "State-sync snapshots", rows G18–G23): it probes the stream
     /// first (the sync point: its last sequence), then asks for a last-per-subject
     /// consumer (`CreateSnapshotConsumer`). Every delivery at or below the sync point
     /// must come from that consumer's snapshot; one that arrives after the snapshot

@@ -1,4 +1,4 @@
-//! Key, prefix and bucket-name rules shared by every backend (api.md §15.5), the
+//! Key, prefix and bucket-name rules shared by every backend (docs/operations.md, "Key and value limits"), the
 //! key and value size limits both backends enforce before any I/O, plus scope
 //! matching and the NATS subject filters that cover a prefix set. Pure.
 
@@ -33,7 +33,7 @@ pub const MAX_VALUE_BYTES: usize = crate::protocol::log::MAX_VALUE_LEN;
 
 const _: () = assert!(MAX_KEY_BYTES <= crate::protocol::log::MAX_KEY_LEN);
 
-/// Why a key (or prefix) is refused: the rule of api.md §15.5 it breaks.
+/// Why a key (or prefix) is refused: the key rule it breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyError {
     /// The key is empty.

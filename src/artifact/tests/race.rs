@@ -1,4 +1,4 @@
-//! Concurrent imports onto one destination (artifact.md §8, C4): at most one
+//! Concurrent imports onto one destination (docs/artifacts.md §8): at most one
 //! succeeds, the loser gets `ArtifactInvalid` ("already exists" / "exists and is
 //! not empty", as for a destination taken before the import), and the destination
 //! holds the winner's payload, whole. The publish never replaces: a file appears

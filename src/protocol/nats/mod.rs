@@ -24,7 +24,7 @@ pub use retry::{
 
 use super::time::Millis;
 
-// The server URL list: credentials and redaction (nats-backend.md §3.1).
+// The server URL list: credentials and redaction (docs/nats-backend.md, "URL credentials").
 mod url;
 pub use url::{
     MAX_SERVER_LIST_BYTES, MAX_SERVER_LIST_PIECES, REDACTED, ServerList, ServerListError,

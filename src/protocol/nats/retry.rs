@@ -1,4 +1,4 @@
-//! Retry policy of JetStream requests (nats-backend.md §6.2; decisions 49–50): given
+//! Retry policy of JetStream requests (docs/operations.md, "Transient errors and leader elections"; docs/decisions.md 49–50): given
 //! the attempt number, the time spent so far and what the failed attempt returned,
 //! decide whether to send again and after which delay. Pure: time is an argument,
 //! the executor owns the clock and the sleeping.
@@ -24,7 +24,7 @@ pub enum RequestKind {
     Idempotent,
     /// Stores something (a KV write, a stream create): re-sent only after an answer
     /// that proves nothing was stored; an unanswered attempt ends the request
-    /// (its outcome is unknown, nats-backend.md §8.4).
+    /// (its outcome is unknown, docs/operations.md).
     Write,
 }
 
@@ -80,7 +80,7 @@ impl RetryPolicy {
     }
 
     /// Writes: one attempt may use the whole 30 s; transient answers are repeated
-    /// `MAX_RETRIES` times (`retry_delay(1..=6)`, nats-backend.md §6.2).
+    /// `MAX_RETRIES` times (`retry_delay(1..=6)`, docs/decisions.md 50).
     pub const fn write() -> Self {
         Self {
             kind: RequestKind::Write,

@@ -1,4 +1,4 @@
-//! The server-list kernel (nats-backend.md §3.1): reads a comma-separated NATS URL
+//! The server-list kernel (docs/nats-backend.md, "URL credentials"): reads a comma-separated NATS URL
 //! list whose user info may hold raw `/`, `,`, `@` or `:`, yields the addresses to
 //! dial and the credentials, and renders a redacted copy for `Debug`.
 //! Pure string rules: no I/O, never a panic, never echoes user info.
