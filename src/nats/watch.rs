@@ -65,6 +65,25 @@ impl WatchRun<'_> {
         }
     }
 
+    /// Creates the watch's consumer delivering by `deliver` and keeps it: its
+    /// pending count at create, or the failure's text for the guard.
+    async fn create_consumer(&mut self, deliver: Deliver) -> Result<u64, String> {
+        let spec = ConsumerSpec {
+            filters: self.filters.clone(),
+            deliver,
+            headers_only: false,
+            description: "kvfold watch",
+        };
+        match PushConsumer::create(&self.bucket.client, &self.bucket.name, &spec).await {
+            Ok(consumer) => {
+                let pending = consumer.pending_at_create;
+                self.consumer = Some(consumer);
+                Ok(pending)
+            }
+            Err(failure) => Err(super::request::failure_text(&failure)),
+        }
+    }
+
     async fn drop_consumer(&mut self) {
         self.held = None;
         if let Some(consumer) = self.consumer.take() {
@@ -92,49 +111,20 @@ impl WatchRun<'_> {
                     self.feed(event);
                 }
                 GuardCommand::CreateConsumer { start_sequence } => {
-                    let spec = ConsumerSpec {
-                        filters: self.filters.clone(),
-                        deliver: Deliver::From(start_sequence),
-                        headers_only: false,
-                        description: "kvfold watch",
-                    };
-                    let created =
-                        PushConsumer::create(&self.bucket.client, &self.bucket.name, &spec).await;
+                    let created = self.create_consumer(Deliver::From(start_sequence)).await;
                     let now = self.now();
-                    let event = match created {
-                        Ok(consumer) => {
-                            self.consumer = Some(consumer);
-                            GuardEvent::ConsumerCreated { now }
-                        }
-                        Err(failure) => GuardEvent::ConsumerFailed {
-                            now,
-                            error_text: super::request::failure_text(&failure),
-                        },
-                    };
-                    self.feed(event);
+                    self.feed(match created {
+                        Ok(_) => GuardEvent::ConsumerCreated { now },
+                        Err(error_text) => GuardEvent::ConsumerFailed { now, error_text },
+                    });
                 }
                 GuardCommand::CreateSnapshotConsumer => {
-                    let spec = ConsumerSpec {
-                        filters: self.filters.clone(),
-                        deliver: Deliver::LastPerSubject,
-                        headers_only: false,
-                        description: "kvfold watch",
-                    };
-                    let created =
-                        PushConsumer::create(&self.bucket.client, &self.bucket.name, &spec).await;
+                    let created = self.create_consumer(Deliver::LastPerSubject).await;
                     let now = self.now();
-                    let event = match created {
-                        Ok(consumer) => {
-                            let pending = consumer.pending_at_create;
-                            self.consumer = Some(consumer);
-                            GuardEvent::SnapshotCreated { now, pending }
-                        }
-                        Err(failure) => GuardEvent::ConsumerFailed {
-                            now,
-                            error_text: super::request::failure_text(&failure),
-                        },
-                    };
-                    self.feed(event);
+                    self.feed(match created {
+                        Ok(pending) => GuardEvent::SnapshotCreated { now, pending },
+                        Err(error_text) => GuardEvent::ConsumerFailed { now, error_text },
+                    });
                 }
                 GuardCommand::DropConsumer => self.drop_consumer().await,
                 GuardCommand::Forward => {
