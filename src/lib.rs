@@ -7,12 +7,16 @@
 //! ## Layers
 //!
 //! ```text
-//!  KvReader  KvWatcher  KvWriter  KvTtl  KvPurge  KvFencedWriter   traits (core KV operations)
-//!  KvStore                                                          a named bucket handing out the traits
-//!  Connection                                                       lifecycle, store factory, capabilities
-//!  MemoryConnection (embedded, default)                             executors feeding `protocol`
+//!  watch_applied, ExportLease, ExpiryRepair                         the fold loop and its helpers
+//!  MemoryConnection (embedded, default)  NatsConnection (feature    executors feeding `protocol`
+//!  `nats`)  AppendLogSnapshot, artifacts (snapshot stores on disk)
+//!  KvStore, Connection                                              bucket handles, lifecycle, capabilities
 //!  protocol: pure kernels and sans-IO machines (ResumeGuard, …)     every decision that protects data
+//!  KvReader  KvWatcher  KvWriter  KvTtl  KvPurge  KvFencedWriter    the KV traits and value types
 //! ```
+//!
+//! Each layer uses only the layers below it; `tests/layering.rs` enforces it
+//! (docs/architecture.md, "Layers").
 //!
 //! Every decision that protects data lives in [`protocol`] as a pure function or a
 //! sans-IO state machine: no I/O, no clock, no locks, no async. Backends are thin
@@ -117,7 +121,6 @@ pub mod snapshot;
 mod stores;
 mod sync;
 
-pub use artifact::{ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE};
 pub use fold::{
     BatchConfig, ExportRequest, FoldProgress, WatchEnd, WatchScope, watch_applied,
     watch_applied_owned,
@@ -133,6 +136,9 @@ pub use memory::{MemoryConfig, MemoryConnection, MemoryFaults};
 #[cfg(feature = "nats")]
 pub use nats::{NatsConnection, NatsConnectionConfig, nats_connect};
 pub use protocol::lease::LeaseRecord;
+pub use protocol::manifest::{
+    ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE,
+};
 pub use repair::{ExpiryRepair, RestoreSource, RestoredFold};
 pub use snapshot::{AppendLogConfig, AppendLogSnapshot, SnapshotError, SnapshotStore};
 pub use stores::{

@@ -54,6 +54,7 @@ use crate::stores::{Connection, ConnectionCapabilities};
 mod basics;
 mod limits;
 mod listing;
+mod memory_hooks;
 mod reads;
 mod resume;
 pub mod snapshot;

@@ -212,7 +212,8 @@ where
     // 3–4. The machine.
     let store_cursor = store.as_ref().map(SnapshotStore::cursor);
     let mut m = FoldMachine::<U>::new(FoldConfig::new(
-        &config,
+        config.window,
+        config.max,
         resume.clone(),
         store_cursor,
         armed,

@@ -8,7 +8,7 @@ use crate::kv::KvUpdate;
 use crate::protocol::nats::{
     AckFields, CreateOutcome, ErrorClass, MessageHeaders, WireKind, classify_error,
     classify_stream_create, decode_kv_message, is_cursor_expired_text, parse_ack_subject,
-    wire_kind,
+    parse_delivery, wire_kind,
 };
 
 /// Token count of the legacy layout.
@@ -38,6 +38,13 @@ const EXTRA_TOKENS_MAX: u8 = 7;
 /// to their (sequence, timestamp); a decoded update has the subject's key, the
 /// reply's revision, and the kind `wire_kind` gives.
 ///
+/// The push-consumer reader `parse_delivery` shares the tokenizer: `Some(d)` ⇒
+/// `parse_ack_subject` agrees on the sequence and timestamp, the consumer
+/// sequence is the plain non-zero token after the stream sequence, the delivery
+/// count the plain token before it, the pending count the token after the
+/// timestamp when readable; `None` while `parse_ack_subject` is `Some` ⇒ the
+/// consumer sequence or the delivery count is unreadable.
+///
 /// Addition to protocol.md §5's table (the other `protocol::nats` text kernels
 /// must never panic either): the bytes also go to `classify_stream_create`
 /// (a `Failed` outcome never holds facts that classify as exists or limit) and
@@ -61,6 +68,44 @@ fn plain_u64(token: &str) -> Option<u64> {
         token.parse().ok()
     } else {
         None
+    }
+}
+
+/// `parse_delivery` against `parse_ack_subject` and the raw tokens.
+fn check_delivery(
+    subject: &str,
+    tokens: &[&str],
+    parsed: Option<AckFields>,
+    sequence_index: Option<usize>,
+) {
+    let delivery = parse_delivery(subject);
+    match (delivery, parsed, sequence_index) {
+        (Some(d), Some(ack), Some(index)) => {
+            assert_eq!(
+                (d.stream_sequence, d.timestamp_ns),
+                (ack.stream_sequence, ack.timestamp_ns),
+                "{subject:?}: the two readers disagree"
+            );
+            assert_eq!(
+                plain_u64(tokens[index - 1]),
+                Some(d.delivered),
+                "{subject:?}"
+            );
+            assert_eq!(
+                plain_u64(tokens[index + 1]).filter(|&seq| seq > 0),
+                Some(d.consumer_sequence),
+                "{subject:?}"
+            );
+            assert_eq!(plain_u64(tokens[index + 3]), d.pending, "{subject:?}");
+        }
+        (Some(d), _, _) => panic!("{subject:?}: delivery {d:?} without an ACK reading"),
+        (None, Some(_), Some(index)) => {
+            let readable = plain_u64(tokens[index - 1]).is_some()
+                && plain_u64(tokens[index + 1]).is_some_and(|seq| seq > 0);
+            assert!(!readable, "{subject:?}: a readable delivery was refused");
+        }
+        (None, Some(ack), None) => panic!("{subject:?}: {ack:?} with no layout"),
+        (None, None, _) => {}
     }
 }
 
@@ -106,6 +151,7 @@ fn check_subject(subject: &str) {
         }
         (None, None) => {}
     }
+    check_delivery(subject, &tokens, parsed, sequence_index);
     if tokens.len() >= MODERN_TOKENS_MIN {
         for suffix in EXTRA_SUFFIXES {
             let longer = format!("{subject}{suffix}");

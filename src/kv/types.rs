@@ -1,8 +1,8 @@
 //! Value types read from and written to a bucket: entries, watch updates,
 //! retention and status readings, and the one error enum of the KV API.
 
+use super::config::{StoreConfig, StoreOptions};
 use super::version::VersionToken;
-use crate::stores::{StoreConfig, StoreOptions};
 
 /// One stored value: key, bytes (possibly empty), and the version of the write
 /// that stored it.

@@ -5,8 +5,6 @@
 
 pub(crate) mod clock;
 mod faults;
-#[cfg(feature = "conformance")]
-mod hooks;
 pub mod log;
 #[doc(hidden)]
 pub mod registry;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::info::{StreamInfo, stream_info};
 use super::request::{Failure, bucket_error, failure_text, unless_denied, with_retry};
-use crate::KvError;
+use crate::kv::KvError;
 use crate::kv::{KvFencedWriter, KvPurge, KvReader, KvTtl, KvWatcher, KvWriter};
 use crate::protocol::nats::{CreateOutcome, classify_stream_create};
 use crate::stores::{DiscardPolicy, EffectiveConfig, KvStore, StorageType};

@@ -1,7 +1,7 @@
 //! A raw ephemeral push consumer (nats-backend.md §7.2, §10.1 "raw consumer"):
 //! subscribe first, then create the consumer, then read deliveries while
 //! answering flow control and watching heartbeats. Every delivery's consumer
-//! sequence goes through `protocol::push::PushTracker`, so a dropped delivery is
+//! sequence goes through `protocol::nats::PushTracker`, so a dropped delivery is
 //! an error, never a silent skip.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::request::{Failure, api_once, with_retry};
-use crate::protocol::push::{DeliveryFields, PushTracker, PushVerdict, parse_delivery};
+use crate::protocol::nats::{DeliveryFields, PushTracker, PushVerdict, parse_delivery};
 
 /// Idle heartbeat the server sends on a quiet consumer.
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(1);

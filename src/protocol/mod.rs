@@ -12,7 +12,6 @@ pub mod lease;
 pub mod log;
 pub mod manifest;
 pub mod nats;
-pub mod push;
 pub mod repair;
 pub mod resume;
 pub mod subject;

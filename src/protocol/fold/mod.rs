@@ -6,10 +6,10 @@
 mod machine;
 
 use std::fmt;
+use std::time::Duration;
 
 pub use machine::FoldMachine;
 
-use crate::fold::BatchConfig;
 use crate::kv::{KvError, KvUpdate, WatchCursor};
 pub use crate::protocol::time::Millis;
 
@@ -34,18 +34,21 @@ pub struct FoldConfig {
 }
 
 impl FoldConfig {
-    /// `has_store = store_cursor.is_some()`; the window is rounded up to whole ms (saturating).
+    /// `window` and `max` are the batching policy (`BatchConfig::window` and
+    /// `BatchConfig::max`); `has_store = store_cursor.is_some()`; the window is
+    /// rounded up to whole ms (saturating).
     pub fn new(
-        batch: &BatchConfig,
+        window: Duration,
+        max: usize,
         resume: Option<WatchCursor>,
         store_cursor: Option<WatchCursor>,
         repair_armed: bool,
     ) -> Self {
-        let nanos = batch.window.as_nanos();
+        let nanos = window.as_nanos();
         let window_ms = u64::try_from(nanos.div_ceil(1_000_000)).unwrap_or(u64::MAX);
         Self {
             window_ms,
-            max: batch.max,
+            max,
             has_store: store_cursor.is_some(),
             repair_armed,
             resume: resume.unwrap_or_default(),

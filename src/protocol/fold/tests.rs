@@ -855,12 +855,13 @@ fn resume_mismatch_is_noticed() {
 
 #[test]
 fn window_rounds_up_to_whole_milliseconds() {
-    let batch = BatchConfig {
-        window: std::time::Duration::from_micros(1_500),
-        max: 3,
-        channel_capacity: 1,
-    };
-    let c = FoldConfig::new(&batch, None, None, false);
-    assert_eq!((c.window_ms, c.has_store), (2, false));
+    let c = FoldConfig::new(
+        std::time::Duration::from_micros(1_500),
+        3,
+        None,
+        None,
+        false,
+    );
+    assert_eq!((c.window_ms, c.max, c.has_store), (2, 3, false));
     assert_eq!(c.resume, WatchCursor::none());
 }

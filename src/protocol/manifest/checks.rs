@@ -4,16 +4,16 @@
 
 use std::cmp::Ordering;
 
+use super::types::{ArtifactFile, ExportManifest};
 use super::wire::WireManifest;
 use super::{ManifestError, PathFault};
-use crate::artifact::{ArtifactFile, ExportManifest};
 use crate::kv::WatchCursor;
 use crate::protocol::identity::{BucketIdentity, identity_name_is_valid};
 
 /// The layout without `scope`.
 const SCHEMA_UNSCOPED: u32 = 1;
 /// The layout with `scope` (`ARTIFACT_SCHEMA_VERSION`).
-const SCHEMA_SCOPED: u32 = crate::artifact::ARTIFACT_SCHEMA_VERSION;
+const SCHEMA_SCOPED: u32 = super::types::ARTIFACT_SCHEMA_VERSION;
 /// Every payload path starts with this (the payload directory and a `/`).
 const PAYLOAD_PREFIX: &str = "data/";
 /// Longest accepted payload path, in bytes.

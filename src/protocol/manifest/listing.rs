@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::ManifestError;
-use crate::artifact::ArtifactFile;
+use super::types::ArtifactFile;
 
 /// One entry found under an artifact's `data/` directory, named by its relative
 /// `/`-separated path from the artifact root (`"data/fold.snap"`).

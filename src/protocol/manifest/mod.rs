@@ -39,6 +39,7 @@
 mod checks;
 mod error;
 mod listing;
+mod types;
 mod wire;
 
 #[cfg(test)]
@@ -49,8 +50,8 @@ use serde::Serialize;
 pub use checks::validate_payload_path;
 pub use error::{ManifestError, PathFault};
 pub use listing::{FoundEntry, check_payload_listing};
+pub use types::{ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE};
 
-use crate::artifact::{ArtifactFile, ExportManifest};
 use crate::protocol::identity::BucketIdentity;
 
 /// Hard cap on manifest bytes (1 MiB): larger inputs are refused unparsed, so a

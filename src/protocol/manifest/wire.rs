@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::error::Category;
 
 use super::ManifestError;
-use crate::artifact::ArtifactFile;
+use super::types::ArtifactFile;
 use crate::protocol::identity::BucketIdentity;
 
 /// A manifest exactly as the JSON said, before the value checks.

@@ -1,6 +1,8 @@
 //! JetStream ACK reply subjects: the stream sequence and write time of a delivery,
-//! read from the right token or not at all (protocol.md §2.5, nats-backend.md §7.3).
-//! Never allocates, never panics, never guesses a layout.
+//! read from the right token or not at all (protocol.md §2.5, nats-backend.md §7.3),
+//! and every field a push consumer's delivery carries. One tokenizer
+//! ([`delivery_tokens`]) serves both readers. Never allocates, never panics, never
+//! guesses a layout.
 
 use super::parse_ascii_u64;
 
@@ -13,35 +15,47 @@ pub struct AckFields {
     pub timestamp_ns: Option<u64>,
 }
 
+/// Every field of a JetStream delivery's ACK reply subject, as a push consumer
+/// needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeliveryFields {
+    /// Stream sequence (the bucket revision).
+    pub stream_sequence: u64,
+    /// Consumer sequence (counts this consumer's deliveries from 1).
+    pub consumer_sequence: u64,
+    /// Delivery count of this message.
+    pub delivered: u64,
+    /// Write time in ns, when readable.
+    pub timestamp_ns: Option<u64>,
+    /// Messages still pending for the consumer after this one, when readable.
+    pub pending: Option<u64>,
+}
+
 /// Tokens kept for inspection; the rest are only counted.
-const KEPT_TOKENS: usize = 10;
+const KEPT_TOKENS: usize = 11;
 /// Token count of the legacy layout
 /// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`.
 const LEGACY_TOKENS: usize = 9;
 /// Fewest tokens of the modern layout
 /// `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>…]`.
 const MODERN_TOKENS_MIN: usize = 11;
-/// Index of the stream sequence in the legacy layout.
-const LEGACY_SEQUENCE_INDEX: usize = 5;
-/// Index of the stream sequence in the modern layout.
-const MODERN_SEQUENCE_INDEX: usize = 7;
-/// Distance from the sequence token to the timestamp token (both layouts).
-const TIMESTAMP_OFFSET: usize = 2;
+/// Index of the delivery count in the legacy layout (the stream sequence follows it).
+const LEGACY_DELIVERED_INDEX: usize = 4;
+/// Index of the delivery count in the modern layout.
+const MODERN_DELIVERED_INDEX: usize = 6;
+/// Tokens read from the delivery count on: delivered, stream sequence, consumer
+/// sequence, timestamp, pending.
+const DELIVERY_TOKENS: usize = 5;
 
-/// Reads the stream sequence and timestamp from a JetStream ACK reply subject.
+/// The one tokenizer of ACK reply subjects: the five delivery tokens
+/// `[<delivered>, <sseq>, <cseq>, <ts>, <pending>]`, unparsed.
 ///
-/// Rules (first failing rule → `None`; callers map `None` to
-/// `VersionToken::unknown()`):
-/// 1. the subject splits on `.` into 9 tokens (legacy layout, sequence at index 5)
-///    or 11 and more (modern layout, sequence at index 7); a 10-token subject fits
-///    neither layout and is not guessed at;
-/// 2. tokens 0 and 1 are `$JS` and `ACK`;
-/// 3. the sequence token is an ASCII-digit `u64` (no sign, no overflow) other than 0.
-///
-/// The timestamp (ns) is the token two after the sequence, read the same way;
-/// when unreadable the fields carry `timestamp_ns: None`. The last token is the
-/// pending count, never the sequence.
-pub fn parse_ack_subject(reply: &str) -> Option<AckFields> {
+/// Rules (first failing rule → `None`):
+/// 1. the subject splits on `.` into 9 tokens (legacy layout, delivery count at
+///    index 4) or 11 and more (modern layout, delivery count at index 6); a
+///    10-token subject fits neither layout and is not guessed at;
+/// 2. tokens 0 and 1 are `$JS` and `ACK`.
+pub fn delivery_tokens(reply: &str) -> Option<[&str; DELIVERY_TOKENS]> {
     let mut tokens: [&str; KEPT_TOKENS] = [""; KEPT_TOKENS];
     let mut count: usize = 0;
     for token in reply.split('.') {
@@ -50,19 +64,58 @@ pub fn parse_ack_subject(reply: &str) -> Option<AckFields> {
         }
         count = count.saturating_add(1);
     }
-    let sequence_index = match count {
-        LEGACY_TOKENS => LEGACY_SEQUENCE_INDEX,
-        n if n >= MODERN_TOKENS_MIN => MODERN_SEQUENCE_INDEX,
+    let base = match count {
+        LEGACY_TOKENS => LEGACY_DELIVERED_INDEX,
+        n if n >= MODERN_TOKENS_MIN => MODERN_DELIVERED_INDEX,
         _ => return None,
     };
     if tokens[0] != "$JS" || tokens[1] != "ACK" {
         return None;
     }
-    let stream_sequence = parse_ascii_u64(tokens[sequence_index]).filter(|&seq| seq != 0)?;
-    let timestamp_ns = parse_ascii_u64(tokens[sequence_index + TIMESTAMP_OFFSET]);
+    let mut out = [""; DELIVERY_TOKENS];
+    out.copy_from_slice(&tokens[base..base + DELIVERY_TOKENS]);
+    Some(out)
+}
+
+/// Reads the stream sequence and timestamp from a JetStream ACK reply subject.
+///
+/// Rules (first failing rule → `None`; callers map `None` to
+/// `VersionToken::unknown()`):
+/// 1. the layout rules of [`delivery_tokens`] (9 tokens, or 11 and more, under
+///    `$JS.ACK`);
+/// 2. the sequence token is an ASCII-digit `u64` (no sign, no overflow) other than 0.
+///
+/// The timestamp (ns) is the token two after the sequence, read the same way;
+/// when unreadable the fields carry `timestamp_ns: None`. The last token is the
+/// pending count, never the sequence.
+pub fn parse_ack_subject(reply: &str) -> Option<AckFields> {
+    read_ack(&delivery_tokens(reply)?)
+}
+
+/// Reads every field of a push consumer's delivery: the rules of
+/// [`parse_ack_subject`], and in addition the consumer sequence must be a
+/// non-zero ASCII-digit `u64` and the delivery count an ASCII-digit `u64`; the
+/// pending count is `None` when unreadable. No allocation.
+pub fn parse_delivery(reply: &str) -> Option<DeliveryFields> {
+    let tokens = delivery_tokens(reply)?;
+    let ack = read_ack(&tokens)?;
+    let [delivered, _, consumer, _, pending] = tokens;
+    Some(DeliveryFields {
+        stream_sequence: ack.stream_sequence,
+        consumer_sequence: parse_ascii_u64(consumer).filter(|&seq| seq != 0)?,
+        delivered: parse_ascii_u64(delivered)?,
+        timestamp_ns: ack.timestamp_ns,
+        pending: parse_ascii_u64(pending),
+    })
+}
+
+/// The stream sequence (non-zero) and the timestamp out of the delivery tokens.
+fn read_ack(tokens: &[&str; DELIVERY_TOKENS]) -> Option<AckFields> {
+    let [_, sequence, _, timestamp, _] = *tokens;
+    let stream_sequence = parse_ascii_u64(sequence).filter(|&seq| seq != 0)?;
     Some(AckFields {
         stream_sequence,
-        timestamp_ns,
+        timestamp_ns: parse_ascii_u64(timestamp),
     })
 }
 
@@ -244,6 +297,41 @@ mod tests {
             reply.push('.');
             reply.push_str(extra);
             assert_eq!(parse_ack_subject(&reply), want, "{reply}");
+        }
+    }
+
+    #[test]
+    fn delivery_fields_in_legacy_and_modern_layouts() {
+        let legacy = parse_delivery("$JS.ACK.KV_b.c1.1.4.3.1795643469576797037.0").unwrap();
+        assert_eq!(legacy.stream_sequence, 4);
+        assert_eq!(legacy.consumer_sequence, 3);
+        assert_eq!(legacy.delivered, 1);
+        assert_eq!(legacy.timestamp_ns, Some(1_795_643_469_576_797_037));
+        assert_eq!(legacy.pending, Some(0));
+        let modern = parse_delivery("$JS.ACK.dom.acc.KV_b.c1.2.40.30.7.5.tok").unwrap();
+        assert_eq!(
+            (
+                modern.stream_sequence,
+                modern.consumer_sequence,
+                modern.pending
+            ),
+            (40, 30, Some(5))
+        );
+    }
+
+    #[test]
+    fn malformed_deliveries_are_none() {
+        for bad in [
+            "",
+            "$JS.ACK.a.b.1.2.3.4",
+            "$JS.ACK.a.b.c.1.2.3.4.5",
+            "$JS.ACK.a.b.1.0.3.4.0",
+            "$JS.ACK.a.b.1.2.0.4.0",
+            "$JS.ACK.a.b.1.+2.3.4.0",
+            "$JS.NAK.a.b.1.2.3.4.0",
+            "$JS.ACK.a.b.1.99999999999999999999.3.4.0",
+        ] {
+            assert_eq!(parse_delivery(bad), None, "{bad}");
         }
     }
 }

@@ -7,16 +7,18 @@
 mod ack;
 mod errors;
 mod message;
+mod push;
 mod retry;
 
 use std::time::Duration;
 
-pub use ack::{AckFields, parse_ack_subject};
+pub use ack::{AckFields, DeliveryFields, delivery_tokens, parse_ack_subject, parse_delivery};
 pub use errors::{
     CreateOutcome, ErrorClass, ErrorFacts, PermissionOp, PermissionViolation, TRANSIENT_ERR_CODES,
     classify_error, classify_stream_create, parse_permission_violation, violation_blocks_request,
 };
 pub use message::{MessageHeaders, WireKind, decode_kv_message, wire_kind};
+pub use push::{PushTracker, PushVerdict};
 pub use retry::{
     ATTEMPT_TIMEOUT_MS, AttemptOutcome, MAX_IDEMPOTENT_ATTEMPTS, RequestKind, RetryPolicy,
     RetryStep,

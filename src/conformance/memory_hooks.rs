@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::faults::MemoryFaults;
-use crate::conformance::{Hook, Hooks};
+use super::{Hook, Hooks};
 use crate::kv::KvError;
+use crate::memory::MemoryFaults;
 
 #[async_trait]
 impl Hooks for MemoryFaults {
@@ -31,7 +31,7 @@ impl Hooks for MemoryFaults {
         MemoryFaults::purge_markers(self, bucket, Duration::ZERO).map(|_| ())
     }
 
-    /// [`ManualClock::advance`](super::ManualClock::advance) when the server runs on
+    /// [`ManualClock::advance`](crate::memory::ManualClock::advance) when the server runs on
     /// a manual clock (time effects apply before it returns); otherwise a real
     /// sleep followed by [`MemoryFaults::run_due`].
     async fn advance(&self, by: Duration) {
@@ -57,8 +57,9 @@ mod tests {
     use std::time::Duration;
 
     use crate::conformance::{Hook, Hooks};
+    use crate::kv::{KvError, StoreConfig, StoreOptions, WatchCursor};
     use crate::memory::{ManualClock, MemoryConfig, MemoryConnection};
-    use crate::{Connection, KvError, StoreConfig, StoreOptions, WatchCursor};
+    use crate::stores::Connection;
 
     async fn connected(config: MemoryConfig) -> MemoryConnection {
         let conn = MemoryConnection::with_config(config);
@@ -103,7 +104,7 @@ mod tests {
         let faults = conn.faults();
         Hooks::advance(&faults, Duration::from_millis(999)).await;
         assert_eq!(clock.now_unix_ms(), 10_999);
-        let status = |s: &std::sync::Arc<dyn crate::KvStore>| {
+        let status = |s: &std::sync::Arc<dyn crate::stores::KvStore>| {
             let w = s.watcher().unwrap();
             async move { w.status().await.unwrap().unwrap() }
         };
