@@ -18,7 +18,10 @@ use super::failpoint::{self, I1, I2, I3, I4, I5, I6, I7, I8, I9, I10, I11, I12};
 use super::{ArtifactFile, ExportManifest, fsops};
 use crate::fsio;
 use crate::kv::WatchCursor;
-use crate::protocol::manifest::check_payload_listing;
+use crate::protocol::manifest::{
+    CopiedFile, ManifestError, check_backend, check_copied_file, check_payload_cursor,
+    check_payload_listing, check_single_file,
+};
 use crate::snapshot::SnapshotError;
 
 /// What an import installs at its destination.
@@ -86,12 +89,7 @@ pub(crate) fn verify_and_stage_import(
     failpoint::hit(I1)?;
     let manifest = disk::read_manifest(artifact_dir)?;
     failpoint::hit(I2)?;
-    if manifest.backend != expected_backend {
-        return Err(invalid(format!(
-            "artifact backend is {:?}, expected {expected_backend:?}",
-            manifest.backend
-        )));
-    }
+    check_backend(&manifest, expected_backend).map_err(manifest_invalid)?;
     failpoint::hit(I3)?;
     check_backend_version(&manifest.backend_version)?;
     failpoint::hit(I4)?;
@@ -100,13 +98,7 @@ pub(crate) fn verify_and_stage_import(
         PayloadShape::Directory => Shape::Directory,
     };
     if let Shape::SingleFile(name) = &shape {
-        let expected = format!("{PAYLOAD_DIR}/{name}");
-        if manifest.files.len() != 1 || manifest.files[0].path != expected {
-            return Err(invalid(format!(
-                "{} artifact must hold exactly one payload file, {expected}",
-                manifest.backend
-            )));
-        }
+        check_single_file(&manifest, name).map_err(manifest_invalid)?;
     }
     let parent = destination_parent(dest)?;
     check_destination(dest, shape.dest_rule())?;
@@ -169,12 +161,7 @@ impl ImportStage {
     ) -> Result<VerifiedImport, SnapshotError> {
         failpoint::hit(I9)?;
         let cursor = open(&self.payload(), &self.manifest)?;
-        if cursor != self.manifest.cursor {
-            return Err(invalid(format!(
-                "payload cursor {cursor:?} differs from the manifest cursor {:?}",
-                self.manifest.cursor
-            )));
-        }
+        check_payload_cursor(&self.manifest, &cursor).map_err(manifest_invalid)?;
         Ok(VerifiedImport { stage: self })
     }
 }
@@ -366,20 +353,23 @@ fn copy_verified(
     match fsio::symlink_metadata(&source) {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => {
-            return Err(invalid(format!(
-                "payload holds non-regular entry {:?}",
-                file.path
+            return Err(manifest_invalid(ManifestError::NotRegular(
+                file.path.clone(),
             )));
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            return Err(invalid(format!("payload file missing: {}", file.path)));
+            return Err(manifest_invalid(ManifestError::PayloadMissing(
+                file.path.clone(),
+            )));
         }
         Err(err) => return Err(err.into()),
     }
     let mut input = match fsio::open(&source, File::options().read(true)) {
         Ok(input) => input,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            return Err(invalid(format!("payload file missing: {}", file.path)));
+            return Err(manifest_invalid(ManifestError::PayloadMissing(
+                file.path.clone(),
+            )));
         }
         Err(err) => return Err(err.into()),
     };
@@ -388,9 +378,8 @@ fn copy_verified(
         Ok(output) => output,
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
             // Only on a case-insensitive filesystem: two declared paths, one file.
-            return Err(invalid(format!(
-                "payload path {} collides with another on this filesystem",
-                file.path
+            return Err(manifest_invalid(ManifestError::PathCollision(
+                file.path.clone(),
             )));
         }
         Err(err) => return Err(err.into()),
@@ -398,27 +387,13 @@ fn copy_verified(
     let streamed = disk::hash_stream(&mut fsio::Reader(&mut input), buf, file.size, |chunk| {
         fsops::write_all(&mut output, &target, chunk)
     })?;
-    let (size, digest) = match streamed {
-        Streamed::Complete { size, blake3 } => (size, blake3),
-        Streamed::OverLimit => {
-            return Err(invalid(format!(
-                "payload file {} is larger than the {} bytes the manifest says",
-                file.path, file.size
-            )));
-        }
+    let copied = match streamed {
+        Streamed::Complete { size, blake3 } => CopiedFile::Complete { size, blake3 },
+        Streamed::OverLimit => CopiedFile::OverLimit,
     };
-    fsops::sync_file(&output, &target)?;
-    if size != file.size {
-        return Err(invalid(format!(
-            "payload file {} is {size} bytes, manifest says {}",
-            file.path, file.size
-        )));
+    if matches!(copied, CopiedFile::Complete { .. }) {
+        fsops::sync_file(&output, &target)?;
     }
-    if digest != file.blake3 {
-        return Err(invalid(format!(
-            "payload file {} checksum mismatch",
-            file.path
-        )));
-    }
+    check_copied_file(file, &copied).map_err(manifest_invalid)?;
     Ok(())
 }

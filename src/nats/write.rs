@@ -12,7 +12,10 @@ use super::bucket::NatsBucket;
 use super::read::invalid_key;
 use super::request::{Failure, facts_of_error_json, request_once, with_write_retry, write_error};
 use crate::kv::{KvError, KvFencedWriter, KvPurge, KvTtl, KvWriter, LeaseFence, VersionToken};
-use crate::protocol::nats::{ErrorClass, TtlError, WireKind, ttl_header_value};
+use crate::protocol::nats::{
+    CreateEvent, CreateOverMarkers, CreateStep, CreateVerdict, ErrorClass, TtlError,
+    ttl_header_value,
+};
 use crate::protocol::subject::{MAX_VALUE_BYTES, value_len_is_valid};
 
 const EXPECTED_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
@@ -97,8 +100,9 @@ impl NatsBucket {
             .map_err(|failure| write_error(failure, &self.name, conflict))
     }
 
-    /// `create` and `create_with_ttl` (nats-backend.md §8.2): expected 0, then over a
-    /// marker with the marker's revision; the TTL header goes on every attempt.
+    /// `create` and `create_with_ttl`: performs the steps of the
+    /// `protocol::nats::CreateOverMarkers` policy (expected 0, then over a marker
+    /// with the marker's revision); the TTL header goes on every attempt.
     async fn create_over_markers(
         &self,
         key: &str,
@@ -113,31 +117,30 @@ impl NatsBucket {
             headers
         };
         let is_conflict = |f: &Failure| f.class() == Some(ErrorClass::Conflict);
-        for round in 0..2 {
-            match self.publish(key, &headers_for(0), value).await {
-                Ok(seq) => return Ok(VersionToken::from_u64(seq)),
-                Err(failure) if is_conflict(&failure) => {}
-                Err(failure) => return Err(write_error(failure, &self.name, None)),
-            }
-            match self.latest(key).await? {
-                Some(latest)
-                    if matches!(latest.kind, WireKind::DeleteMarker | WireKind::PurgeMarker) =>
-                {
-                    return match self
-                        .publish(key, &headers_for(latest.revision), value)
-                        .await
-                    {
-                        Ok(seq) => Ok(VersionToken::from_u64(seq)),
-                        Err(failure) if is_conflict(&failure) => Err(KvError::AlreadyExists),
-                        Err(failure) => Err(write_error(failure, &self.name, None)),
-                    };
+        let (mut policy, mut step) = CreateOverMarkers::start();
+        loop {
+            let event = match step {
+                CreateStep::Publish { expected } => {
+                    match self.publish(key, &headers_for(expected), value).await {
+                        Ok(seq) => CreateEvent::Published(seq),
+                        Err(failure) if is_conflict(&failure) => CreateEvent::Conflict,
+                        Err(failure) => return Err(write_error(failure, &self.name, None)),
+                    }
                 }
-                Some(_) => return Err(KvError::AlreadyExists),
-                None if round == 0 => continue,
-                None => return Err(KvError::AlreadyExists),
-            }
+                CreateStep::ReadLatest => CreateEvent::Latest(
+                    self.latest(key)
+                        .await?
+                        .map(|latest| (latest.kind, latest.revision)),
+                ),
+                CreateStep::Done(CreateVerdict::Created(seq)) => {
+                    return Ok(VersionToken::from_u64(seq));
+                }
+                CreateStep::Done(CreateVerdict::AlreadyExists) => {
+                    return Err(KvError::AlreadyExists);
+                }
+            };
+            step = policy.on_event(event);
         }
-        Err(KvError::AlreadyExists)
     }
 
     fn fence_headers(&self, fence: &LeaseFence) -> Result<Vec<(&'static str, String)>, KvError> {

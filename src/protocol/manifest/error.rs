@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::kv::WatchCursor;
+
 /// Longest excerpt of an offending key or path that a `Display` text quotes.
 const SHOWN_CHARS_MAX: usize = 96;
 
@@ -113,6 +115,60 @@ pub enum ManifestError {
     /// A declared file exists as a directory in the payload.
     #[error("declared payload file {} is a directory", Shown(.0))]
     DeclaredIsDirectory(String),
+    /// The artifact was written by another backend than the importer's.
+    #[error("artifact backend is {}, expected {expected:?}", Shown(found))]
+    WrongBackend {
+        /// The manifest's `backend`.
+        found: String,
+        /// The importing backend.
+        expected: String,
+    },
+    /// A single-file backend's artifact does not hold exactly its one payload file.
+    #[error(
+        "{} artifact must hold exactly one payload file, {expected}",
+        Shown(backend)
+    )]
+    NotSingleFile {
+        /// The manifest's `backend`.
+        backend: String,
+        /// The one path it must declare (`data/<name>`).
+        expected: String,
+    },
+    /// A declared payload file is absent from the artifact (checked paths only).
+    #[error("payload file missing: {0}")]
+    PayloadMissing(String),
+    /// A declared payload file streamed past its declared size.
+    #[error("payload file {path} is larger than the {declared} bytes the manifest says")]
+    PayloadTooLarge {
+        /// The declared (checked) path.
+        path: String,
+        /// The manifest's `size`.
+        declared: u64,
+    },
+    /// A declared payload file ended before its declared size.
+    #[error("payload file {path} is {actual} bytes, manifest says {declared}")]
+    SizeMismatch {
+        /// The declared (checked) path.
+        path: String,
+        /// The manifest's `size`.
+        declared: u64,
+        /// The bytes read.
+        actual: u64,
+    },
+    /// A payload file's BLAKE3 digest differs from the declared one.
+    #[error("payload file {0} checksum mismatch")]
+    DigestMismatch(String),
+    /// Two declared paths name one file (only on a case-insensitive file system).
+    #[error("payload path {0} collides with another on this filesystem")]
+    PathCollision(String),
+    /// The payload holds another cursor than the manifest declares.
+    #[error("payload cursor {payload:?} differs from the manifest cursor {manifest:?}")]
+    CursorMismatch {
+        /// The cursor the backend read from the staged payload.
+        payload: WatchCursor,
+        /// The manifest's cursor.
+        manifest: WatchCursor,
+    },
 }
 
 /// Which payload-path rule a path broke (artifact.md §4 step 5).

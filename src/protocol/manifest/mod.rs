@@ -38,6 +38,7 @@
 
 mod checks;
 mod error;
+mod import;
 mod listing;
 mod types;
 mod wire;
@@ -49,6 +50,9 @@ use serde::Serialize;
 
 pub use checks::validate_payload_path;
 pub use error::{ManifestError, PathFault};
+pub use import::{
+    CopiedFile, check_backend, check_copied_file, check_payload_cursor, check_single_file,
+};
 pub use listing::{FoundEntry, check_payload_listing};
 pub use types::{ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE};
 

@@ -5,6 +5,7 @@
 //! Pure string and number rules: no I/O, no clock, never a panic on any input.
 
 mod ack;
+mod create;
 mod errors;
 mod message;
 mod push;
@@ -13,6 +14,7 @@ mod retry;
 use std::time::Duration;
 
 pub use ack::{AckFields, DeliveryFields, delivery_tokens, parse_ack_subject, parse_delivery};
+pub use create::{CreateEvent, CreateOverMarkers, CreateStep, CreateVerdict};
 pub use errors::{
     CreateOutcome, ErrorClass, ErrorFacts, PermissionOp, PermissionViolation, TRANSIENT_ERR_CODES,
     classify_error, classify_stream_create, parse_permission_violation, violation_blocks_request,
