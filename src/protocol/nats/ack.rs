@@ -1,6 +1,6 @@
-//! JetStream ACK reply subjects: the stream sequence and write time of a delivery,
-//! read from the right token or not at all (protocol.md §2.5, nats-backend.md §7.3).
-//! Never allocates, never panics, never guesses a layout.
+//! JetStream ACK reply subjects: the stream sequence and write time of a delivery, read
+//! from the right token or not at all (docs/nats-backend.md, "Kernels"). Never allocates,
+//! never panics, never guesses a layout.
 
 use super::parse_ascii_u64;
 
