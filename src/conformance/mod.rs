@@ -186,10 +186,9 @@ impl Profile {
         self
     }
 
-    /// (Addition to docs/semantics.md, "The conformance suite".) Replicas for every bucket
-    /// the checks create whose configuration leaves `num_replicas` unset (default: unset),
-    /// so the whole suite can run on replicated buckets (e.g. `Some(3)` on a 3-node
-    /// cluster).
+    /// Replicas for every bucket the checks create whose configuration leaves
+    /// `num_replicas` unset (default: unset), so the whole suite can run on replicated
+    /// buckets (e.g. `Some(3)` on a 3-node cluster).
     #[must_use]
     pub fn replicas(mut self, n: usize) -> Self {
         self.replicas = Some(n);
