@@ -1,5 +1,5 @@
 //! Serves Stateright's explorer UI on one of kvfold's models, for debugging a
-//! counterexample step by step (verification.md §3).
+//! counterexample step by step (docs/verification.md, "Stateright models").
 //!
 //! ```text
 //! cargo run --example explore --features model-check -- resume [ADDRESS] [OPTIONS]

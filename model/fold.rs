@@ -1,10 +1,10 @@
-//! The `fold` model (verification.md §3, matrix rows 1 and 2): the production
-//! [`FoldMachine`] driven the way the `watch_applied` executor drives it
-//! (fold.md §4.2–§4.3) against a NATS-like log, a snapshot store that can fail,
-//! crash before or after a commit, or tear a write, process crashes and
-//! in-process restarts, and a domain (what `apply` saw). The machine's logic is
-//! never re-implemented here; mutations are model-side wrappers that alter one
-//! executor decision (verification.md §6).
+//! The `fold` model (docs/verification.md, "Stateright models", matrix rows 1 and 2): the
+//! production [`FoldMachine`] driven the way the `watch_applied` executor drives it
+//! (docs/watch-applied.md, "The drive loop" and "Performing commands") against a NATS-like
+//! log, a snapshot store that can fail, crash before or after a commit, or tear a write,
+//! process crashes and in-process restarts, and a domain (what `apply` saw). The machine's
+//! logic is never re-implemented here; mutations are model-side wrappers that alter one
+//! executor decision (docs/verification.md, "Mutations").
 //!
 //! Shared by the `model` test target (`mod fold;`).
 
@@ -106,7 +106,7 @@ impl Bounds {
     };
 }
 
-/// A deliberately broken executor decision (verification.md §6), injected
+/// A deliberately broken executor decision (docs/verification.md, "Mutations"), injected
 /// model-side without touching the production machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mutation {
@@ -286,8 +286,9 @@ pub enum Action {
     CrashBefore,
     /// The store commits, then the process crashes before the machine learns it.
     CrashAfter,
-    /// The process crashes mid-write: the first `keep` updates of the batch are
-    /// durable, the cursor is not (snapshot.md §7: data ahead of the cursor).
+    /// The process crashes mid-write: the first `keep` updates of the batch are durable,
+    /// the cursor is not (docs/snapshots.md, "The store contract (`SnapshotStore`)": data
+    /// ahead of the cursor).
     Torn {
         /// Updates that reached the disk.
         keep: u8,
@@ -321,7 +322,7 @@ pub mod names {
         "a stored or announced cursor never covers an unapplied update";
     /// Exports hand out a complete fold.
     pub const ARTIFACT_COMPLETE: &str = "every exported artifact is complete up to its cursor";
-    /// The executor contract (protocol.md §3.1).
+    /// The executor contract (docs/architecture.md, "Kernels and machines").
     pub const DRIVE_LOOP: &str = "the machine keeps the drive-loop contract";
     /// Every maximal run converges.
     pub const CONVERGES: &str = "at quiescence store = domain = bucket";

@@ -1,10 +1,10 @@
-//! The `lease` model (verification.md §3, matrix row 9; lease-transport.md §8):
-//! replicas that each drive the production [`LeaseMachine`] once per round, the
-//! way `ExportLease::try_acquire` drives it, against one CAS register (the lease
-//! key), with per-node wall clocks offset from real time, monotonic clocks at
-//! fixed rates, pauses, crashes, completions and abandons. The takeover rule is
-//! never re-implemented here; mutations are model-side wrappers around the
-//! machine's inputs or the executor's store calls (verification.md §6).
+//! The `lease` model (docs/verification.md, "Stateright models", matrix row 9;
+//! docs/protocols/export-lease.md, "Tests"): replicas that each drive the production
+//! [`LeaseMachine`] once per round, the way `ExportLease::try_acquire` drives it, against
+//! one CAS register (the lease key), with per-node wall clocks offset from real time,
+//! monotonic clocks at fixed rates, pauses, crashes, completions and abandons. The takeover
+//! rule is never re-implemented here; mutations are model-side wrappers around the
+//! machine's inputs or the executor's store calls (docs/verification.md, "Mutations").
 //!
 //! Shared by the `model` test target (`mod lease;`).
 
@@ -186,7 +186,7 @@ impl Bounds {
     }
 }
 
-/// A deliberately broken variant (verification.md §6), injected model-side
+/// A deliberately broken variant (docs/verification.md, "Mutations"), injected model-side
 /// without touching the production machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mutation {
@@ -203,12 +203,11 @@ pub enum Mutation {
     /// read hands the machine a record expiring at `u64::MAX` in place of any
     /// non-empty value that does not decode.
     JunkLiveForever,
-    /// "Judge with the round's start clock": the machine as lease-transport.md
-    /// §4 first specified it, sighting and deciding with the clocks read before
-    /// `Create` (`handle` instead of `handle_at`). A round that stalls before its
-    /// entry read dates its sighting before the revision was written and takes
-    /// over early; the model found this and the production executor now feeds
-    /// every answer with the clocks read when it arrived.
+    /// "Judge with the round's start clock": the machine as first designed (decision 30),
+    /// sighting and deciding with the clocks read before `Create` (`handle` instead of
+    /// `handle_at`). A round that stalls before its entry read dates its sighting before
+    /// the revision was written and takes over early; the model found this and the
+    /// production executor now feeds every answer with the clocks read when it arrived.
     JudgeAtRoundStart,
 }
 
@@ -346,14 +345,16 @@ pub enum Action {
 
 /// Property names (the tests look them up by these).
 pub mod names {
-    /// lease-transport.md §8, verification.md row 9.
+    /// docs/protocols/export-lease.md, "Tests", docs/verification.md row 9.
     pub const NO_PREMATURE_TAKEOVER: &str =
         "never a takeover while the holder's lease is live in real time";
     /// Row 9 ("at most one live lease holder per round under bounded skew").
     pub const ONE_LIVE_HOLDER: &str = "no two replicas hold a live lease at once";
-    /// CAS decides (lease-transport.md §5 guarantees).
+    /// CAS decides (docs/protocols/export-lease.md, "The executor (`ExportLease`)"
+    /// guarantees).
     pub const TAKEOVER_REPLACES_JUDGED: &str = "a takeover replaces exactly the revision it judged";
-    /// The executor contract (protocol.md §3.1, §3.5).
+    /// The executor contract (docs/architecture.md, "Kernels and machines";
+    /// docs/protocols/export-lease.md, "One round").
     pub const DRIVE_LOOP: &str = "the lease machine keeps the drive-loop contract";
     /// No lost round: the lease never wedges.
     pub const EVENTUALLY_HELD: &str =

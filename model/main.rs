@@ -1,6 +1,6 @@
-//! Stateright models (verification.md §3): each drives the production `protocol`
-//! kernels against a small environment. One module per model; adding a model is
-//! one `mod` line here.
+//! Stateright models (docs/verification.md, "Stateright models"): each drives the
+//! production `protocol` kernels against a small environment. One module per model; adding
+//! a model is one `mod` line here.
 
 mod fold;
 mod lease;

@@ -1,8 +1,8 @@
-//! The `resume` model (verification.md §3, matrix rows 3 and 4): the production
-//! [`ResumeGuard`] driven the way the NATS executor drives it (nats-backend.md
-//! §10.3–§10.6) against a small NATS-like stream and consumer. The guard's logic
-//! is never re-implemented here; mutations are model-side wrappers that alter one
-//! decision (verification.md §6).
+//! The `resume` model (docs/verification.md, "Stateright models", matrix rows 3 and 4): the
+//! production [`ResumeGuard`] driven the way the NATS executor drives it
+//! (docs/nats-backend.md, "The watch loop" and "Resume after a reconnect") against a small
+//! NATS-like stream and consumer. The guard's logic is never re-implemented here; mutations
+//! are model-side wrappers that alter one decision (docs/verification.md, "Mutations").
 //!
 //! Shared by the `model` test target (`mod resume;`) and the `explore` example
 //! (`#[path = "../model/resume.rs"] mod resume;`).
@@ -34,11 +34,11 @@ pub use stream::{CLOCK_STEP_MS, Consumer, Fate, Message};
 pub enum Scope {
     /// `watch_all_from`: every revision is delivered; the guard runs `Dense`.
     All,
-    /// `watch_prefix_from` on key 0's prefix: only key 0 is delivered; the guard
-    /// runs `Sparse`. A prefix watch cannot see an in-scope eviction above its
-    /// frontier while it streams (nats-backend.md §13), so the environment makes
-    /// such an eviction only where a check can see it: before the watch, during a
-    /// resume (pre-check to post-check) or while the client is away.
+    /// `watch_prefix_from` on key 0's prefix: only key 0 is delivered; the guard runs
+    /// `Sparse`. A prefix watch cannot see an in-scope eviction above its frontier while it
+    /// streams (docs/operations.md, "Known limits"), so the environment makes such an
+    /// eviction only where a check can see it: before the watch, during a resume (pre-check
+    /// to post-check) or while the client is away.
     Prefix,
 }
 
@@ -72,13 +72,13 @@ pub enum Start {
 /// notices, before handing it in, that the client reconnected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InHand {
-    /// nats-backend.md §10.5/§10.6 as written: feed `Reconnected`, discard the
-    /// delivery ("it will be delivered again").
+    /// docs/nats-backend.md, "Resume after a reconnect" and "The watch loop" as written:
+    /// feed `Reconnected`, discard the delivery ("it will be delivered again").
     Discarded,
-    /// Feed `Reconnected`; discard the delivery only if the guard dropped the
-    /// consumer (G16), else hand it in (G17). The memory executor's order
-    /// (memory-backend.md §5.6: the epoch is compared before the next taken
-    /// entry is handed in, and only `DropConsumer` discards taken entries).
+    /// Feed `Reconnected`; discard the delivery only if the guard dropped the consumer
+    /// (G16), else hand it in (G17). The memory executor's order (docs/memory-backend.md,
+    /// "Watches": the epoch is compared before the next taken entry is handed in, and only
+    /// `DropConsumer` discards taken entries).
     KeptUnlessDropped,
 }
 
@@ -184,7 +184,7 @@ impl Bounds {
     };
 }
 
-/// A deliberately broken variant (verification.md §6), injected model-side
+/// A deliberately broken variant (docs/verification.md, "Mutations"), injected model-side
 /// without touching the production guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mutation {
@@ -416,7 +416,7 @@ pub mod names {
     pub const SKIPS_ONLY_REDELIVERIES: &str = "a skip drops only a redelivery";
     /// Nothing after `Expired`.
     pub const NOTHING_AFTER_END: &str = "nothing is forwarded after Expired";
-    /// The executor contract (protocol.md §3.1).
+    /// The executor contract (docs/architecture.md, "Kernels and machines").
     pub const DRIVE_LOOP: &str = "the guard keeps the drive-loop contract";
     /// Every maximal run.
     pub const ENDS_AT_TRUTH: &str =
@@ -529,7 +529,8 @@ impl Model for ResumeModel {
             Some(Outstanding::Probe(_)) => actions.push(Action::AnswerProbe),
             Some(Outstanding::Create { .. }) => actions.push(Action::CreateConsumer),
             None if watch.guard.is_streaming() => {
-                // The periodic connect-counter check (nats-backend.md §10.5).
+                // The periodic connect-counter check (docs/nats-backend.md, "Resume after a
+                // reconnect").
                 if watch.reconnect_pending {
                     actions.push(Action::NoticeReconnect);
                 }
@@ -634,7 +635,8 @@ impl Model for ResumeModel {
                 consumer.next = revision + 1;
                 consumer.delivered_any = true;
                 if watch.reconnect_pending {
-                    // Compared before handing the delivery in (§10.5, §10.6).
+                    // Compared before handing the delivery in (docs/nats-backend.md,
+                    // "Resume after a reconnect").
                     let now = Millis(state.clock_ms);
                     let dropped = self.notice_reconnect(watch, &state.log, now);
                     let discarded = self.in_hand == InHand::Discarded

@@ -1,7 +1,7 @@
-//! The health/handle state of a connection (nats-backend.md §3.2–§3.4), generic
-//! over the client handle so loom can drive it with fake clients. It owns the
-//! rule that a late event of a replaced or shut-down client is inert; it performs
-//! no I/O and knows nothing about NATS.
+//! The health/handle state of a connection (docs/nats-backend.md, "Connection state"),
+//! generic over the client handle so loom can drive it with fake clients. It owns the rule
+//! that a late event of a replaced or shut-down client is inert; it performs no I/O and
+//! knows nothing about NATS.
 
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
 
@@ -13,10 +13,10 @@ struct Slot<H> {
 
 /// Health flag plus installed handle of a connection.
 ///
-/// Invariant (verification.md row 11): under any interleaving of `install`,
-/// `shutdown` and `on_event` calls of installed, losing and shut-down clients,
-/// `is_healthy()` implies a handle is installed and no `Disconnected` event of
-/// that handle's client was handled after it became healthy.
+/// Invariant (docs/verification.md row 11): under any interleaving of `install`, `shutdown`
+/// and `on_event` calls of installed, losing and shut-down clients, `is_healthy()` implies
+/// a handle is installed and no `Disconnected` event of that handle's client was handled
+/// after it became healthy.
 #[doc(hidden)]
 pub struct ConnState<H> {
     slot: Mutex<Slot<H>>,

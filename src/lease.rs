@@ -1,7 +1,7 @@
-//! `ExportLease`: "at most one export per round" across the replicas of a fold,
-//! by CAS on one key (lease-transport.md §1–§6). The executor of
-//! `protocol::lease::LeaseMachine`: it reads, writes and reports; the takeover
-//! decision is the kernel's.
+//! `ExportLease`: "at most one export per round" across the replicas of a fold, by CAS on
+//! one key (docs/protocols/export-lease.md). The executor of
+//! `protocol::lease::LeaseMachine`: it reads, writes and reports; the takeover decision is
+//! the kernel's.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -54,10 +54,53 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Coordinates "at most one export per round" across every replica of a fold with
-/// a compare-and-swap on one key whose value embeds the lease's expiry. Reuse one
-/// `ExportLease` per key for the life of the process: its memory of what it saw is
-/// what makes the local-observation rule work.
+/// Coordinates "at most one export per round" across every replica of a fold with a
+/// compare-and-swap on one key whose value embeds the lease's expiry. Reuse one
+/// `ExportLease` per key for the life of the process: its memory of what it saw is what
+/// makes the local-observation rule work. The rules: docs/protocols/export-lease.md.
+///
+/// # Examples
+///
+/// Two replicas of a fold share a bucket of the embedded backend; in a round exactly one of
+/// them wins and exports:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use kvfold::{Connection, ExportLease, MemoryConnection, StoreConfig, VersionToken, WatchCursor};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), kvfold::KvError> {
+/// let conn = MemoryConnection::new();
+/// conn.connect().await?;
+/// let bucket = conn
+///     .store_with_config(StoreConfig { name: "fleet".into(), ..StoreConfig::default() })
+///     .await?;
+/// // One `ExportLease` per replica and key, kept for the life of the process.
+/// let node_a = ExportLease::new(&*bucket, "export-lease", "node-a")?;
+/// let node_b = ExportLease::new(&*bucket, "export-lease", "node-b")?;
+///
+/// let round = Duration::from_secs(60);
+/// let guard = node_a.try_acquire(round).await?.expect("the first caller wins");
+/// assert!(node_b.try_acquire(round).await?.is_none(), "the round is held");
+///
+/// // ... node a exports its fold here, then records what it exported; the
+/// // lease stays held until the round's expiry ...
+/// let exported = WatchCursor::from_version(VersionToken::from_u64(42));
+/// guard.complete(&exported).await?;
+/// let record = node_b.current().await?.expect("the lease record");
+/// assert_eq!(record.holder_id, "node-a");
+/// assert_eq!(record.completed_cursor_hex.as_deref(), Some("000000000000002a"));
+/// assert!(node_b.try_acquire(round).await?.is_none());
+///
+/// // A holder that gives up abandons the round: the next caller wins at once.
+/// let other = ExportLease::new(&*bucket, "other-lease", "node-a")?;
+/// other.try_acquire(round).await?.expect("free").abandon().await;
+/// let taken = ExportLease::new(&*bucket, "other-lease", "node-b")?;
+/// assert!(taken.try_acquire(round).await?.is_some());
+/// # Ok(())
+/// # }
+/// ```
 pub struct ExportLease {
     reader: Arc<dyn KvReader>,
     writer: Arc<dyn KvWriter>,

@@ -130,7 +130,7 @@ pub struct EffectiveConfig {
 }
 
 impl EffectiveConfig {
-    /// Applies the defaults of api.md §5.1 without validating (out-of-range values are
+    /// Applies the defaults of docs/semantics.md, "Store configuration" without validating (out-of-range values are
     /// clamped); backends call [`validate_config`] first.
     pub fn of(config: &StoreConfig, options: &StoreOptions) -> Self {
         let max_age_ms = config
@@ -184,7 +184,7 @@ fn invalid(detail: impl std::fmt::Display) -> KvError {
     KvError::OperationFailed(format!("invalid store config: {detail}"))
 }
 
-/// Validates a configuration and options before any I/O (api.md §5.1, §5.4) and
+/// Validates a configuration and options before any I/O (docs/semantics.md, "Store configuration") and
 /// applies the defaults. Shared by every kvfold backend.
 ///
 /// Does not check whether the server supports per-message TTL; the backend does.

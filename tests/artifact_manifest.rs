@@ -1,7 +1,6 @@
-//! The manifest kernel through the public API (artifact.md §3–§4): the spec's
-//! example byte for byte, and the committed fuzz inputs: every `ok_*` seed is
-//! accepted and re-encodes canonically, every `bad_*` input is refused with the
-//! error its name promises.
+//! The manifest kernel through the public API (docs/artifacts.md §1): the example manifest
+//! there byte for byte, and the committed fuzz inputs: every `ok_*` seed is accepted and
+//! re-encodes canonically, every `bad_*` input is refused with the error its name promises.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
-//! The conformance suite (`kvfold::conformance`, api.md §13) against
-//! `MemoryConnection`: once on a `ManualClock` and once on the system clock, with
-//! the same `Profile`, every check passing and none skipped.
+//! The conformance suite (`kvfold::conformance`, docs/semantics.md, "The conformance
+//! suite") against `MemoryConnection`: once on a `ManualClock` and once on the system
+//! clock, with the same `Profile`, every check passing and none skipped.
 
 use std::future::Future;
 use std::pin::Pin;

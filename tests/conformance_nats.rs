@@ -1,6 +1,7 @@
-//! The conformance suite, unchanged, against real nats-server processes: a single
-//! node (through a loopback proxy, so watches can be interrupted) and a 3-node
-//! cluster with R3 buckets (nats-backend.md §14, memory-backend.md §8).
+//! The conformance suite, unchanged, against real nats-server processes: a single node
+//! (through a loopback proxy, so watches can be interrupted) and a 3-node cluster with R3
+//! buckets (docs/nats-backend.md, "Test harness", docs/memory-backend.md, "Parity with
+//! NATS").
 #![cfg(all(feature = "nats", feature = "conformance"))]
 
 mod common;

@@ -1,7 +1,7 @@
 #![cfg(feature = "conformance")]
 //! The `SnapshotStore` conformance checks (`kvfold::conformance::snapshot`,
-//! snapshot.md §10.1) against `AppendLogSnapshot`, plus mutation evidence: a
-//! store or harness broken in one specific way must make the check for that
+//! docs/snapshots.md, "Conformance checks") against `AppendLogSnapshot`, plus mutation
+//! evidence: a store or harness broken in one specific way must make the check for that
 //! rule fail.
 //!
 //! The harness opens every store with `sync: true` (each checkpoint fsyncs, so
@@ -497,11 +497,11 @@ fn append_log_manifest_names_backend_and_format() {
     }
 }
 
-/// Append-log payload checks behind the digests (snapshot.md §9.5 step 3), which
-/// the generic SC-16 leaves to each backend: a payload re-hashed into the
-/// manifest after a bit flip, after a cut mid-record (a torn tail), or written
-/// in v2 while the manifest says `"3"`, is refused with `ArtifactInvalid` and
-/// nothing lands at the destination.
+/// Append-log payload checks behind the digests (docs/snapshots.md, "`AppendLogSnapshot`"
+/// step 3), which the generic SC-16 leaves to each backend: a payload re-hashed into the
+/// manifest after a bit flip, after a cut mid-record (a torn tail), or written in v2 while
+/// the manifest says `"3"`, is refused with `ArtifactInvalid` and nothing lands at the
+/// destination.
 #[test]
 fn append_log_import_checks_the_payload_behind_the_digests() {
     use kvfold::protocol::manifest::{decode_manifest, encode_manifest};

@@ -1,8 +1,7 @@
-//! Differential proptest (verification.md row 16, memory-backend.md §8): random
-//! operation sequences run against a `MemoryConnection` bucket and a real
-//! nats-server bucket with the same configuration; every observable result
-//! (values, versions, errors by variant, status counters and bytes, watch
-//! outputs) must match.
+//! Differential proptest (docs/verification.md row 16, docs/memory-backend.md, "Parity with
+//! NATS"): random operation sequences run against a `MemoryConnection` bucket and a real
+//! nats-server bucket with the same configuration; every observable result (values,
+//! versions, errors by variant, status counters and bytes, watch outputs) must match.
 #![cfg(feature = "nats")]
 
 mod common;

@@ -1,5 +1,5 @@
-//! The `watch_applied` executor (fold.md §8) over the embedded backend and an
-//! in-memory snapshot store with injectable failures.
+//! The `watch_applied` executor (docs/watch-applied.md, "Executor tests") over the embedded
+//! backend and an in-memory snapshot store with injectable failures.
 
 use std::collections::BTreeMap;
 use std::path::Path;

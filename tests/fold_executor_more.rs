@@ -1,4 +1,4 @@
-//! The remaining `watch_applied` executor tests of fold.md §8, on a scripted
+//! The remaining `watch_applied` executor tests (docs/watch-applied.md, "Executor tests"), on a scripted
 //! watcher (updates fed by the test, one at a time) and the memory backend:
 //! every flush trigger, unknown versions, the fail-stop, export handling, the
 //! store hand-back, in-process resume, the bounded store close, abort-on-drop,
@@ -494,7 +494,7 @@ fn manifest_scope_on_disk(dest: &Path) -> serde_json::Value {
 }
 
 // ---------------------------------------------------------------------------
-// §8.1 Flush triggers.
+// Flush triggers (docs/watch-applied.md, "Executor tests" 1).
 // ---------------------------------------------------------------------------
 
 fn rejects_k1(u: &KvUpdate) -> bool {
@@ -803,7 +803,7 @@ async fn an_export_request_flushes_the_open_batch_first() {
 }
 
 // ---------------------------------------------------------------------------
-// §8.3 Unknown versions.
+// Unknown versions (docs/watch-applied.md, "Executor tests" 3).
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -870,7 +870,7 @@ async fn an_unknown_version_neither_moves_nor_clobbers_the_pending_cursor() {
 }
 
 // ---------------------------------------------------------------------------
-// §8.4 Fail-stop.
+// Fail-stop (docs/watch-applied.md, "Executor tests" 4).
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -912,7 +912,7 @@ async fn sixteen_consecutive_store_failures_end_the_run_at_the_store_cursor() {
     let store = end.store.expect("the store is handed back");
     assert_eq!(store.cursor(), end.applied);
     // on_applied runs ahead of the failing store; the flush that fails for the
-    // sixteenth time stops before its on_applied (fold.md §2.4 step 7).
+    // sixteenth time stops before its on_applied (docs/protocols/fold-machine.md, "The flush procedure" step 7).
     assert_eq!(probe.ranks(), (1..=17).collect::<Vec<u64>>());
     assert_eq!(probe.batches().len(), 18);
     assert_eq!(
@@ -923,7 +923,7 @@ async fn sixteen_consecutive_store_failures_end_the_run_at_the_store_cursor() {
 }
 
 // ---------------------------------------------------------------------------
-// §8.5 / §8.6 Exports.
+// Exports (docs/watch-applied.md, "Executor tests" 5 and 6).
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
@@ -1086,7 +1086,7 @@ async fn dropping_the_export_sender_disarms_exports() {
 }
 
 // ---------------------------------------------------------------------------
-// §8.7 The store comes back; in-process resume.
+// The store comes back; in-process resume (docs/watch-applied.md, "Executor tests" 7).
 // ---------------------------------------------------------------------------
 
 enum Exit {
@@ -1374,7 +1374,7 @@ async fn an_in_process_resume_neither_skips_nor_reorders() {
 }
 
 // ---------------------------------------------------------------------------
-// §8.8 Closing the store (watch_applied only).
+// Closing the store, watch_applied only (docs/watch-applied.md, "Executor tests" 8).
 // ---------------------------------------------------------------------------
 
 /// A store whose destructor blocks until released (60 s at most, so a
@@ -1525,7 +1525,7 @@ async fn watch_applied_waits_for_a_prompt_store_close() {
 }
 
 // ---------------------------------------------------------------------------
-// §8.9 Abort-on-drop.
+// Abort-on-drop (docs/watch-applied.md, "Executor tests" 9).
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
@@ -1587,7 +1587,7 @@ async fn a_panic_in_apply_unwinds_and_stops_the_watch_task() {
 }
 
 // ---------------------------------------------------------------------------
-// §8.11 Span fields, notice events, FoldProgress.
+// Span fields, notice events, FoldProgress (docs/watch-applied.md, "Executor tests" 11).
 // ---------------------------------------------------------------------------
 
 mod capture {
@@ -1867,7 +1867,7 @@ async fn span_fields_and_notice_events_are_emitted() {
     assert_eq!(finished.field("cursor"), Some("4"));
 }
 
-/// fold.md §5.2: `ExportServed` is INFO with the artifact's cursor when the
+/// docs/watch-applied.md, "Notices": `ExportServed` is INFO with the artifact's cursor when the
 /// export succeeded and WARN with the error when it failed; the executor adds
 /// `dest` and `cursor`/`error` from its export slot.
 #[tokio::test]

@@ -1,8 +1,8 @@
-//! `watch_applied` live against real nats-server processes (verification.md §9,
-//! nats-backend.md §14): a NATS bucket folded into an `AppendLogSnapshot`; resume
-//! from the store's cursor without gaps or repeats; the cursor moving over
-//! parse-rejected updates; a kill -9 of the server mid-fold; an R3 cluster losing
-//! its stream leader mid-fold; export from a live fold, import into a fresh
+//! `watch_applied` live against real nats-server processes (docs/verification.md, "Live
+//! tests against nats-server", docs/nats-backend.md, "Test harness"): a NATS bucket folded
+//! into an `AppendLogSnapshot`; resume from the store's cursor without gaps or repeats; the
+//! cursor moving over parse-rejected updates; a kill -9 of the server mid-fold; an R3
+//! cluster losing its stream leader mid-fold; export from a live fold, import into a fresh
 //! replica and resume it with only the tail.
 #![cfg(feature = "nats")]
 

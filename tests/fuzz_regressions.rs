@@ -1,7 +1,7 @@
-//! Replays every committed fuzz input (verification.md §5): each file under
-//! `fuzz/seeds/<target>/` and `fuzz/regressions/<target>/` goes through the same
-//! body the fuzz target runs (`kvfold::fuzz_bodies::<target>`). A panic in a body
-//! is a finding; this test names the file that caused it.
+//! Replays every committed fuzz input (docs/verification.md, "Fuzz targets"): each file
+//! under `fuzz/seeds/<target>/` and `fuzz/regressions/<target>/` goes through the same body
+//! the fuzz target runs (`kvfold::fuzz_bodies::<target>`). A panic in a body is a finding;
+//! this test names the file that caused it.
 
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};

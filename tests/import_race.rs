@@ -1,9 +1,9 @@
-//! Concurrent imports onto one destination (artifact.md §8, C4; issue 9 defect 2):
-//! at most one import succeeds, the loser gets a typed error, and the file at the
-//! destination is the winner's store, whole: the winner's later applies survive a
-//! reopen. Before the no-replace publish, `rename(2)` let a racing importer replace
-//! a store another importer had just published and opened, so both imports
-//! returned `Ok` and the first one's store appended to an unlinked file.
+//! Concurrent imports onto one destination (docs/artifacts.md §9, C4; issue 9 defect 2): at
+//! most one import succeeds, the loser gets a typed error, and the file at the destination
+//! is the winner's store, whole: the winner's later applies survive a reopen. Before the
+//! no-replace publish, `rename(2)` let a racing importer replace a store another importer
+//! had just published and opened, so both imports returned `Ok` and the first one's store
+//! appended to an unlinked file.
 //!
 //! The race check is written once, generic over the store ([`race_imports`] takes
 //! the backend's import as a closure), and runs here for `AppendLogSnapshot`,

@@ -1,5 +1,5 @@
-//! The export lease on both backends (lease-transport.md §8): the embedded backend
-//! and a real nats-server, with an injected clock.
+//! The export lease on both backends (docs/protocols/export-lease.md, "Tests"): the
+//! embedded backend and a real nats-server, with an injected clock.
 
 #[cfg(feature = "nats")]
 mod common;

@@ -1,8 +1,8 @@
-//! loom: the connection health/handle state (nats-backend.md §3.2–§3.4,
-//! verification.md row 11). Under any interleaving of connect attempts, shutdown
-//! and event callbacks of installed, losing and shut-down clients, a healthy flag
-//! never sits on a dead or replaced client. Clients are fakes: a connected flag
-//! that changes before the client fires its event callback, as async-nats does.
+//! loom: the connection health/handle state (docs/nats-backend.md, "Connection state",
+//! docs/verification.md row 11). Under any interleaving of connect attempts, shutdown and
+//! event callbacks of installed, losing and shut-down clients, a healthy flag never sits on
+//! a dead or replaced client. Clients are fakes: a connected flag that changes before the
+//! client fires its event callback, as async-nats does.
 //!
 //! Run: `RUSTFLAGS="--cfg kvfold_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
 //!       cargo test --release --no-default-features --test loom_connection`

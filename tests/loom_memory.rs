@@ -1,6 +1,6 @@
 //! loom: the memory backend's watch registration is atomic with commits
-//! (memory-backend.md §5.4, W1–W7). A state-sync watch sees a consistent snapshot
-//! at `R` and then every later commit exactly once, in order, under concurrent
+//! (docs/memory-backend.md, "Watches", W1–W7). A state-sync watch sees a consistent
+//! snapshot at `R` and then every later commit exactly once, in order, under concurrent
 //! writers; a deliberately broken registration (outside the commit lock) is caught.
 //!
 //! Run: `RUSTFLAGS="--cfg kvfold_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \

@@ -1,7 +1,7 @@
-//! Issue 9, defect 5 on the embedded backend: a state-sync watch that reconnects
-//! in its snapshot phase (partition, then heal) keeps delivering latest values and
-//! never replays the superseded revisions between its frontier and the snapshot's
-//! end (protocol.md §3.4 G22).
+//! Issue 9, defect 5 on the embedded backend: a state-sync watch that reconnects in its
+//! snapshot phase (partition, then heal) keeps delivering latest values and never replays
+//! the superseded revisions between its frontier and the snapshot's end
+//! (docs/protocols/resume-guard.md, "The machine" G22).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! The embedded backend's watch loop with a `ManualClock` (memory-backend.md §10):
-//! back-pressure, pause, interrupt, partition/heal resubscribe through the resume
+//! The embedded backend's watch loop with a `ManualClock` (docs/memory-backend.md,
+//! "Tests"): back-pressure, pause, interrupt, partition/heal resubscribe through the resume
 //! checks, the floor guard's idle probe, and how watches end.
 
 use std::sync::Arc;

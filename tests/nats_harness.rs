@@ -1,6 +1,6 @@
-//! Self-test of the live-test harness (`tests/common/nats.rs`,
-//! nats-backend.md §14) against real `nats-server` processes, plus the
-//! server-behaviour pin that motivates the resume window check.
+//! Self-test of the live-test harness (`tests/common/nats.rs`, docs/nats-backend.md, "Test
+//! harness") against real `nats-server` processes, plus the server-behaviour pin that
+//! motivates the resume window check.
 #![cfg(feature = "nats")]
 
 mod common;

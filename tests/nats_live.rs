@@ -1,7 +1,7 @@
-//! Live tests of the NATS backend against real nats-server processes
-//! (nats-backend.md §14): health following the server, concurrent connects,
-//! `from_client`, bucket settings, a cut connection that misses an eviction,
-//! an R3 leader loss under writes and a watch, CAS on R3, and the full bucket.
+//! Live tests of the NATS backend against real nats-server processes (docs/nats-backend.md,
+//! "Test harness"): health following the server, concurrent connects, `from_client`, bucket
+//! settings, a cut connection that misses an eviction, an R3 leader loss under writes and a
+//! watch, CAS on R3, and the full bucket.
 #![cfg(feature = "nats")]
 
 mod common;

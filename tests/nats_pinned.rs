@@ -1,6 +1,6 @@
-//! nats-server behaviours the memory backend reproduces, pinned against a real
-//! server (nats-server 2.15; memory-backend.md §8): if a server release changes
-//! one of them, this file fails and the memory backend must follow.
+//! nats-server behaviours the memory backend reproduces, pinned against a real server
+//! (nats-server 2.15; docs/memory-backend.md, "Parity with NATS"): if a server release
+//! changes one of them, this file fails and the memory backend must follow.
 #![cfg(feature = "nats")]
 
 mod common;

@@ -1,9 +1,9 @@
-//! proptest state machine for the production `FoldMachine` (fold.md §2.7;
-//! verification.md §2 rows 1–2, §7): random step sequences (each step follows
-//! `wants()` or injects an arbitrary event) drive the machine through the checker
-//! in `kvfold::fuzz_bodies::fold_script`, whose tracker of received, applied and
-//! committed updates is the small reference model. Mutations are test-side
-//! wrappers that break one decision; each must be caught (verification.md §6).
+//! proptest state machine for the production `FoldMachine` (docs/protocols/fold-machine.md,
+//! "Invariants"; docs/verification.md rows 1–2 and "proptest"): random step sequences (each
+//! step follows `wants()` or injects an arbitrary event) drive the machine through the
+//! checker in `kvfold::fuzz_bodies::fold_script`, whose tracker of received, applied and
+//! committed updates is the small reference model. Mutations are test-side wrappers that
+//! break one decision; each must be caught (docs/verification.md, "Mutations").
 
 use std::collections::VecDeque;
 

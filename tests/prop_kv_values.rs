@@ -1,5 +1,6 @@
-//! proptest: byte round trips of `VersionToken` and `WatchCursor` (api.md §3.1–§3.2,
-//! verification.md row 14): the cursor decoder is total, canonical and strict.
+//! proptest: byte round trips of `VersionToken` and `WatchCursor` (docs/semantics.md,
+//! "Version tokens and cursors", docs/verification.md row 14): the cursor decoder is total,
+//! canonical and strict.
 
 use kvfold::{VersionToken, WatchCursor};
 use proptest::prelude::*;

@@ -1,9 +1,9 @@
-//! Properties of the append log (snapshot.md §10.3, verification.md §2 row 13, §7):
-//! record round trips (v2 and v3), the torn tail at every offset, the pure fold
-//! through the real `SnapshotWriter` and `load`, and the crash cut (truncate at any
-//! offset, optionally zero-fill, reopen: the state is the reference fold of the
-//! whole records before the cut). Each property is checked by a function that
-//! takes the decoder; `checks_have_teeth` shows those functions reject broken
+//! Properties of the append log (docs/snapshots.md, "Properties and fuzzing",
+//! docs/verification.md row 13 and "proptest"): record round trips (v2 and v3), the torn
+//! tail at every offset, the pure fold through the real `SnapshotWriter` and `load`, and
+//! the crash cut (truncate at any offset, optionally zero-fill, reopen: the state is the
+//! reference fold of the whole records before the cut). Each property is checked by a
+//! function that takes the decoder; `checks_have_teeth` shows those functions reject broken
 //! decoders built around the real kernel.
 
 use std::collections::BTreeMap;
@@ -302,9 +302,9 @@ proptest! {
         prop_assert_eq!(loaded, model(&written));
     }
 
-    /// Crash cut (snapshot.md §10.3): random batches, then the file is cut at any
-    /// offset and optionally zero-filled; after reopen the state is the reference
-    /// fold of the longest prefix of whole records before the cut, and the cursor
+    /// Crash cut (docs/snapshots.md, "Properties and fuzzing"): random batches, then the
+    /// file is cut at any offset and optionally zero-filled; after reopen the state is the
+    /// reference fold of the longest prefix of whole records before the cut, and the cursor
     /// the last surviving cursor record.
     #[test]
     fn a_crash_cut_reopens_at_the_longest_whole_prefix(

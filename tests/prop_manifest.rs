@@ -1,7 +1,7 @@
-//! proptest: the manifest JSON round trip (artifact.md §3–§4, verification.md §2
-//! row 12 and §7). For random valid manifests, `decode(encode(m)) == m` and
-//! re-encoding is byte-identical; the encoding keeps the table's key order; file
-//! order and `cursor_hex` case in the input do not matter to the decoded value.
+//! proptest: the manifest JSON round trip (docs/artifacts.md §1, docs/verification.md row
+//! 12 and "proptest"). For random valid manifests, `decode(encode(m)) == m` and re-encoding
+//! is byte-identical; the encoding keeps the table's key order; file order and `cursor_hex`
+//! case in the input do not matter to the decoded value.
 
 use std::collections::BTreeMap;
 

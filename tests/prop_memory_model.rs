@@ -1,6 +1,6 @@
 //! proptest: `MemoryConnection` against a tiny reference map over random operation
-//! sequences (verification.md §7). The reference tracks, per key, the retained
-//! entries (revision, kind, value) and checks every observable result: versions,
+//! sequences (docs/verification.md, "proptest"). The reference tracks, per key, the
+//! retained entries (revision, kind, value) and checks every observable result: versions,
 //! errors by variant, reads, listings, status counters and watch outputs.
 
 use std::collections::{BTreeMap, VecDeque};

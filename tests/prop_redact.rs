@@ -1,7 +1,7 @@
-//! Credentials in the server URL (issue 9, defect 3; nats-backend.md §3.1,
-//! docs/nats-backend.md "URL credentials"): they never appear in `Debug`, in
-//! connect errors or in `tracing` output, and they still authenticate when the
-//! password holds raw `/`, `,`, `@`, `:` or the URL carries only a token.
+//! Credentials in the server URL (issue 9, defect 3; docs/nats-backend.md, "URL credentials
+//! (issue 9)", docs/nats-backend.md "URL credentials"): they never appear in `Debug`, in
+//! connect errors or in `tracing` output, and they still authenticate when the password
+//! holds raw `/`, `,`, `@`, `:` or the URL carries only a token.
 //!
 //! Regression tests for the three leak shapes, live connects against real
 //! `nats-server`s that require a user/password or a token, and a proptest over

@@ -1,8 +1,8 @@
 //! proptest: the production `ResumeGuard` driven against a simulated stream log
-//! (protocol.md §3.4; verification.md rows 3 and 4), the resume kernels
+//! (docs/protocols/resume-guard.md; docs/verification.md rows 3 and 4), the resume kernels
 //! (`gap_holds_no_eviction`, `plan_resume`, `resume_start_sequence`), the subject
 //! filters against `key_in_scope` (row 18), and the mutations that show each
-//! checker has teeth (verification.md §1, §6). Mutations are test-side wrappers
+//! checker has teeth (docs/verification.md, "The rule" and "Mutations"). Mutations are test-side wrappers
 //! around the real kernels; production code is never altered.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -500,17 +500,17 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 /// The properties checked after every step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Property {
-    /// §3.4: `Skip` never drops a revision above the frontier.
+    /// docs/protocols/resume-guard.md, "Invariants": `Skip` never drops a revision above the frontier.
     SkipAboveFrontier,
-    /// api.md §15.7: forwarded revisions strictly increase.
+    /// docs/semantics.md, "Watches": forwarded revisions strictly increase.
     ForwardNotIncreasing,
-    /// §3.4: no `Forward` of a gapped revision (Dense) before a passing probe.
+    /// docs/protocols/resume-guard.md, "Invariants": no `Forward` of a gapped revision (Dense) before a passing probe.
     GapForwardedUnprobed,
     /// Row 4: in Dense mode nothing is forwarded past an evicted, never-delivered revision.
     ForwardPastEviction,
     /// Row 3: a resume never streams past an evicted, never-delivered revision.
     ResumePastEviction,
-    /// §3.4: after `Reconnected` with a frontier, nothing is forwarded before a
+    /// docs/protocols/resume-guard.md, "Invariants": after `Reconnected` with a frontier, nothing is forwarded before a
     /// passing pre-check and post-check.
     UncheckedAfterReconnect,
     /// A resumed watch streams only after a passing pre-check and post-check.
@@ -521,7 +521,7 @@ enum Property {
     SparseProbed,
     /// The Dense idle probe fires when due and not before.
     IdleBackstop,
-    /// Rejected events leave the guard bit-for-bit unchanged (§3.1).
+    /// Rejected events leave the guard bit-for-bit unchanged (docs/architecture.md, "Kernels and machines").
     UnexpectedInput,
     /// The drive-loop contract: one completion outstanding, nothing after the end.
     DriveContract,
@@ -1767,7 +1767,7 @@ enum FilterFault {
     Overlapping(String),
 }
 
-/// verification.md row 18 / api.md §15.5, against an independent NATS matcher.
+/// docs/verification.md row 18 / docs/semantics.md, "Keys, prefixes, bucket names", against an independent NATS matcher.
 fn check_filters(
     patterns_of: FilterKernel,
     prefixes: &[String],

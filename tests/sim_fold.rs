@@ -1,5 +1,5 @@
-//! Deterministic simulation of the `watch_applied` executor (verification.md §8,
-//! rows 1, 2 and 8 of §2).
+//! Deterministic simulation of the `watch_applied` executor (docs/verification.md,
+//! "Deterministic simulation", matrix rows 1, 2 and 8).
 //!
 //! The real `watch_applied_owned` / `watch_applied` run over `MemoryConnection`
 //! (manual server clock, paused tokio clock, fault controls) and `SimStore`, a
@@ -246,7 +246,7 @@ fn a_seed_replays_the_same_run() {
     }
 }
 
-// ---- Mutations: the checks have teeth (verification.md §1, §6) ----
+// ---- Mutations: the checks have teeth (docs/verification.md, "The rule" and "Mutations") ----
 
 const MUTATION_SEEDS: std::ops::Range<u64> = 0..8;
 
@@ -346,13 +346,12 @@ fn mutation_resuming_from_the_on_applied_cursor_is_caught() {
 
 // ---- Findings, kept as regression tests ----
 
-/// Found by the simulation (the fold's run kept going after an interrupt sent
-/// while its connection was partitioned). memory-backend.md §6.1:
-/// `interrupt_watches` makes every live watch return `Err(e)` at once. A watch
-/// stalled by `partition()` did not look at its ended slot, and `heal()` made
-/// it resubscribe, so the interrupt was lost and the watch went on delivering.
-/// Fixed: the memory watch checks its slot's end before partition or reconnect
-/// handling.
+/// Found by the simulation (the fold's run kept going after an interrupt sent while its
+/// connection was partitioned). docs/memory-backend.md, "Fault controls (`MemoryFaults`)":
+/// `interrupt_watches` makes every live watch return `Err(e)` at once. A watch stalled by
+/// `partition()` did not look at its ended slot, and `heal()` made it resubscribe, so the
+/// interrupt was lost and the watch went on delivering. Fixed: the memory watch checks its
+/// slot's end before partition or reconnect handling.
 #[tokio::test(start_paused = true)]
 async fn an_interrupt_during_a_partition_ends_the_watch() {
     use kvfold::memory::{ManualClock, MemoryServer};

@@ -1,7 +1,7 @@
-//! Append-log crash and bit-rot contracts (snapshot.md §10.2, CT-01…CT-13) over
-//! real files in temp directories, through the real `load` and `SnapshotWriter`
-//! (real fsync). Logs are small (5–6 records, values of 0, 1 and 40 bytes) so that
-//! every offset and every bit can be tried.
+//! Append-log crash and bit-rot contracts (docs/snapshots.md, "Crash and bit-rot
+//! contracts", CT-01…CT-13) over real files in temp directories, through the real `load`
+//! and `SnapshotWriter` (real fsync). Logs are small (5–6 records, values of 0, 1 and 40
+//! bytes) so that every offset and every bit can be tried.
 //!
 //! Fault-injection contracts (CT-10, CT-11 with injected crashes, poisoning) are
 //! in `snapshot_log/faults.rs`, compiled with the `failpoints` feature.
@@ -310,7 +310,7 @@ fn ct08_v2_fixture_decodes_to_the_exact_state() {
         Rec::Cur(WatchCursor::from_u64(5)),
     ];
     let (bytes, _) = v2_log_by_hand(&recs);
-    // The hand-built bytes are the spec's golden vectors where they overlap.
+    // The hand-built bytes are the golden vectors (docs/formats.md §3) where they overlap.
     assert_eq!(
         &bytes[..28],
         &[

@@ -120,9 +120,9 @@ fn latest_of_key(log: &[Write], rev: u8, head: u8) -> bool {
         .any(|w| w.key == key)
 }
 
-/// The watch consumer: resumed (`next` onward) or state-sync (the latest write
-/// of each key up to `sync_head`, markers included, ascending, then every later
-/// write), as the memory backend registers it (memory-backend.md §5.2).
+/// The watch consumer: resumed (`next` onward) or state-sync (the latest write of each key
+/// up to `sync_head`, markers included, ascending, then every later write), as the memory
+/// backend registers it (docs/memory-backend.md, "Watches").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Consumer {
     /// The next revision it may deliver.
@@ -187,11 +187,11 @@ impl Store {
         }
     }
 
-    /// "Store contents complete up to the store cursor", as snapshot.md §7 states
-    /// it: the fold at cursor C plus a resume from C equals the bucket. A resume
-    /// delivers every write above C, so every key without a write above C must
-    /// already hold its latest write; a key written above C may hold anything
-    /// (data ahead of the cursor after a torn write or an unknown-version put, or
+    /// "Store contents complete up to the store cursor", as docs/snapshots.md, "The store
+    /// contract (`SnapshotStore`)" states it: the fold at cursor C plus a resume from C
+    /// equals the bucket. A resume delivers every write above C, so every key without a
+    /// write above C must already hold its latest write; a key written above C may hold
+    /// anything (data ahead of the cursor after a torn write or an unknown-version put, or
     /// nothing yet after a state-sync snapshot skipped a superseded write).
     pub fn complete(&self, log: &[Write]) -> bool {
         let upto = usize::try_from(self.cursor.rank())

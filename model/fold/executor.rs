@@ -1,9 +1,9 @@
-//! The `fold` model's executor: the drive loop of fold.md §4.2 over the
-//! production `FoldMachine` (every command performed in order, a command with a
-//! completion left outstanding until the environment answers), restarts (a crash
-//! rebuilds the machine from the store's cursor; an in-process restart resumes
-//! from `WatchEnd::applied`), and the mutation wrappers, which alter one
-//! executor-side decision and never the machine.
+//! The `fold` model's executor: the drive loop of docs/watch-applied.md, "The drive loop"
+//! over the production `FoldMachine` (every command performed in order, a command with a
+//! completion left outstanding until the environment answers), restarts (a crash rebuilds
+//! the machine from the store's cursor; an in-process restart resumes from
+//! `WatchEnd::applied`), and the mutation wrappers, which alter one executor-side decision
+//! and never the machine.
 
 use kvfold::protocol::fold::{
     FoldCommand, FoldConfig, FoldEvent, FoldMachine, StoreOutcome, TaskEnd, TaskOutcome,
@@ -48,7 +48,8 @@ pub struct Run {
     pub machine: FoldMachine<Item>,
     /// The watch consumer feeding it.
     pub consumer: Consumer,
-    /// Milliseconds since the run's loop started (fold.md §4.2 step 4).
+    /// Milliseconds since the run's loop started (docs/watch-applied.md, "The drive loop"
+    /// step 4).
     pub clock: u64,
     /// Parsed revisions fed to the machine whose `Apply` has not run yet.
     pub pending: Vec<u8>,
@@ -128,7 +129,8 @@ impl FoldModel {
         commands
     }
 
-    /// Performs every queued command (fold.md §4.3), then handles a `Finish`.
+    /// Performs every queued command (docs/watch-applied.md, "Performing commands"), then
+    /// handles a `Finish`.
     fn perform(&self, state: &mut FoldState) {
         let commands = self.drain(&mut state.run.machine);
         while state.run.machine.poll_notice().is_some() {}
@@ -320,8 +322,8 @@ fn apply(state: &mut FoldState, items: &[Item]) {
     }
 }
 
-/// Cursor-after-apply (fold.md §2.7 invariant 1): a cursor is stored or
-/// announced only once `apply` has seen every parsed update it covers.
+/// Cursor-after-apply (docs/protocols/fold-machine.md, "Invariants" invariant 1): a cursor
+/// is stored or announced only once `apply` has seen every parsed update it covers.
 fn check_cursor(state: &mut FoldState, cursor: &WatchCursor) {
     if state
         .run

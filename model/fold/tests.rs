@@ -58,7 +58,7 @@ fn production_fold_machine_keeps_every_property_with_exports() {
 }
 
 // ---------------------------------------------------------------------------
-// Mutations (verification.md §6): each must be caught
+// Mutations (docs/verification.md, "Mutations"): each must be caught
 // ---------------------------------------------------------------------------
 
 #[test]

@@ -1,10 +1,10 @@
 //! The `lease` model's executor: what `ExportLease` does around the production
-//! `LeaseMachine` (lease-transport.md §5–§6). It reads a replica's clocks, builds
-//! one machine per round with the replica's stored sighting, performs each
-//! command against the register (one command per model step), feeds the result
-//! back, stores the sighting after `Finish`, and performs a holder's `complete`
-//! and `abandon`. It records what the properties judge and hosts the mutation
-//! wrappers (inputs and store calls altered model-side, never the machine).
+//! `LeaseMachine` (docs/protocols/export-lease.md, "The executor (`ExportLease`)"). It
+//! reads a replica's clocks, builds one machine per round with the replica's stored
+//! sighting, performs each command against the register (one command per model step), feeds
+//! the result back, stores the sighting after `Finish`, and performs a holder's `complete`
+//! and `abandon`. It records what the properties judge and hosts the mutation wrappers
+//! (inputs and store calls altered model-side, never the machine).
 
 use kvfold::protocol::lease::{
     LeaseClock, LeaseCommand, LeaseDecision, LeaseEvent, LeaseMachine, LeaseOutcome, LeaseRecord,

@@ -1,10 +1,10 @@
-//! The `lease` model's environment: the lease key as a CAS register with the
-//! semantics of `MemoryConnection` and NATS KV (lease-transport.md §5–§6): `create`
-//! fails with `AlreadyExists` while any value (a tombstone too) is stored,
-//! `update` and `delete_with_version` succeed only on the latest revision, and
-//! every write takes the next revision. Each stored value carries its ghost
-//! origin (who wrote it, when in real time) for the properties; the production
-//! code only ever sees the bytes and the revision.
+//! The `lease` model's environment: the lease key as a CAS register with the semantics of
+//! `MemoryConnection` and NATS KV (docs/protocols/export-lease.md, "The executor
+//! (`ExportLease`)"): `create` fails with `AlreadyExists` while any value (a tombstone too)
+//! is stored, `update` and `delete_with_version` succeed only on the latest revision, and
+//! every write takes the next revision. Each stored value carries its ghost origin (who
+//! wrote it, when in real time) for the properties; the production code only ever sees the
+//! bytes and the revision.
 
 use kvfold::{KvEntry, KvError, VersionToken};
 

@@ -138,7 +138,7 @@ fn production_lease_survives_stalls_longer_than_the_grace() {
 }
 
 // ---------------------------------------------------------------------------
-// Mutations (verification.md §6): each must be caught
+// Mutations (docs/verification.md, "Mutations"): each must be caught
 // ---------------------------------------------------------------------------
 
 #[test]

@@ -1,7 +1,7 @@
-//! The `resume` model's executor: it performs the production guard's commands in
-//! order, each completely before the next (nats-backend.md §10.3 and §10.6),
-//! records what every forward passed over for the properties, and hosts the
-//! mutation wrappers (probe answers altered model-side, never the guard).
+//! The `resume` model's executor: it performs the production guard's commands in order,
+//! each completely before the next (docs/nats-backend.md, "The watch loop"), records what
+//! every forward passed over for the properties, and hosts the mutation wrappers (probe
+//! answers altered model-side, never the guard).
 
 use kvfold::protocol::resume::{
     ExpiryCause, GuardCommand, GuardEvent, LogLimits, ResumeGuard, StreamFacts,
@@ -226,7 +226,8 @@ impl ResumeModel {
             _ => Probe::PreCheck,
         };
         if watch.guard.handle(event).is_err() {
-            // The executor feeds only what the guard's phase accepts (§3.4).
+            // The executor feeds only what the guard's phase accepts
+            // (docs/protocols/resume-guard.md).
             watch.seen.insert(Seen::CONTRACT_BROKEN);
             return;
         }

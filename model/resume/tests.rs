@@ -105,7 +105,7 @@ fn state_sync_prefix_watch_keeps_every_property() {
 }
 
 // ---------------------------------------------------------------------------
-// Mutations (verification.md §6): each must be caught
+// Mutations (docs/verification.md, "Mutations"): each must be caught
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -177,17 +177,16 @@ fn floor_guard_backstops_post_check_and_reconnect_on_an_all_scope_watch() {
 }
 
 // ---------------------------------------------------------------------------
-// A defect in the specified NATS executor (nats-backend.md §10.5, §10.6)
+// A defect in the first NATS executor design (docs/decisions.md 15)
 // ---------------------------------------------------------------------------
 
-/// The NATS executor as specified discards the delivery in hand when it notices
-/// a reconnect ("it will be delivered again"). That holds after G16, which drops
-/// the consumer and resumes from the frontier; after G17 (a state-sync watch that
-/// has delivered nothing keeps its consumer) the discarded message is never
-/// delivered again: a retained value is lost silently. This test pins the
-/// counterexample until the spec and `src/nats/watch.rs` hand the delivery in
-/// after G17 (as `InHand::KeptUnlessDropped`, the memory executor's order, does:
-/// `state_sync_*_watch_keeps_every_property`).
+/// The NATS executor as first designed discards the delivery in hand when it notices a
+/// reconnect ("it will be delivered again"). That holds after G16, which drops the consumer
+/// and resumes from the frontier; after G17 (a state-sync watch that has delivered nothing
+/// keeps its consumer) the discarded message is never delivered again: a retained value is
+/// lost silently. This test pins the counterexample of that design; `src/nats/watch.rs` now
+/// hands the delivery in after G17 (as `InHand::KeptUnlessDropped`, the memory executor's
+/// order, does: `state_sync_*_watch_keeps_every_property`).
 #[test]
 fn nats_executor_discarding_the_delivery_in_hand_loses_a_state_sync_message() {
     let model = ResumeModel::new(Scope::All, Retention::DiscardOld, Bounds::DISCARD_OLD)

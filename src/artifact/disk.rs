@@ -37,7 +37,7 @@ pub(crate) fn invalid(message: impl Into<String>) -> SnapshotError {
     SnapshotError::ArtifactInvalid(message.into())
 }
 
-/// Every `ManifestError` is `ArtifactInvalid(<Display>)` (artifact.md §7).
+/// Every `ManifestError` is `ArtifactInvalid(<Display>)` (docs/artifacts.md §4).
 pub(crate) fn manifest_invalid(err: ManifestError) -> SnapshotError {
     SnapshotError::ArtifactInvalid(err.to_string())
 }
@@ -124,8 +124,8 @@ pub(crate) fn destination_parent(dest: &Path) -> Result<PathBuf, SnapshotError> 
     }
 }
 
-/// The E1 rules (artifact.md §5.1), looked at with `symlink_metadata` so a symlink
-/// is refused, never followed.
+/// The E1 rules (docs/artifacts.md §2), looked at with `symlink_metadata` so a symlink is
+/// refused, never followed.
 pub(crate) fn check_destination(dest: &Path, rule: DestRule) -> Result<(), SnapshotError> {
     let meta = match fsio::symlink_metadata(dest) {
         Ok(meta) => meta,
@@ -182,8 +182,8 @@ pub(crate) fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>, SnapshotError> 
     Ok(fsio::read_capped(&mut file, cap)?)
 }
 
-/// Canonical manifest bytes, self-checked: kvfold never writes a manifest it would
-/// itself refuse, or one that does not read back as `manifest` (artifact.md §4).
+/// Canonical manifest bytes, self-checked: kvfold never writes a manifest it would itself
+/// refuse, or one that does not read back as `manifest` (docs/artifacts.md §1).
 pub(crate) fn encode_checked(manifest: &ExportManifest) -> Result<Vec<u8>, SnapshotError> {
     let bytes = encode_manifest(manifest);
     match decode_manifest(&bytes) {

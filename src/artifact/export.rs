@@ -1,8 +1,8 @@
-//! Export staging (artifact.md §5): a backend writes its payload into a hidden
-//! stage beside the destination; sealing hashes and fsyncs it, writes the manifest
-//! last, and publishes the stage with one atomic rename. Scope stamping upgrades a
-//! published schema-1 artifact to schema 2 by an atomic manifest replacement.
-//! Never overwrites a destination, never publishes a partial artifact.
+//! Export staging (docs/artifacts.md §2): a backend writes its payload into a hidden stage
+//! beside the destination; sealing hashes and fsyncs it, writes the manifest last, and
+//! publishes the stage with one atomic rename. Scope stamping upgrades a published schema-1
+//! artifact to schema 2 by an atomic manifest replacement. Never overwrites a destination,
+//! never publishes a partial artifact.
 
 use std::fs::File;
 use std::io;
@@ -226,10 +226,10 @@ fn publish_dir(stage: &Path, dest: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Records the exporting watch's scope in a published artifact (artifact.md §5.2):
-/// reads and decodes `<dest>/MANIFEST.json` (keeping its optional `bucket`), sets `schema_version = 2` and
-/// `scope = Some(prefixes)`, writes the result to a temp file in `dest`,
-/// `sync_all`s it, renames it over `MANIFEST.json` and fsyncs `dest`.
+/// Records the exporting watch's scope in a published artifact (docs/artifacts.md §2):
+/// reads and decodes `<dest>/MANIFEST.json` (keeping its optional `bucket`), sets
+/// `schema_version = 2` and `scope = Some(prefixes)`, writes the result to a temp file in
+/// `dest`, `sync_all`s it, renames it over `MANIFEST.json` and fsyncs `dest`.
 ///
 /// The payload and its digests are untouched, and the rename makes the upgrade
 /// atomic: at every instant the artifact is a complete schema-1 or a complete

@@ -1,8 +1,8 @@
-//! Named failpoints for the crash-consistency tests (artifact.md §8): one point per
-//! staging step (`E1`–`E8`, `S1`, `I1`–`I12`; `I11` and `I12` are finalize's
-//! sub-steps around `I10`, numbered after the spec's points to keep those names). Without the `failpoints` feature every
-//! point is an inlined `Ok(())`; with it, a point may return an injected error or
-//! abort the process. Adds no public item.
+//! Named failpoints for the crash-consistency tests (docs/artifacts.md §9): one point per
+//! staging step (`E1`–`E8`, `S1`, `I1`–`I12`; `I11` and `I12` are finalize's sub-steps
+//! around `I10`, numbered after the original points to keep those names). Without the
+//! `failpoints` feature every point is an inlined `Ok(())`; with it, a point may return an
+//! injected error or abort the process. Adds no public item.
 //!
 //! Arming, with the feature:
 //! - the environment variable `KVFOLD_FAILPOINT=<name>=<action>[;<name>=<action>…]`,

@@ -1,4 +1,4 @@
-//! Import staging (artifact.md §6): the trust boundary for artifacts delivered by
+//! Import staging (docs/artifacts.md §3): the trust boundary for artifacts delivered by
 //! untrusted transports. Re-verifies the manifest, the listing, every size and
 //! digest while copying into a hidden stage, lets the backend check the staged
 //! payload's cursor, and only then publishes it onto the destination without ever
@@ -76,7 +76,7 @@ impl Shape {
 /// # Errors
 ///
 /// `ArtifactInvalid` for anything wrong with the artifact or an occupied
-/// destination (artifact.md §7), `Io` for local failures, and whatever
+/// destination (docs/artifacts.md §4), `Io` for local failures, and whatever
 /// `check_backend_version` returns. The stage is removed on every error; `dest`
 /// is untouched.
 pub(crate) fn verify_and_stage_import(
@@ -285,7 +285,7 @@ fn publish_dir(staged: &Path, dest: &Path) -> Result<(), SnapshotError> {
 }
 
 /// Verifies, stages, gates and installs an artifact in one call: the whole of
-/// artifact.md §6 for a backend that needs nothing between the steps.
+/// docs/artifacts.md §3 for a backend that needs nothing between the steps.
 /// `open` is the cursor gate of [`ImportStage::check_cursor`].
 ///
 /// # Errors

@@ -1,9 +1,9 @@
-//! Export/import artifacts (artifact.md): the manifest types, and (private) the
-//! export and import staging on disk. Manifest bytes are parsed and validated by
-//! the pure kernel `protocol::manifest`; this module hashes, fsyncs and renames,
-//! and never decides anything about bytes itself.
+//! Export/import artifacts (docs/artifacts.md): the manifest types, and (private) the
+//! export and import staging on disk. Manifest bytes are parsed and validated by the pure
+//! kernel `protocol::manifest`; this module hashes, fsyncs and renames, and never decides
+//! anything about bytes itself.
 //!
-//! # How a backend exports (artifact.md §5, snapshot.md §9.4)
+//! # How a backend exports (docs/artifacts.md §2, docs/snapshots.md, "`AppendLogSnapshot`")
 //!
 //! ```text
 //! let stage = ExportStage::new(dest_dir)?;          // E1–E3: dest free, hidden stage beside it
@@ -17,7 +17,7 @@
 //! renames the whole stage onto `dest` and fsyncs `dest`'s parent. The fold
 //! executor then calls [`stamp_scope`] to record its scope (schema 2).
 //!
-//! # How a backend imports (artifact.md §6, snapshot.md §9.5)
+//! # How a backend imports (docs/artifacts.md §3, docs/snapshots.md, "`AppendLogSnapshot`")
 //!
 //! ```text
 //! let manifest = import_artifact(
@@ -29,28 +29,29 @@
 //! /* open the store at dest_path */
 //! ```
 //!
-//! [`import_artifact`] is [`verify_and_stage_import`] (I1–I8), then
-//! [`ImportStage::check_cursor`] (I9: the backend's closure opens the staged copy
-//! and returns the cursor it holds, which must equal the manifest cursor), then
-//! [`VerifiedImport::finalize`] (I10: re-check, publish onto `dest` without replacing
-//! (hard link of a file, rename of a directory), parent fsync).
-//! The type-state makes the gate impossible to skip. Compared with the spec's
-//! sketch, the payload shape is chosen up front ([`PayloadShape`], so an occupied
-//! destination is refused before anything is copied) and `finalize` replaces
-//! `finalize_file` / `finalize_dir`.
+//! [`import_artifact`](import::import_artifact) is [`verify_and_stage_import`] (I1–I8),
+//! then [`ImportStage::check_cursor`](import::ImportStage::check_cursor) (I9: the backend's
+//! closure opens the staged copy and returns the cursor it holds, which must equal the
+//! manifest cursor), then [`VerifiedImport::finalize`](import::VerifiedImport::finalize)
+//! (I10: re-check, publish onto `dest` without replacing (hard link of a file, rename of a
+//! directory), parent fsync). The type-state makes the gate impossible to skip. The payload
+//! shape is chosen up front ([`PayloadShape`], so an occupied destination is refused before
+//! anything is copied), and one `finalize` publishes either shape (docs/artifacts.md §6,
+//! decision 6).
 //!
 //! # Errors and crashes
 //!
 //! Every `ManifestError` and every fault of the artifact itself is
-//! `SnapshotError::ArtifactInvalid`; local failures are `Io`; a manifest the writer
-//! would itself refuse is `Backend` (artifact.md §7). A crash leaves `dest` absent,
-//! as it was, or complete; the only leftovers are hidden `.kvfold-artifact-*`
-//! directories beside it (artifact.md §8, docs/artifacts.md). Failpoints for each
-//! step live in `failpoint` (feature `failpoints`).
+//! `SnapshotError::ArtifactInvalid`; local failures are `Io`; a manifest the writer would
+//! itself refuse is `Backend` (docs/artifacts.md §4). A crash leaves `dest` absent, as it
+//! was, or complete; the only leftovers are hidden `.kvfold-artifact-*` directories beside
+//! it (docs/artifacts.md §4 and §9). Failpoints for each step live in `failpoint` (feature
+//! `failpoints`).
 
-// The snapshot backend (`AppendLogSnapshot::export_to` / `import`) and the fold
-// executor (`stamp_scope`) are the callers. Until they are wired in only the unit
-// tests use the staging API, hence the `allow`s; remove them once it is called.
+// The callers: `AppendLogSnapshot::export_to` / `import_with` (src/snapshot/append_log.rs)
+// and the fold executor (`stamp_scope`, src/fold/run.rs). `import_artifact` runs every
+// import step in one call; the append log runs the steps itself, so only the unit tests
+// call it.
 mod bucket;
 mod disk;
 mod export;
@@ -62,15 +63,10 @@ mod import;
 mod tests;
 
 pub(crate) use bucket::artifact_bucket;
-#[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use export::{ExportStage, stamp_scope};
-#[allow(
-    unused_imports,
-    reason = "the type names are for callers that spell them out"
-)]
-pub(crate) use import::{
-    ImportStage, PayloadShape, VerifiedImport, import_artifact, verify_and_stage_import,
-};
+#[cfg(test)]
+pub(crate) use import::import_artifact;
+pub(crate) use import::{PayloadShape, verify_and_stage_import};
 
 pub use crate::protocol::manifest::{
     ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE,

@@ -1,6 +1,7 @@
 //! Checks of the connection, bucket creation and the basic read/write round trip:
-//! lifecycle, configuration handling, capabilities, revisions and versions, and
-//! value visibility (api.md §4.7, §5, §15.1, §15.2).
+//! lifecycle, configuration handling, capabilities, revisions and versions, and value
+//! visibility (docs/semantics.md, "Connections and store handles", "Store configuration",
+//! "Revisions" and "Reads and visibility").
 
 use std::time::Duration;
 
@@ -67,7 +68,8 @@ pub async fn lifecycle(
         KvError::NotConnected,
         "store_with_options() after shutdown"
     );
-    // Handles obtained earlier keep working until dropped (api.md §4.7).
+    // Handles obtained earlier keep working until dropped (docs/semantics.md, "Connections
+    // and store handles").
     b.expect_get("k", Some(b"before")).await;
     b.put("k", b"after-shutdown").await;
     cx.ok(conn.shutdown().await, "a second shutdown()");
@@ -172,8 +174,8 @@ pub async fn store_idempotent(
 }
 
 /// `config_validation`: each invalid `StoreConfig` field and bucket name
-/// (api.md §5.1, §5.4) fails with `OperationFailed` and creates nothing; the
-/// valid edge values are accepted and read back with their defaults applied.
+/// (docs/semantics.md, "Store configuration") fails with `OperationFailed` and creates
+/// nothing; the valid edge values are accepted and read back with their defaults applied.
 pub async fn config_validation(
     conn: &dyn Connection,
     profile: &Profile,
@@ -522,8 +524,9 @@ pub async fn put_get_entry(
     Outcome::Passed
 }
 
-/// `revisions_every_write`: every stored write takes the next revision: values,
-/// `create`, `update`, delete markers, CAS tombstones and purge markers (api.md §15.1).
+/// `revisions_every_write`: every stored write takes the next revision: values, `create`,
+/// `update`, delete markers, CAS tombstones and purge markers (docs/semantics.md,
+/// "Revisions").
 pub async fn revisions_every_write(
     conn: &dyn Connection,
     profile: &Profile,
@@ -588,9 +591,9 @@ pub async fn revisions_every_write(
     Outcome::Passed
 }
 
-/// `rejected_writes_consume_no_revision`: writes refused for a bad key, a bad
-/// token, a CAS conflict or an oversized payload change nothing and take no
-/// revision (api.md §15.1).
+/// `rejected_writes_consume_no_revision`: writes refused for a bad key, a bad token, a CAS
+/// conflict or an oversized payload change nothing and take no revision (docs/semantics.md,
+/// "Revisions").
 pub async fn rejected_writes_consume_no_revision(
     conn: &dyn Connection,
     profile: &Profile,

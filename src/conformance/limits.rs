@@ -355,8 +355,8 @@ pub async fn status_report(
     Outcome::Passed
 }
 
-/// `first_last_edges`: a bucket that never stored a message reads 0/0; when every
-/// message was removed, `first_revision = last_revision + 1` (api.md §15.1).
+/// `first_last_edges`: a bucket that never stored a message reads 0/0; when every message
+/// was removed, `first_revision = last_revision + 1` (docs/semantics.md, "Revisions").
 pub async fn first_last_edges(
     conn: &dyn Connection,
     profile: &Profile,

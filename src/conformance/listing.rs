@@ -1,13 +1,13 @@
-//! Checks of keys, prefixes and listings: the key and prefix rules, plain
-//! string-prefix matching, listing order and large listings (api.md §4.1,
-//! §15.5).
+//! Checks of keys, prefixes and listings: the key and prefix rules, plain string-prefix
+//! matching, listing order and large listings (docs/semantics.md, "Reads and visibility"
+//! and "Keys, prefixes, bucket names").
 
 use super::support::{Ctx, Need, Scope, config, ensure, expect_err};
 use super::{Hooks, Outcome, Profile};
 use crate::kv::{KvError, VersionToken, WatchCursor};
 use crate::stores::Connection;
 
-/// Keys every backend must refuse (api.md §15.5).
+/// Keys every backend must refuse (docs/semantics.md, "Keys, prefixes, bucket names").
 const INVALID_KEYS: &[&str] = &[
     "", ".", ".a", "a.", "a..b", "a b", "a*", "a>", "a\u{e4}", "a\n", "$KV", "a\\b", "a,b", "a:b",
     "a\0",
@@ -165,9 +165,10 @@ pub async fn key_validation(
     Outcome::Passed
 }
 
-/// `prefix_semantics`: `keys`, `scan`, `for_each_key` and prefix watches use
-/// plain string-prefix matching, also for prefixes that do not end at a `.`;
-/// listings are sorted by key and hold each key once (api.md §4.1, §15.5).
+/// `prefix_semantics`: `keys`, `scan`, `for_each_key` and prefix watches use plain
+/// string-prefix matching, also for prefixes that do not end at a `.`; listings are sorted
+/// by key and hold each key once (docs/semantics.md, "Reads and visibility" and "Keys,
+/// prefixes, bucket names").
 pub async fn prefix_semantics(
     conn: &dyn Connection,
     profile: &Profile,
@@ -293,9 +294,9 @@ pub async fn prefix_semantics(
     Outcome::Passed
 }
 
-/// `listing_order`: `keys` and `scan` are sorted ascending by key bytes with the
-/// latest revision of each key; `for_each_key` yields the same set in the
-/// revision order of each key's latest write (api.md §4.1).
+/// `listing_order`: `keys` and `scan` are sorted ascending by key bytes with the latest
+/// revision of each key; `for_each_key` yields the same set in the revision order of each
+/// key's latest write (docs/semantics.md, "Reads and visibility").
 pub async fn listing_order(
     conn: &dyn Connection,
     profile: &Profile,

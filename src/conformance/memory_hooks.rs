@@ -1,5 +1,5 @@
-//! `MemoryFaults` as the conformance suite's `Hooks` (memory-backend.md §6.3):
-//! every hook is supported and maps onto one fault control. Test wiring only; it
+//! `MemoryFaults` as the conformance suite's `Hooks` (docs/memory-backend.md, "Conformance
+//! hooks"): every hook is supported and maps onto one fault control. Test wiring only; it
 //! takes no bucket decision of its own.
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
-//! Reusable backend checks (feature `conformance`, api.md §13): plain `pub async fn`s
-//! that take any [`Connection`] plus a [`Profile`] of what it supports and panic,
-//! naming the check, when the backend breaks a rule of api.md §15.
+//! Reusable backend checks (feature `conformance`, docs/semantics.md, "The conformance
+//! suite"): plain `pub async fn`s that take any [`Connection`] plus a [`Profile`] of what
+//! it supports and panic, naming the check, when the backend breaks a rule of
+//! docs/semantics.md.
 //!
 //! # Running the suite
 //!
@@ -18,9 +19,9 @@
 //! # }
 //! ```
 //!
-//! The suite holds the checks of api.md §13's table plus further ones, so that
-//! every rule of api.md §15 is asserted by at least one named check; [`CHECKS`]
-//! lists them all in run order.
+//! The suite holds the checks of docs/semantics.md, "The conformance suite", plus further
+//! ones, so that every rule of docs/semantics.md is asserted by at least one named check;
+//! [`CHECKS`] lists them all in run order.
 //!
 //! Rules every check follows:
 //!
@@ -32,10 +33,10 @@
 //!   Buckets are left behind (the `Connection` trait cannot delete them).
 //! - A check whose capability flag, profile expectation or hook is missing
 //!   returns [`Outcome::Skipped`]; a check never passes vacuously.
-//! - Waits are bounded by [`Profile::delivery_timeout`]; "nothing more arrives"
-//!   is asserted by waiting that long. Reads that must observe a write poll until
-//!   they do (bounded the same way), because replicated NATS buckets are not
-//!   read-after-write (api.md §15.2).
+//! - Waits are bounded by [`Profile::delivery_timeout`]; "nothing more arrives" is asserted
+//!   by waiting that long. Reads that must observe a write poll until they do (bounded the
+//!   same way), because replicated NATS buckets are not read-after-write (docs/semantics.md,
+//!   "Reads and visibility").
 //! - [`lifecycle`] shuts the connection down and reconnects it, so
 //!   [`run_all`] runs it last.
 
@@ -186,9 +187,9 @@ impl Profile {
         self
     }
 
-    /// (Addition to api.md §13.) Replicas for every bucket the checks create whose
-    /// configuration leaves `num_replicas` unset (default: unset), so the whole
-    /// suite can run on replicated buckets (e.g. `Some(3)` on a 3-node cluster).
+    /// Replicas for every bucket the checks create whose configuration leaves
+    /// `num_replicas` unset (default: unset), so the whole suite can run on replicated
+    /// buckets (e.g. `Some(3)` on a 3-node cluster).
     #[must_use]
     pub fn replicas(mut self, n: usize) -> Self {
         self.replicas = Some(n);

@@ -1,6 +1,6 @@
-//! Checks of what reads show: versions and their write times, arbitrary bytes,
-//! empty buckets, empty values and tombstones, and that only the latest entry of
-//! a key is ever visible (api.md §4.1, §15.2).
+//! Checks of what reads show: versions and their write times, arbitrary bytes, empty
+//! buckets, empty values and tombstones, and that only the latest entry of a key is ever
+//! visible (docs/semantics.md, "Reads and visibility").
 
 use super::support::{Ctx, Need, Scope, brief, config, ensure, history, value_of};
 use super::{Hooks, Outcome, Profile};
@@ -184,9 +184,9 @@ pub async fn empty_bucket(
     Outcome::Passed
 }
 
-/// `empty_value_visibility`: `put(k, b"")` makes `get` → `None`, `entry` →
-/// `Some(b"")`, and hides the key from `keys`/`scan`/`for_each_key`; a state-sync
-/// watch shows it as `Delete` with its revision (api.md §15.2).
+/// `empty_value_visibility`: `put(k, b"")` makes `get` → `None`, `entry` → `Some(b"")`, and
+/// hides the key from `keys`/`scan`/`for_each_key`; a state-sync watch shows it as `Delete`
+/// with its revision (docs/semantics.md, "Reads and visibility").
 pub async fn empty_value_visibility(
     conn: &dyn Connection,
     profile: &Profile,
@@ -241,9 +241,9 @@ pub async fn empty_value_visibility(
     Outcome::Passed
 }
 
-/// `reads_latest_only`: only a key's latest retained entry is ever visible:
-/// older history stays hidden from reads, listings and state-sync watches, also
-/// after a delete (api.md §15.2).
+/// `reads_latest_only`: only a key's latest retained entry is ever visible: older history
+/// stays hidden from reads, listings and state-sync watches, also after a delete
+/// (docs/semantics.md, "Reads and visibility").
 pub async fn reads_latest_only(
     conn: &dyn Connection,
     profile: &Profile,

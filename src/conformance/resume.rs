@@ -1,6 +1,6 @@
-//! Checks of resume safety: the resume pre-checks (below the floor, ahead of the
-//! bucket, recreated bucket, supersession-only), the mid-stream floor guard,
-//! interrupted watches, recreated buckets and purged markers (api.md §15.7).
+//! Checks of resume safety: the resume pre-checks (below the floor, ahead of the bucket,
+//! recreated bucket, supersession-only), the mid-stream floor guard, interrupted watches,
+//! recreated buckets and purged markers (docs/semantics.md, "Watches").
 
 use std::time::Duration;
 
@@ -346,9 +346,10 @@ pub async fn watch_ends_on_recreate(
     Outcome::Passed
 }
 
-/// `recreate_restarts_revisions`: a recreated bucket keeps its configuration,
-/// restarts at revision 1 with an empty log and a later `created_unix_ms`, and
-/// existing store handles address the new bucket (api.md §4.6, §15.1).
+/// `recreate_restarts_revisions`: a recreated bucket keeps its configuration, restarts at
+/// revision 1 with an empty log and a later `created_unix_ms`, and existing store handles
+/// address the new bucket (docs/semantics.md, "Connections and store handles" and
+/// "Revisions").
 pub async fn recreate_restarts_revisions(
     conn: &dyn Connection,
     profile: &Profile,

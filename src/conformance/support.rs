@@ -579,8 +579,8 @@ pub(crate) fn value_of(update: &KvUpdate) -> Option<&[u8]> {
     }
 }
 
-/// One spawned watch call and its receiver. Every received update is checked
-/// for strictly increasing revisions (api.md §15.7). Dropping it aborts the call.
+/// One spawned watch call and its receiver. Every received update is checked for strictly
+/// increasing revisions (docs/semantics.md, "Watches"). Dropping it aborts the call.
 pub(crate) struct WatchRun<'a> {
     cx: &'a Ctx<'a>,
     label: String,

@@ -1,6 +1,6 @@
-//! Checks of time-driven removal: `max_age`, per-key TTL (`KvTtl`) with its
-//! bounds, rollup and create rules, and limit markers (api.md §4.4, §5.4,
-//! §15.6). Time passes only through `Hooks::advance`.
+//! Checks of time-driven removal: `max_age`, per-key TTL (`KvTtl`) with its bounds, rollup
+//! and create rules, and limit markers (docs/semantics.md, "Limits, eviction and expiry"
+//! and "Store configuration"). Time passes only through `Hooks::advance`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
-//! Checks of live watches: the state-sync snapshot, prefix filtering and unions,
-//! resumed delta watches, resuming across calls, ending on a dropped receiver,
-//! and back-pressure without loss (api.md §4.2, §15.7).
+//! Checks of live watches: the state-sync snapshot, prefix filtering and unions, resumed
+//! delta watches, resuming across calls, ending on a dropped receiver, and back-pressure
+//! without loss (docs/semantics.md, "Watches").
 
 use std::collections::BTreeMap;
 

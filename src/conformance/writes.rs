@@ -1,6 +1,6 @@
-//! Checks of the write operations and their conditions: create, update, CAS
-//! tokens and races, deletes, CAS tombstones, purges and fenced writes
-//! (api.md §4.3, §4.5, §4.8, §15.3, §15.4).
+//! Checks of the write operations and their conditions: create, update, CAS tokens and
+//! races, deletes, CAS tombstones, purges and fenced writes (docs/semantics.md, "Writes",
+//! "Tombstones and markers" and "Fenced writes").
 
 use super::support::{Ctx, Need, config, ensure, expect_err, history};
 use super::{Hooks, Outcome, Profile};
@@ -33,9 +33,9 @@ fn one_winner<T: std::fmt::Debug>(
     winners[0]
 }
 
-/// `create_rules`: `create` succeeds on an absent key and over delete and purge
-/// markers, and fails with `AlreadyExists` over a live value, an empty value and
-/// a CAS tombstone (api.md §15.3).
+/// `create_rules`: `create` succeeds on an absent key and over delete and purge markers,
+/// and fails with `AlreadyExists` over a live value, an empty value and a CAS tombstone
+/// (docs/semantics.md, "Writes").
 pub async fn create_rules(
     conn: &dyn Connection,
     profile: &Profile,
@@ -209,9 +209,9 @@ pub async fn update_cas(
     Outcome::Passed
 }
 
-/// `update_over_marker`: delete and purge markers can be CAS-updated (and
-/// CAS-tombstoned) with the marker's revision; expected 0 fails while a marker
-/// is retained, because a marker is an entry (api.md §15.4).
+/// `update_over_marker`: delete and purge markers can be CAS-updated (and CAS-tombstoned)
+/// with the marker's revision; expected 0 fails while a marker is retained, because a
+/// marker is an entry (docs/semantics.md, "Tombstones and markers").
 pub async fn update_over_marker(
     conn: &dyn Connection,
     profile: &Profile,
@@ -300,7 +300,8 @@ pub async fn update_race(
 }
 
 /// `cas_token_validation`: CAS tokens that are not 8-byte revisions fail with
-/// `OperationFailed` before anything is written (api.md §3.1, §15.3).
+/// `OperationFailed` before anything is written (docs/semantics.md, "Version tokens and
+/// cursors" and "Writes").
 pub async fn cas_token_validation(
     conn: &dyn Connection,
     profile: &Profile,
@@ -347,9 +348,9 @@ pub async fn cas_token_validation(
     Outcome::Passed
 }
 
-/// `delete_semantics`: `delete` answers `Ok(true)` for present and absent keys,
-/// each marker takes a revision, `get`/`entry`/listings hide the key, and a
-/// state-sync watch shows the markers as `Delete` (api.md §15.2, §15.3).
+/// `delete_semantics`: `delete` answers `Ok(true)` for present and absent keys, each marker
+/// takes a revision, `get`/`entry`/listings hide the key, and a state-sync watch shows the
+/// markers as `Delete` (docs/semantics.md, "Reads and visibility" and "Writes").
 pub async fn delete_semantics(
     conn: &dyn Connection,
     profile: &Profile,
@@ -397,10 +398,10 @@ pub async fn delete_semantics(
     Outcome::Passed
 }
 
-/// `tombstone_semantics`: `delete_with_version` answers `Ok(true)`, writes an
-/// empty value visible to `entry` (not `get`/listings), and fails with
-/// `RevisionMismatch` on a stale revision and on a missing key; watchers see
-/// `Delete` carrying the tombstone's revision (api.md §15.3, §15.4).
+/// `tombstone_semantics`: `delete_with_version` answers `Ok(true)`, writes an empty value
+/// visible to `entry` (not `get`/listings), and fails with `RevisionMismatch` on a stale
+/// revision and on a missing key; watchers see `Delete` carrying the tombstone's revision
+/// (docs/semantics.md, "Writes" and "Tombstones and markers").
 pub async fn tombstone_semantics(
     conn: &dyn Connection,
     profile: &Profile,
@@ -481,7 +482,8 @@ pub async fn tombstone_semantics(
 }
 
 /// `tombstone_counts_history`: a CAS tombstone is a write, so it takes a slot of
-/// `max_history` and is retained as the key's history (api.md §15.4).
+/// `max_history` and is retained as the key's history (docs/semantics.md, "Tombstones and
+/// markers").
 pub async fn tombstone_counts_history(
     conn: &dyn Connection,
     profile: &Profile,
@@ -520,9 +522,9 @@ pub async fn tombstone_counts_history(
     Outcome::Passed
 }
 
-/// `purge_semantics`: `purge` removes the key's whole history and leaves one
-/// marker (`status().values` and `bytes` drop), takes a revision, is idempotent
-/// on absent keys, and reaches watchers as `Purge` (api.md §4.5, §15.4).
+/// `purge_semantics`: `purge` removes the key's whole history and leaves one marker
+/// (`status().values` and `bytes` drop), takes a revision, is idempotent on absent keys,
+/// and reaches watchers as `Purge` (docs/semantics.md, "Tombstones and markers").
 pub async fn purge_semantics(
     conn: &dyn Connection,
     profile: &Profile,
@@ -613,11 +615,11 @@ pub async fn purge_semantics(
     Outcome::Passed
 }
 
-/// `fenced_writes`: `put_fenced`/`delete_fenced` succeed while the fence key's
-/// latest revision (tombstones and markers included) is the fence's, fail with
-/// `RevisionMismatch` once it moved (writing nothing), and fail with
-/// `OperationFailed` for a fence of another bucket or a non-u64 revision
-/// (api.md §4.8, lease-transport.md §7).
+/// `fenced_writes`: `put_fenced`/`delete_fenced` succeed while the fence key's latest
+/// revision (tombstones and markers included) is the fence's, fail with `RevisionMismatch`
+/// once it moved (writing nothing), and fail with `OperationFailed` for a fence of another
+/// bucket or a non-u64 revision (docs/semantics.md, "Fenced writes",
+/// docs/protocols/export-lease.md, "Fencing").
 pub async fn fenced_writes(
     conn: &dyn Connection,
     profile: &Profile,

@@ -1,5 +1,5 @@
-//! `watch_applied`: a watch whose cursor moves only after the application has
-//! applied what it covers (fold.md). The executor around `protocol::fold`: it owns
+//! `watch_applied`: a watch whose cursor moves only after the application has applied what
+//! it covers (docs/watch-applied.md). The executor around `protocol::fold`: it owns
 //! channels, timers and blocking tasks, and takes no decision of its own.
 
 mod config;
@@ -45,12 +45,87 @@ pub struct WatchEnd<S> {
 
 /// Drives a watch with cursor-after-apply semantics.
 ///
-/// Batches updates by `config.window` or `config.max`, hands each batch to
-/// `apply`, then persists the raw updates and the cursor into `store` (when given)
-/// and calls `on_applied` — never before `apply` returned. Serves `exports`
-/// between flushes. Returns the applied cursor on shutdown (`true` sent on
-/// `shutdown`, or its sender dropped) or when the watch ends; the store is closed
-/// off the runtime (at most 30 s). See the crate docs for the drive loop.
+/// Batches updates by `config.window` or `config.max`, hands each batch to `apply`, then
+/// persists the raw updates and the cursor into `store` (when given) and calls `on_applied`
+/// — never before `apply` returned. Serves `exports` between flushes. Returns the applied
+/// cursor on shutdown (`true` sent on `shutdown`, or its sender dropped) or when the watch
+/// ends; the store is closed off the runtime (at most 30 s). See the crate docs for the
+/// drive loop, and docs/watch-applied.md for the contract.
+///
+/// # Examples
+///
+/// Fold a bucket of the embedded backend into an in-memory map, without a snapshot store,
+/// and stop once everything written is applied:
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::sync::{Arc, Mutex};
+///
+/// use kvfold::{
+///     AppendLogSnapshot, BatchConfig, Connection, ExpiryRepair, KvUpdate, MemoryConnection,
+///     StoreConfig, WatchCursor, WatchScope, watch_applied,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), kvfold::KvError> {
+/// let conn = MemoryConnection::new();
+/// conn.connect().await?;
+/// let bucket = conn
+///     .store_with_config(StoreConfig { name: "docs".into(), ..StoreConfig::default() })
+///     .await?;
+/// let writer = bucket.writer().expect("the memory backend writes");
+/// writer.put("color", b"blue").await?;
+/// writer.put("size", b"L").await?;
+/// writer.delete("size").await?; // revision 3
+///
+/// // The domain: the latest value of every live key.
+/// let domain = Arc::new(Mutex::new(BTreeMap::<String, Vec<u8>>::new()));
+/// let fold_into = Arc::clone(&domain);
+/// let (applied_tx, mut applied_rx) = tokio::sync::mpsc::channel::<WatchCursor>(16);
+/// let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+/// let fold = tokio::spawn(watch_applied(
+///     bucket.watcher().expect("the memory backend watches"),
+///     WatchScope::All,
+///     None,                      // no cursor yet: start with a state-sync watch
+///     ExpiryRepair::None,
+///     None::<AppendLogSnapshot>, // no snapshot store: the domain is the fold
+///     None,                      // no export requests
+///     BatchConfig::default(),
+///     |update: &KvUpdate| Some(update.clone()),
+///     move |batch: Vec<KvUpdate>| {
+///         let mut domain = fold_into.lock().unwrap();
+///         for update in batch {
+///             match update {
+///                 KvUpdate::Put(entry) => {
+///                     domain.insert(entry.key, entry.value);
+///                 }
+///                 other => {
+///                     domain.remove(other.key());
+///                 }
+///             }
+///         }
+///     },
+///     // Called only after `apply` returned for everything the cursor covers.
+///     move |cursor: WatchCursor| {
+///         let _ = applied_tx.try_send(cursor);
+///     },
+///     shutdown,
+/// ));
+///
+/// while let Some(cursor) = applied_rx.recv().await {
+///     if cursor.rank() >= 3 {
+///         break;
+///     }
+/// }
+/// shutdown_tx.send(true).expect("the fold is running");
+/// let cursor = fold.await.expect("the fold did not panic")?;
+/// assert_eq!(cursor.rank(), 3); // resume from here next time
+/// let domain = domain.lock().unwrap();
+/// assert_eq!(domain.get("color").map(Vec::as_slice), Some(&b"blue"[..]));
+/// assert!(!domain.contains_key("size"));
+/// # Ok(())
+/// # }
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub async fn watch_applied<U, S, P, A, O, R>(
     watcher: Arc<dyn KvWatcher>,

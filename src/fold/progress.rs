@@ -1,6 +1,6 @@
-//! `FoldProgress`: a lag accessor (fold.md §5.3). Records applied cursors through
-//! a wrapped `on_applied` and the bucket head on demand; the fold loop itself never
-//! polls the bucket.
+//! `FoldProgress`: a lag accessor (docs/watch-applied.md, "`FoldProgress`"). Records
+//! applied cursors through a wrapped `on_applied` and the bucket head on demand; the fold
+//! loop itself never polls the bucket.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,6 @@
-//! The `watch_applied` executor (fold.md §4): it performs exactly what the
-//! `FoldMachine` commands, feeds completions back, and selects on what the machine
-//! wants. Every decision (when to flush, cursor moves, re-queue, fail-stop) is the
-//! machine's.
+//! The `watch_applied` executor (docs/watch-applied.md): it performs exactly what the
+//! `FoldMachine` commands, feeds completions back, and selects on what the machine wants.
+//! Every decision (when to flush, cursor moves, re-queue, fail-stop) is the machine's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,7 +141,7 @@ struct ExportSlot {
     outcome: Option<Result<u64, String>>,
 }
 
-/// `watch_applied_owned` (fold.md §4).
+/// `watch_applied_owned` (docs/watch-applied.md).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_owned<U, S, P, A, O, R>(
     watcher: Arc<dyn KvWatcher>,
@@ -469,14 +468,16 @@ where
     }
 }
 
-/// Feeds an event; a rejection is an executor bug (fold.md §4.2 step 5).
+/// Feeds an event; a rejection is an executor bug (docs/watch-applied.md, "The drive loop"
+/// step 5).
 fn feed<U>(m: &mut FoldMachine<U>, event: FoldEvent<U>) {
     if let Err(unexpected) = m.handle(event) {
         panic!("watch_applied executor bug: {unexpected}");
     }
 }
 
-/// Drops `store` on a dedicated thread, waiting at most 30 s (fold.md §4.7).
+/// Drops `store` on a dedicated thread, waiting at most 30 s (docs/watch-applied.md,
+/// "Closing the store").
 pub(crate) async fn close_store<S: Send + 'static>(store: S) {
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()

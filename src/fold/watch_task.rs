@@ -1,8 +1,8 @@
-//! The watch task of a fold: it runs the watch the scope names and feeds the
-//! bounded update channel. With `ExpiryRepair::None` (the only mode this version
-//! arms), an expired cursor falls back to a full state-sync watch with a warning
-//! (repair.md §3.1: re-list only). No decision about resume safety is taken here:
-//! the backend's `ResumeGuard` decides when a cursor is expired.
+//! The watch task of a fold: it runs the watch the scope names and feeds the bounded update
+//! channel. With `ExpiryRepair::None` (the only mode this version arms), an expired cursor
+//! falls back to a full state-sync watch with a warning (docs/repair.md, "What this version
+//! does: `ExpiryRepair::None`": re-list only). No decision about resume safety is taken
+//! here: the backend's `ResumeGuard` decides when a cursor is expired.
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
-//! Fuzz body `ack_parse` (protocol.md §5, verification.md §2 row 15): ACK reply
-//! subjects are read from the right token or not at all, for raw strings and for
-//! subjects built in both layouts; KV message decoding never panics on arbitrary
-//! header values and agrees with the ACK parser and `wire_kind`.
+//! Fuzz body `ack_parse` (docs/verification.md, "Fuzz targets" and row 15): ACK reply
+//! subjects are read from the right token or not at all, for raw strings and for subjects
+//! built in both layouts; KV message decoding never panics on arbitrary header values and
+//! agrees with the ACK parser and `wire_kind`.
 
 use super::input::Input;
 use crate::kv::KvUpdate;
@@ -45,10 +45,10 @@ const EXTRA_TOKENS_MAX: u8 = 7;
 /// timestamp when readable; `None` while `parse_ack_subject` is `Some` ⇒ the
 /// consumer sequence or the delivery count is unreadable.
 ///
-/// Addition to protocol.md §5's table (the other `protocol::nats` text kernels
-/// must never panic either): the bytes also go to `classify_stream_create`
-/// (a `Failed` outcome never holds facts that classify as exists or limit) and
-/// to `is_cursor_expired_text` (ASCII case never changes the answer).
+/// Addition to the table of docs/verification.md, "Fuzz targets" (the other
+/// `protocol::nats` text kernels must never panic either): the bytes also go to
+/// `classify_stream_create` (a `Failed` outcome never holds facts that classify as exists
+/// or limit) and to `is_cursor_expired_text` (ASCII case never changes the answer).
 pub fn ack_parse(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     check_subject(&text);

@@ -1,6 +1,6 @@
-//! Fuzz body `cursor_decode` (protocol.md §5, verification.md §2 row 14): cursor
-//! byte decoding is total, canonical and round-trips, for raw bytes and for
-//! cursors built from structured input.
+//! Fuzz body `cursor_decode` (docs/verification.md, "Fuzz targets" and row 14): cursor byte
+//! decoding is total, canonical and round-trips, for raw bytes and for cursors built from
+//! structured input.
 
 use super::input::Input;
 use crate::kv::{VersionToken, WatchCursor};
@@ -12,11 +12,11 @@ const REFUSED_LEN: usize = VersionToken::MAX_LEN + 1;
 /// structured cursor (version ≤ 10 bytes, memo, write time) and round-trips that.
 ///
 /// Raw: never panics; `Some(c)` ⇒ `to_bytes(c).len() <= 20`, `to_bytes(c) == data`
-/// (canonical decoding, api.md §3.2) and `from_bytes(to_bytes(c)) == Some(c)` with
-/// the same memo and write time; input ≤ 10 bytes ⇒ decodes, no memo, no write
-/// time, `to_bytes(c) == data`; an 11-byte input ⇒ `None`. Structured: every
-/// cursor round-trips, and the bare form is written exactly when the memo is
-/// clear and the write time unknown.
+/// (canonical decoding, docs/semantics.md, "Version tokens and cursors") and
+/// `from_bytes(to_bytes(c)) == Some(c)` with the same memo and write time; input ≤ 10 bytes
+/// ⇒ decodes, no memo, no write time, `to_bytes(c) == data`; an 11-byte input ⇒ `None`.
+/// Structured: every cursor round-trips, and the bare form is written exactly when the memo
+/// is clear and the write time unknown.
 pub fn cursor_decode(data: &[u8]) {
     check_raw(data);
     check_structured(data);

@@ -1,7 +1,7 @@
-//! Fuzz body `fold_machine` (protocol.md §5, verification.md §2 rows 1–2): the
-//! production `FoldMachine` driven by a decoded [`Script`] (a `FoldConfig` and up
-//! to 200 steps that follow `wants()` or inject arbitrary events), with fold.md
-//! §2.7 invariants 1–16 checked after every step by the tracker in
+//! Fuzz body `fold_machine` (docs/verification.md, "Fuzz targets" and rows 1–2): the
+//! production `FoldMachine` driven by a decoded [`Script`] (a `FoldConfig` and up to 200
+//! steps that follow `wants()` or inject arbitrary events), with the invariants 1–16 of
+//! docs/protocols/fold-machine.md checked after every step by the tracker in
 //! [`fold_script`](super::fold_script).
 
 use super::fold_script::{self, Script};

@@ -1,10 +1,10 @@
 //! A scripted drive of the production `FoldMachine` with an invariant checker
-//! (fold.md §2.7, invariants 1–16), shared by the `fold_machine` fuzz body and the
-//! proptest state machine (`tests/prop_fold.rs`). A [`Script`] is a `FoldConfig`
-//! plus up to [`MAX_STEPS`] steps; each step either follows `wants()` (a plausible
-//! event for the phase) or injects an arbitrary event. After every step a tracker
-//! of received, applied and committed updates judges what the machine did. The
-//! tracker records facts (what was fed, what came out, what completed); it never
+//! (docs/protocols/fold-machine.md, "Invariants", invariants 1–16), shared by the
+//! `fold_machine` fuzz body and the proptest state machine (`tests/prop_fold.rs`). A
+//! [`Script`] is a `FoldConfig` plus up to [`MAX_STEPS`] steps; each step either follows
+//! `wants()` (a plausible event for the phase) or injects an arbitrary event. After every
+//! step a tracker of received, applied and committed updates judges what the machine did.
+//! The tracker records facts (what was fed, what came out, what completed); it never
 //! re-implements a decision of the machine.
 
 mod driver;
@@ -71,7 +71,8 @@ pub enum Target {
 /// The shape of the items of a `Corrections` result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shape {
-    /// What the outstanding `NextChunk` asks for (fold.md §2.6 shape checks).
+    /// What the outstanding `NextChunk` asks for (docs/protocols/fold-machine.md, "Repair
+    /// phases" shape checks).
     Planned,
     /// `Put`s with known versions.
     Put,

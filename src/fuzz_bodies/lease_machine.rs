@@ -1,9 +1,9 @@
-//! Fuzz body `lease_machine` (protocol.md §5, verification.md §2 row 9,
-//! lease-transport.md §8): rounds of the production `LeaseMachine` for one holder,
-//! each built with the sighting the previous round left, fed a decoded sequence of
-//! completions (create ok / exists / error; entry none / some / error; CAS ok /
-//! conflict / error) that either answer the awaited command or arrive out of
-//! order, with clock advances between rounds.
+//! Fuzz body `lease_machine` (docs/verification.md, "Fuzz targets" and row 9;
+//! docs/protocols/export-lease.md, "Tests"): rounds of the production `LeaseMachine` for
+//! one holder, each built with the sighting the previous round left, fed a decoded sequence
+//! of completions (create ok / exists / error; entry none / some / error; CAS ok / conflict
+//! / error) that either answer the awaited command or arrive out of order, with clock
+//! advances between rounds.
 //!
 //! Each completion is fed as the executor feeds it, `handle_at(event, clock)` with
 //! the clocks read when it arrived: the monotonic clock moved forward 0..10 s
@@ -578,8 +578,8 @@ struct Summary {
     judged_late: usize,
 }
 
-/// The rule restated as an oracle (lease-transport.md §4): when a CAS over `value`
-/// may come at the earliest.
+/// The rule restated as an oracle (docs/protocols/export-lease.md, "One round"): when a CAS
+/// over `value` may come at the earliest.
 fn earliest_takeover(value: &[u8], first_seen: Millis, grace_ms: u64) -> Option<Millis> {
     if value.is_empty() {
         return None;
@@ -815,8 +815,8 @@ impl<'a> RoundCheck<'a> {
         Ok((self.machine.sighting().cloned(), self.real))
     }
 
-    /// The command `event` produced, against the table (lease-transport.md §4) and
-    /// the oracle.
+    /// The command `event` produced, against the table (docs/protocols/export-lease.md,
+    /// "One round") and the oracle.
     fn check_transition(
         &self,
         before: &LeaseMachine,

@@ -1,7 +1,7 @@
-//! Fuzz body `log_replay` (protocol.md §5, snapshot.md §10.3, verification.md §2
-//! row 13): the append-log decoder never panics, classifies every input exactly
-//! once and consistently across `scan`, `records` and `replay`, re-encodes what it
-//! accepts, and never drops a record silently.
+//! Fuzz body `log_replay` (docs/verification.md, "Fuzz targets" and row 13;
+//! docs/snapshots.md, "Properties and fuzzing"): the append-log decoder never panics,
+//! classifies every input exactly once and consistently across `scan`, `records` and
+//! `replay`, re-encodes what it accepts, and never drops a record silently.
 
 use super::input::Input;
 use crate::kv::{VersionToken, WatchCursor};
@@ -10,9 +10,9 @@ use crate::protocol::log::{
     encode_cursor, encode_delete, encode_header, encode_put, records, replay, scan,
 };
 
-/// Feeds `data` to the decoder as raw bytes, then reads it as a structured log
-/// (records encoded as v2 or v3, cut at an offset, zero-filled and/or bit-flipped)
-/// and checks the §3.2 contract on that.
+/// Feeds `data` to the decoder as raw bytes, then reads it as a structured log (records
+/// encoded as v2 or v3, cut at an offset, zero-filled and/or bit-flipped) and checks the
+/// cut and bit-flip contract of docs/formats.md §10 on that.
 ///
 /// Raw: `scan`, `records` and `replay` never panic and agree (same error, or the
 /// same format, `valid_len`, tail and record count); a tail is consistent with
@@ -283,8 +283,9 @@ fn check_structured(data: &[u8]) {
         2 => 7,
         _ => usize::from(input.byte()),
     };
-    // A header is made durable before any record is appended, so a torn creation
-    // is only ever a (zero-filled) prefix no longer than the header (§2.1 H2, H4).
+    // A header is made durable before any record is appended, so a torn creation is only
+    // ever a (zero-filled) prefix no longer than the header (docs/formats.md §10, H2 and
+    // H4).
     if cut < header_len {
         let creation_max = match format {
             LogFormat::V3 => V3_HEADER_LEN,

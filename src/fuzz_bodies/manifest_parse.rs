@@ -1,4 +1,4 @@
-//! Fuzz body `manifest_parse` (protocol.md §5, verification.md §2 row 12): the
+//! Fuzz body `manifest_parse` (docs/verification.md, "Fuzz targets" and row 12): the
 //! manifest decoder never panics, refuses oversized input unparsed, accepts only
 //! well-formed object manifests, and its encoding is canonical.
 //!

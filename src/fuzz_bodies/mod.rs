@@ -1,9 +1,9 @@
-//! Fuzz target bodies (protocol.md §5, verification.md §5): one file per target,
-//! each `pub fn <target>(data: &[u8])` asserting the target's properties with
-//! `assert!`/`panic!` (a panic is a finding). `fuzz/fuzz_targets/<target>.rs` are
-//! one-line wrappers, and `tests/fuzz_regressions.rs` replays committed seeds and
-//! regressions through the same functions. Bodies drive the production kernels;
-//! they never re-implement one. Hidden from docs: not part of the public API.
+//! Fuzz target bodies (docs/verification.md, "Fuzz targets"): one file per target, each
+//! `pub fn <target>(data: &[u8])` asserting the target's properties with `assert!`/`panic!`
+//! (a panic is a finding). `fuzz/fuzz_targets/<target>.rs` are one-line wrappers, and
+//! `tests/fuzz_regressions.rs` replays committed seeds and regressions through the same
+//! functions. Bodies drive the production kernels; they never re-implement one. Hidden from
+//! docs: not part of the public API.
 
 mod ack_parse;
 mod cursor_decode;

@@ -1,6 +1,7 @@
-//! Fault controls of the embedded server (memory-backend.md §6): bucket faults
-//! (evictions, marker purges, recreate, delete, pause, interrupt) and connection
-//! faults (fail the next operations, partition, heal). Test-facing wiring only.
+//! Fault controls of the embedded server (docs/memory-backend.md, "Fault controls
+//! (`MemoryFaults`)"): bucket faults (evictions, marker purges, recreate, delete, pause,
+//! interrupt) and connection faults (fail the next operations, partition, heal).
+//! Test-facing wiring only.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

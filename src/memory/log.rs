@@ -241,7 +241,7 @@ struct Prepared {
     removal: Removal,
 }
 
-/// One bucket's committed log (memory-backend.md §4).
+/// One bucket's committed log (docs/memory-backend.md, "The bucket log (`BucketLog`)").
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BucketLog {
     config: EffectiveConfig,
@@ -755,9 +755,9 @@ impl BucketLog {
         Ok(prepared)
     }
 
-    /// Commits one write at `now_ms` (memory-backend.md §4.4). Returns the entries
-    /// committed by due time effects first, then the write's outcome; a failed write
-    /// changes nothing but the due effects.
+    /// Commits one write at `now_ms` (docs/memory-backend.md, "The bucket log
+    /// (`BucketLog`)"). Returns the entries committed by due time effects first, then the
+    /// write's outcome; a failed write changes nothing but the due effects.
     pub fn commit(
         &mut self,
         op: WriteOp,

@@ -1,7 +1,7 @@
-//! Unit tests of the bucket log core (memory-backend.md §10). Byte sizes are
-//! computed by hand from the §4.3 formulas; bucket `b` and one-letter keys give
-//! a 7-byte subject (`$KV.b.k`), so a Persistent `put(k, "hello")` is
-//! 30 + 7 + 5 = 42 bytes and `put(k, "v")` 38.
+//! Unit tests of the bucket log core (docs/memory-backend.md, "Tests"). Byte sizes are
+//! computed by hand from the byte-accounting formulas; bucket `b` and one-letter keys give
+//! a 7-byte subject (`$KV.b.k`), so a Persistent `put(k, "hello")` is 30 + 7 + 5 = 42 bytes
+//! and `put(k, "v")` 38.
 
 use super::*;
 use EntryKind::{DeleteMarker, ExpiryMarker, PurgeMarker, Value};
@@ -123,7 +123,7 @@ mod op {
 }
 use op::*;
 
-// ---- §4.2 entries -------------------------------------------------------------
+// ---- entries -------------------------------------------------------------------
 
 #[test]
 fn put_at_max_history_removes_the_keys_oldest_entry() {
@@ -244,7 +244,7 @@ fn ttl_in_milliseconds_is_rounded_up() {
     assert_eq!(e.header_len, 48);
 }
 
-// ---- §4.4 commit procedure ------------------------------------------------------
+// ---- commit procedure ------------------------------------------------------------
 
 #[test]
 fn invalid_key_is_operation_failed_and_consumes_no_revision() {
@@ -613,7 +613,7 @@ fn an_expired_entry_cannot_satisfy_a_condition() {
     assert_eq!(ok_at(&mut log, create("k", "w"), 3_000).revision, 2);
 }
 
-// ---- §4.3 byte accounting --------------------------------------------------------
+// ---- byte accounting --------------------------------------------------------------
 
 /// One write of every kind on bucket `b` (history 64, unlimited, 90 s limit markers);
 /// returns `(revision, header_len, size)` of each committed entry, and the log. The
@@ -707,7 +707,7 @@ fn subject_length_counts_the_bucket_name_and_key() {
     assert_eq!(header_block_len(&[]), 0);
 }
 
-// ---- §4.7 time effects -------------------------------------------------------------
+// ---- time effects -------------------------------------------------------------------
 
 #[test]
 fn time_effects_run_in_deadline_order_with_ties_by_lower_revision() {
@@ -832,9 +832,10 @@ fn an_expiry_marker_expires_after_limit_marker_ttl_without_a_marker() {
     assert_eq!((log.first_revision(), log.last_revision()), (3, 2));
 }
 
-// nats-server 2.15 with limit markers: a TTL'd value expires at its own deadline in
-// the memory backend. (nats-server may keep it until the marker TTL on buckets with
-// history > 1; memory-backend.md §9 allows that timing difference.)
+// nats-server 2.15 with limit markers: a TTL'd value expires at its own deadline in the
+// memory backend. (nats-server may keep it until the marker TTL on buckets with history >
+// 1; docs/memory-backend.md, "Allowed differences from NATS" allows that timing
+// difference.)
 
 #[test]
 fn a_ttl_keeps_its_own_deadline_under_limit_markers() {
@@ -882,7 +883,7 @@ fn max_age_is_not_raised_by_the_marker_ttl() {
     assert_eq!((log.first_revision(), log.last_revision()), (3, 2));
 }
 
-// ---- §4.1 first/last, evictions -------------------------------------------------------
+// ---- first/last, evictions -------------------------------------------------------------
 
 #[test]
 fn a_fresh_bucket_reports_first_and_last_zero() {
@@ -977,7 +978,7 @@ fn purge_markers_older_than_now_removes_nothing() {
     assert_eq!(revisions(&log), vec![1]);
 }
 
-// ---- §4.5 reads -----------------------------------------------------------------------
+// ---- reads -----------------------------------------------------------------------------
 
 #[test]
 fn latest_is_the_latest_retained_entry_of_any_kind() {
@@ -1080,7 +1081,7 @@ fn entries_read_and_deliver_as_api_15_2_says() {
     );
 }
 
-// ---- §4.8 status, retention, facts ------------------------------------------------------
+// ---- status, retention, facts ------------------------------------------------------------
 
 #[test]
 fn status_reads_back_the_effective_config_with_defaults() {

@@ -1,7 +1,7 @@
-//! The embedded default backend: an in-process server with the semantics of a
-//! NATS JetStream KV bucket as far as kvfold's traits can observe them
-//! (memory-backend.md). Executor code: it feeds the pure log core ([`log`]) and
-//! the `protocol` kernels and never takes a resume decision itself.
+//! The embedded default backend: an in-process server with the semantics of a NATS
+//! JetStream KV bucket as far as kvfold's traits can observe them (docs/memory-backend.md).
+//! Executor code: it feeds the pure log core ([`log`]) and the `protocol` kernels and never
+//! takes a resume decision itself.
 
 pub(crate) mod clock;
 mod faults;

@@ -1,7 +1,7 @@
-//! One bucket's shared state: its `BucketLog` and the watcher registry, under one
-//! mutex so that watch registration is atomic with commits (memory-backend.md
-//! §5.4, W1–W7). Synchronous and loom-checked; the async watch loop only waits
-//! for a wake-up and calls [`BucketCell::take`]. No protocol decision lives here.
+//! One bucket's shared state: its `BucketLog` and the watcher registry, under one mutex so
+//! that watch registration is atomic with commits (docs/memory-backend.md, "Watches",
+//! W1–W7). Synchronous and loom-checked; the async watch loop only waits for a wake-up and
+//! calls [`BucketCell::take`]. No protocol decision lives here.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ pub struct BucketState {
 }
 
 impl BucketState {
-    /// Pushes committed entries to every matching slot (memory-backend.md §5.3).
+    /// Pushes committed entries to every matching slot (docs/memory-backend.md, "Watches").
     fn fan_out(&mut self, entries: &[Arc<Entry>]) {
         if entries.is_empty() {
             return;

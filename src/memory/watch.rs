@@ -1,7 +1,7 @@
-//! The watch loop of the embedded backend (memory-backend.md §5.3, §5.6): it
-//! registers with the bucket, takes entries, hands each to the watch's
-//! `ResumeGuard` and performs exactly the commands the guard returns. The guard
-//! decides every resume, skip and expiry; this loop only carries them out.
+//! The watch loop of the embedded backend (docs/memory-backend.md, "Watches"): it registers
+//! with the bucket, takes entries, hands each to the watch's `ResumeGuard` and performs
+//! exactly the commands the guard returns. The guard decides every resume, skip and expiry;
+//! this loop only carries them out.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub(crate) struct WatchSpec {
     pub(crate) mode: GuardMode,
 }
 
-/// Runs one watch call to its end (memory-backend.md §5.7).
+/// Runs one watch call to its end (docs/memory-backend.md, "Watches").
 pub(crate) async fn run_watch(spec: WatchSpec, tx: Sender<KvUpdate>) -> Result<(), KvError> {
     let mut run = WatchRun::start(spec)?;
     run.drive(&tx).await
@@ -108,7 +108,8 @@ impl WatchRun {
 
     fn feed(&mut self, event: GuardEvent) {
         if let Err(unexpected) = self.guard.handle(event) {
-            // The loop feeds only events the guard's phase accepts (memory-backend.md §5.6).
+            // The loop feeds only events the guard's phase accepts (docs/memory-backend.md,
+            // "Watches").
             panic!("memory watch executor bug: {unexpected}");
         }
     }
@@ -236,7 +237,7 @@ impl WatchRun {
         if let Some(entry) = self.batch.pop_front() {
             return Next::Entry(entry);
         }
-        // A paused bucket holds the snapshot too (memory-backend.md §5.3 step 2
+        // A paused bucket holds the snapshot too (docs/memory-backend.md, "Watches" step 2
         // comes before step 3); resuming wakes the slot.
         if !self.snapshot.is_empty() && self.cell.is_paused() {
             return Next::Wait;
@@ -289,8 +290,9 @@ impl WatchRun {
             if let Some(end) = self.perform(tx).await {
                 return end;
             }
-            // An interrupt ends the watch whatever else is going on (memory-backend.md
-            // §6.1): a partitioned or reconnecting watch must not drop it on the floor.
+            // An interrupt ends the watch whatever else is going on
+            // (docs/memory-backend.md, "Watches", ending): a partitioned or reconnecting
+            // watch must not drop it on the floor.
             if let Some(error) = self.slot.and_then(|slot| self.cell.ended(slot)) {
                 return Err(error);
             }

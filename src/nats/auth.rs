@@ -1,6 +1,6 @@
-//! Authentication options for dialing NATS (nats-backend.md §3.1) and credential
-//! redaction. Executor code: it builds `async_nats::ConnectOptions`; it never logs
-//! or formats a credential.
+//! Authentication options for dialing NATS (docs/nats-backend.md, "URL credentials (issue
+//! 9)") and credential redaction. Executor code: it builds `async_nats::ConnectOptions`; it
+//! never logs or formats a credential.
 
 use std::io;
 
@@ -29,11 +29,11 @@ pub(crate) fn redact_url(url: &str) -> String {
     redact_server_list(url)
 }
 
-/// Picks the authentication of nats-backend.md §3.1: inline base64 creds, then a
-/// creds file, then user info in the URL (`user:pass@` or `token@`, taken from
-/// the first entry that carries any), then none. The URL list is read by
-/// `protocol::nats::parse_server_list`; a list it refuses (ambiguous, unreadable,
-/// too long, not UTF-8) is an `InvalidInput` error whose text never quotes the URL.
+/// Picks the authentication of docs/nats-backend.md, "URL credentials (issue 9)": inline
+/// base64 creds, then a creds file, then user info in the URL (`user:pass@` or `token@`,
+/// taken from the first entry that carries any), then none. The URL list is read by
+/// `protocol::nats::parse_server_list`; a list it refuses (ambiguous, unreadable, too long,
+/// not UTF-8) is an `InvalidInput` error whose text never quotes the URL.
 pub(crate) async fn build_options(
     url: &str,
     creds: Option<&str>,

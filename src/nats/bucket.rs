@@ -1,7 +1,7 @@
-//! Buckets on NATS: get-or-create with the settings mapping (nats-backend.md §4),
-//! and the store handle every trait object of one bucket shares. The create
-//! reply is classified by `protocol::nats::classify_stream_create`; every create
-//! is followed by the mandatory re-verify.
+//! Buckets on NATS: get-or-create with the settings mapping (docs/nats-backend.md,
+//! "Buckets"), and the store handle every trait object of one bucket shares. The create
+//! reply is classified by `protocol::nats::classify_stream_create`; every create is
+//! followed by the mandatory re-verify.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +79,7 @@ fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// The raw STREAM.CREATE body of nats-backend.md §4.2.
+/// The raw STREAM.CREATE body of docs/nats-backend.md, "Buckets".
 pub(crate) fn stream_config_json(config: &EffectiveConfig) -> Value {
     let name = &config.name;
     let mut body = json!({
@@ -134,8 +134,8 @@ fn kv_config(config: &EffectiveConfig) -> jetstream::kv::Config {
     }
 }
 
-/// Gets the bucket, or creates it with `config` (nats-backend.md §4.1). Returns the
-/// stream info read by the lookup or the re-verify.
+/// Gets the bucket, or creates it with `config` (docs/nats-backend.md, "Buckets"). Returns
+/// the stream info read by the lookup or the re-verify.
 pub(crate) async fn get_or_create(
     client: &Client,
     js: &jetstream::Context,

@@ -1,8 +1,8 @@
-//! A raw ephemeral push consumer (nats-backend.md §7.2, §10.1 "raw consumer"):
-//! subscribe first, then create the consumer, then read deliveries while
-//! answering flow control and watching heartbeats. Every delivery's consumer
-//! sequence goes through `protocol::nats::PushTracker`, so a dropped delivery is
-//! an error, never a silent skip.
+//! A raw ephemeral push consumer (docs/nats-backend.md, "Reads and the listing consumer"
+//! and "The watch loop"): subscribe first, then create the consumer, then read deliveries
+//! while answering flow control and watching heartbeats. Every delivery's consumer sequence
+//! goes through `protocol::nats::PushTracker`, so a dropped delivery is an error, never a
+//! silent skip.
 
 use std::time::Duration;
 

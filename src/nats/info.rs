@@ -1,7 +1,7 @@
-//! Stream info of a bucket's stream (`$JS.API.STREAM.INFO.KV_<b>`), read fresh on
-//! every call: the facts a resume guard's probe needs and the bucket status
-//! (nats-backend.md §10.3, §11). Parsing only; the retention rule is
-//! `protocol::resume::LogLimits`.
+//! Stream info of a bucket's stream (`$JS.API.STREAM.INFO.KV_<b>`), read fresh on every
+//! call: the facts a resume guard's probe needs and the bucket status
+//! (docs/nats-backend.md, "The watch loop"; docs/protocols/resume-guard.md, "Kernels").
+//! Parsing only; the retention rule is `protocol::resume::LogLimits`.
 
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
 //! The NATS JetStream backend (feature `nats`): a thin executor over async-nats
-//! (nats-backend.md). Every decision that protects data is a `protocol` call:
-//! resume checks (`ResumeGuard`), error classification, ACK parsing, message
-//! decoding, key and filter rules. This module dials, requests, publishes,
-//! subscribes and performs what the kernels decide.
+//! (docs/nats-backend.md). Every decision that protects data is a `protocol` call: resume
+//! checks (`ResumeGuard`), error classification, ACK parsing, message decoding, key and
+//! filter rules. This module dials, requests, publishes, subscribes and performs what the
+//! kernels decide.
 
 mod auth;
 mod bucket;

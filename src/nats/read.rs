@@ -1,6 +1,6 @@
-//! Reads on NATS (nats-backend.md §7): `entry`/`get` by direct get, and the
-//! listing consumer behind `keys`, `scan` and `for_each_key`. Message kinds come
-//! from `protocol::nats::wire_kind`, revisions from the ACK reply kernels.
+//! Reads on NATS (docs/nats-backend.md, "Reads and the listing consumer"): `entry`/`get` by
+//! direct get, and the listing consumer behind `keys`, `scan` and `for_each_key`. Message
+//! kinds come from `protocol::nats::wire_kind`, revisions from the ACK reply kernels.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,9 +1,9 @@
-//! Request plumbing of the NATS executor: one raw request path with the 30 s bound,
-//! bounded retries as `protocol::nats::RetryPolicy` decides (docs/operations.md, "Transient errors and leader elections";
-//! decisions 49–50), permissions violations raced against every request (decision
-//! 51), and the mapping of failures to `KvError` per operation family (§9).
-//! Classification and retry decisions are the kernels'; this file gathers facts,
-//! keeps the clock and sleeps.
+//! Request plumbing of the NATS executor: one raw request path with the 30 s bound, bounded
+//! retries as `protocol::nats::RetryPolicy` decides (docs/operations.md, "Transient errors
+//! and leader elections"; decisions 49–50), permissions violations raced against every
+//! request (decision 51), and the mapping of failures to `KvError` per operation family
+//! (docs/nats-backend.md, "Error mapping"). Classification and retry decisions are the
+//! kernels'; this file gathers facts, keeps the clock and sleeps.
 
 use std::future::Future;
 use std::time::Duration;
@@ -90,8 +90,8 @@ pub(crate) fn facts_of_error_json(error: &Value) -> ErrorFacts {
     }
 }
 
-/// One request with the given bound. Client-side outcomes become facts:
-/// no responders = `503` without an err_code (nats-backend.md §9).
+/// One request with the given bound. Client-side outcomes become facts: no responders =
+/// `503` without an err_code (docs/nats-backend.md, "Error mapping").
 pub(crate) async fn request_once(
     client: &Client,
     subject: String,
@@ -168,9 +168,9 @@ where
     with_policy(RetryPolicy::idempotent(), attempt).await
 }
 
-/// Runs `attempt` as a write (`RetryPolicy::write`): one attempt may take the
-/// whole 30 s; only `Retryable` answers (nothing stored) are repeated; an attempt
-/// without an answer ends the request with `Timeout` (outcome unknown, §8.4).
+/// Runs `attempt` as a write (`RetryPolicy::write`): one attempt may take the whole 30 s;
+/// only `Retryable` answers (nothing stored) are repeated; an attempt without an answer
+/// ends the request with `Timeout` (outcome unknown, docs/nats-backend.md, "Writes").
 pub(crate) async fn with_write_retry<T, F, Fut>(attempt: F) -> Result<T, Failure>
 where
     F: FnMut(Duration) -> Fut,

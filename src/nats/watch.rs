@@ -1,6 +1,6 @@
-//! Watches on NATS (nats-backend.md §10): a raw push consumer per watch call, every
-//! delivery handed to the watch's `ResumeGuard`, and exactly the guard's commands
-//! performed. The executor reports reconnects (the client's connect counter) and
+//! Watches on NATS (docs/nats-backend.md, "The watch loop"): a raw push consumer per watch
+//! call, every delivery handed to the watch's `ResumeGuard`, and exactly the guard's
+//! commands performed. The executor reports reconnects (the client's connect counter) and
 //! time; whether and from where to resume is the guard's decision.
 
 use std::sync::atomic::Ordering;
@@ -60,7 +60,8 @@ impl WatchRun<'_> {
 
     fn feed(&mut self, event: GuardEvent) {
         if let Err(unexpected) = self.guard.handle(event) {
-            // The loop feeds only events the guard's phase accepts (nats-backend.md §10.6).
+            // The loop feeds only events the guard's phase accepts (docs/nats-backend.md,
+            // "The watch loop").
             panic!("NATS watch executor bug: {unexpected}");
         }
     }

@@ -1,6 +1,7 @@
-//! Writes on NATS (nats-backend.md §8): every write is one publish with the KV
+//! Writes on NATS (docs/nats-backend.md, "Writes"): every write is one publish with the KV
 //! headers kvfold builds itself, awaited for its ack, so all writes share error
-//! classification and retries. `create` over markers follows §8.2.
+//! classification and retries. `create` over markers follows docs/nats-backend.md,
+//! "Writes".
 
 use std::time::Duration;
 
@@ -100,9 +101,10 @@ impl NatsBucket {
             .map_err(|failure| write_error(failure, &self.name, conflict))
     }
 
-    /// `create` and `create_with_ttl`: performs the steps of the
-    /// `protocol::nats::CreateOverMarkers` policy (expected 0, then over a marker
-    /// with the marker's revision); the TTL header goes on every attempt.
+    /// `create` and `create_with_ttl` (docs/nats-backend.md, "Create over markers"):
+    /// performs the steps of the `protocol::nats::CreateOverMarkers` policy
+    /// (expected 0, then over a marker with the marker's revision); the TTL header
+    /// goes on every attempt.
     async fn create_over_markers(
         &self,
         key: &str,

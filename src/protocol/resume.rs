@@ -164,8 +164,8 @@ impl fmt::Display for ExpiryCause {
     }
 }
 
-/// The pre-check before a resumed consumer is created (protocol.md §2.3):
-/// `Ok(e)` = resume after revision `e`.
+/// The pre-check before a resumed consumer is created (docs/protocols/resume-guard.md,
+/// "Kernels"): `Ok(e)` = resume after revision `e`.
 pub fn plan_resume(cursor: &ResumeCursor, facts: &StreamFacts) -> Result<u64, ExpiryCause> {
     let revision = cursor.revision;
     if revision > facts.last_sequence {
@@ -433,9 +433,10 @@ impl Phase {
     }
 }
 
-/// The resume sequence and ordering filter of one watch call (protocol.md §3.4):
-/// pre-check, consumer creation, post-check, then per-delivery judgement with the
-/// floor guard in `Dense` mode, and a re-resume after a client reconnect.
+/// The resume sequence and ordering filter of one watch call
+/// (docs/protocols/resume-guard.md, "The machine"): pre-check, consumer creation,
+/// post-check, then per-delivery judgement with the floor guard in `Dense` mode, and a
+/// re-resume after a client reconnect.
 ///
 /// Drive it by feeding [`GuardEvent`]s to [`handle`](ResumeGuard::handle) and
 /// performing every [`GuardCommand`] from [`poll_command`](ResumeGuard::poll_command)
@@ -907,8 +908,9 @@ impl ResumeGuard {
             }
             // G10 / G13
             (phase, GuardEvent::Tick { .. }) => {
-                // Judged on the clamped `now` (§3.1): a tick stamped before a time
-                // the guard has already seen is as late as that time.
+                // Judged on the clamped `now` (docs/architecture.md, "Kernels and
+                // machines"): a tick stamped before a time the guard has already seen is as
+                // late as that time.
                 let now = self.now;
                 let due = phase == Phase::Streaming
                     && self.judging == GuardMode::Dense

@@ -1,6 +1,6 @@
-//! Unit tests of the resume kernels (protocol.md §2.3) and the `ResumeGuard`
-//! transition table G1–G17 (§3.4). Machine tests feed events and compare the
-//! drained commands with the exact expected list (openraft / raft-rs style).
+//! Unit tests of the resume kernels (docs/protocols/resume-guard.md, "Kernels") and the
+//! `ResumeGuard` transition table G1–G17 ("The machine"). Machine tests feed events and
+//! compare the drained commands with the exact expected list (openraft / raft-rs style).
 
 use super::*;
 use crate::kv::VersionToken;
@@ -173,9 +173,9 @@ fn expired(cause: ExpiryCause) -> Vec<GuardCommand> {
 // LogLimits
 // ---------------------------------------------------------------------------
 
-/// Spec table (§2.3): one row per combination of the four conditions.
-/// Columns: age limit, TTL allowed, discard-old, a byte or message limit
-/// → evicts current values, evicts only by age.
+/// The `plan_resume` table (docs/protocols/resume-guard.md, "Kernels"): one row per
+/// combination of the four conditions. Columns: age limit, TTL allowed, discard-old, a byte
+/// or message limit → evicts current values, evicts only by age.
 const LIMITS_TABLE: [(bool, bool, bool, bool, bool, bool); 16] = [
     (false, false, false, false, false, false),
     (false, false, false, true, false, false),
@@ -286,8 +286,8 @@ type Row = (
     fn(&ResumeCursor, &StreamFacts) -> Result<u64, ExpiryCause>,
 );
 
-/// The pre-check table of protocol.md §2.3, written independently of the kernel
-/// (wide arithmetic instead of saturating ops). The first matching row wins.
+/// The pre-check table of docs/protocols/resume-guard.md, "Kernels", written independently
+/// of the kernel (wide arithmetic instead of saturating ops). The first matching row wins.
 const PLAN_TABLE: [Row; 5] = [
     (
         "1 ahead of stream",

@@ -1,4 +1,5 @@
-//! Truth tables of the root kernels (protocol.md §2.1), exhaustive where small.
+//! Truth tables of the root kernels (docs/architecture.md, "Kernels and machines"),
+//! exhaustive where small.
 
 use super::*;
 

@@ -171,9 +171,9 @@ pub fn key_in_scope(key: &str, prefixes: &[&str]) -> bool {
     prefixes.iter().any(|p| key.starts_with(p))
 }
 
-/// The smallest set of NATS key patterns (without the `$KV.<bucket>.` part) whose
-/// subjects cover every key in scope of `prefixes`, sorted ascending
-/// (nats-backend.md §5.2). The executor still filters exactly with [`key_in_scope`].
+/// The smallest set of NATS key patterns (without the `$KV.<bucket>.` part) whose subjects
+/// cover every key in scope of `prefixes`, sorted ascending (docs/nats-backend.md,
+/// "Subjects and filters"). The executor still filters exactly with [`key_in_scope`].
 pub fn filter_patterns(prefixes: &[&str]) -> Vec<String> {
     let mut patterns: Vec<String> = prefixes
         .iter()

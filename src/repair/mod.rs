@@ -1,6 +1,7 @@
-//! Cursor-expiry repair configuration (repair.md §3): what `watch_applied` does
-//! when its cursor expires, and the restore source it can restore from. The
-//! decisions (arming, planning, the per-key rule) are `protocol` kernels.
+//! Cursor-expiry repair configuration (docs/repair.md, "What this version does:
+//! `ExpiryRepair::None`"): what `watch_applied` does when its cursor expires, and the
+//! restore source it can restore from. The decisions (arming, planning, the per-key rule)
+//! are `protocol` kernels.
 
 use std::any::Any;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
-//! `AppendLogSnapshot`, the default `SnapshotStore` (snapshot.md §9): the whole
-//! fold in an in-RAM ordered map, made durable by an append-only log through a
-//! `SnapshotWriter`. Export and import stage through `crate::artifact`; every byte
-//! decision is `protocol::log`'s.
+//! `AppendLogSnapshot`, the default `SnapshotStore` (docs/snapshots.md,
+//! "`AppendLogSnapshot`"): the whole fold in an in-RAM ordered map, made durable by an
+//! append-only log through a `SnapshotWriter`. Export and import stage through
+//! `crate::artifact`; every byte decision is `protocol::log`'s.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -179,12 +179,11 @@ impl AppendLogSnapshot {
             check_version,
         )?;
         let verified = stage.check_cursor(open_staged)?;
-        // The bucket the artifact names is recorded (durably) before the log is
-        // published, so a log never lands without it: a failure or a crash after
-        // the publish leaves a complete store, identity included (issue 9, docs/
-        // decisions.md 59). If the publish then fails, the record is stale and
-        // removed; one left by a second fault or a crash is cleared by the next
-        // import, and describes no log meanwhile.
+        // The bucket the artifact names is recorded (durably) before the log is published,
+        // so a log never lands without it: a failure or a crash after the publish leaves a
+        // complete store, identity included (issue 9, docs/ docs/decisions.md 59). If the
+        // publish then fails, the record is stale and removed; one left by a second fault
+        // or a crash is cleared by the next import, and describes no log meanwhile.
         let bucket = crate::artifact::artifact_bucket(artifact_dir)?;
         if let Some(bucket) = &bucket {
             super::identity::write(dest_path, bucket).inspect_err(|_| {

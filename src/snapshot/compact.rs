@@ -1,7 +1,7 @@
-//! `compact_to_file` (snapshot.md §5): rewrite a log as a compact file through a
-//! temp file in the same directory, fsync it, rename it over the target, fsync the
-//! directory. A crash at any step leaves either the old file or the new one, never
-//! a mix; leftover `.kvfold-compact-*` files are never read.
+//! `compact_to_file` (docs/snapshots.md, "Compaction"): rewrite a log as a compact file
+//! through a temp file in the same directory, fsync it, rename it over the target, fsync
+//! the directory. A crash at any step leaves either the old file or the new one, never a
+//! mix; leftover `.kvfold-compact-*` files are never read.
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
-//! `load` and `Snapshot` (snapshot.md §4, §7): read a whole log, replay it through
-//! the kernel, rewrite it compact when it is not (v2 upgrade, torn tail,
-//! overwrites), and materialise the state. `stale_keys` asks the root kernels
-//! whether a key listing may prove deletes.
+//! `load` and `Snapshot` (docs/snapshots.md, "`load` and `Snapshot`" and "The store
+//! contract (`SnapshotStore`)"): read a whole log, replay it through the kernel, rewrite it
+//! compact when it is not (v2 upgrade, torn tail, overwrites), and materialise the state.
+//! `stale_keys` asks the root kernels whether a key listing may prove deletes.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -1,6 +1,6 @@
-//! Append-only snapshot log for KV state: the durable half of a fold
-//! (snapshot.md). The byte format is decided by the pure kernel `protocol::log`;
-//! this module reads and writes files and carries out what the kernel reports.
+//! Append-only snapshot log for KV state: the durable half of a fold (docs/snapshots.md).
+//! The byte format is decided by the pure kernel `protocol::log`; this module reads and
+//! writes files and carries out what the kernel reports.
 //!
 //! - [`load`] reads a whole log into a [`Snapshot`], rewriting it compact (v3)
 //!   when it is not: a v2 upgrade, a torn tail, overwritten keys.

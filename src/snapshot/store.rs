@@ -1,5 +1,6 @@
-//! The `SnapshotStore` trait: the durable-fold contract every snapshot backend
-//! keeps (snapshot.md §8). Definitions only; backends implement it.
+//! The `SnapshotStore` trait: the durable-fold contract every snapshot backend keeps
+//! (docs/snapshots.md, "The store contract (`SnapshotStore`)"). Definitions only; backends
+//! implement it.
 
 use std::path::Path;
 
@@ -11,11 +12,11 @@ use crate::protocol::identity::BucketIdentity;
 /// A durable fold: a batch and its cursor become durable together; reads see the
 /// fold; `export_to` writes an artifact whose manifest cursor equals `cursor()`.
 ///
-/// Methods are synchronous and may block; `watch_applied` runs `apply` and
-/// `export_to` on blocking tasks. Invariants (snapshot.md §8): fold + tail = truth;
-/// data and cursor durable together (a cursor never ahead of its data); a failed
-/// apply leaves `cursor()` and the visible state as before; an empty batch still
-/// advances the cursor; empty values are present entries; purge folds as delete.
+/// Methods are synchronous and may block; `watch_applied` runs `apply` and `export_to` on
+/// blocking tasks. Invariants (docs/snapshots.md, "The store contract (`SnapshotStore`)"):
+/// fold + tail = truth; data and cursor durable together (a cursor never ahead of its
+/// data); a failed apply leaves `cursor()` and the visible state as before; an empty batch
+/// still advances the cursor; empty values are present entries; purge folds as delete.
 pub trait SnapshotStore: Sized + Send {
     /// Opens or resumes the store at `path` with safe defaults; returns the persisted
     /// cursor (`none` if fresh) and the store.

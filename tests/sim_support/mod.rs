@@ -1,6 +1,6 @@
-//! Deterministic simulation of `watch_applied` (verification.md §8): the real
-//! executor over `MemoryConnection` with fault controls and a fault-injecting
-//! `SnapshotStore` wrapper around `AppendLogSnapshot`, driven by one seed.
+//! Deterministic simulation of `watch_applied` (docs/verification.md, "Deterministic
+//! simulation"): the real executor over `MemoryConnection` with fault controls and a
+//! fault-injecting `SnapshotStore` wrapper around `AppendLogSnapshot`, driven by one seed.
 
 pub mod board;
 pub mod replica;

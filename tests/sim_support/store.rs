@@ -55,7 +55,8 @@ impl Fault {
     }
 }
 
-/// Deliberately broken behaviour, to prove the checks have teeth (verification.md §6).
+/// Deliberately broken behaviour, to prove the checks have teeth (docs/verification.md,
+/// "Mutations").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mutation {
     #[default]

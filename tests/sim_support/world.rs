@@ -115,12 +115,12 @@ pub fn check_fold(board: &Shared, what: &str, fold: &Fold, foreign: &Fold) {
     }
 }
 
-/// The domain state must equal the fold restricted to what `parse` accepts. One
-/// divergence is tolerated, and only where the truth itself tolerates one: after a
-/// store failure the domain runs ahead of the store (fold.md §2.4), and when the
-/// cursor then expires, `ExpiryRepair::None`'s re-list cannot re-deliver a delete
-/// whose marker was evicted, so each side may keep a different value the key
-/// really had before that delete.
+/// The domain state must equal the fold restricted to what `parse` accepts. One divergence
+/// is tolerated, and only where the truth itself tolerates one: after a store failure the
+/// domain runs ahead of the store (docs/protocols/fold-machine.md, "The flush procedure"),
+/// and when the cursor then expires, `ExpiryRepair::None`'s re-list cannot re-deliver a
+/// delete whose marker was evicted, so each side may keep a different value the key really
+/// had before that delete.
 pub fn check_domain(board: &Shared, what: &str, domain: &Fold, fold: &Fold) {
     let expected = domain_of(fold);
     let mut b = lock(board);
@@ -379,9 +379,9 @@ impl World {
         ));
         let mut b = lock(&self.board);
         match &end.result {
-            // A resumed watch that expires falls back to a full watch; a full
-            // (state-sync) watch whose reconnect-resume expires ends the run
-            // (repair.md §5.2 W6) and the restart re-lists.
+            // A resumed watch that expires falls back to a full watch; a full (state-sync)
+            // watch whose reconnect-resume expires ends the run (docs/repair.md, "The fold
+            // side" W6) and the restart re-lists.
             Err(KvError::CursorExpired) => b.stats.expired_ends += 1,
             Err(KvError::WatchError(m)) if m.contains("consecutive") => {
                 b.stats.fail_stops += 1;
@@ -777,8 +777,9 @@ impl World {
     }
 
     /// Kills the process wherever the run is (the caller drops the run's future,
-    /// fold.md §4.6): a store inside a blocking task is dropped when that task
-    /// ends. The disk must then hold exactly what the store had committed.
+    /// docs/watch-applied.md, "Panics and cancellation"): a store inside a blocking task is
+    /// dropped when that task ends. The disk must then hold exactly what the store had
+    /// committed.
     async fn kill(&mut self) {
         let Some(run) = self.main.run.take() else {
             return;
@@ -860,8 +861,9 @@ impl World {
         let id = self.main.id;
         lock(&self.board).nodes[id].armed = false;
         self.log("converge: every fault cleared".to_string());
-        // A batch re-queued after a store failure waits for the next flush (fold.md
-        // §2.4: "with no traffic it waits"); the shutdown flush retries it.
+        // A batch re-queued after a store failure waits for the next flush
+        // (docs/protocols/fold-machine.md, "The flush procedure": with no traffic it
+        // waits); the shutdown flush retries it.
         self.stop().await;
         self.start();
         let target = {

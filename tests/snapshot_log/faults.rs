@@ -1,6 +1,6 @@
-//! Fault-injection contracts (feature `failpoints`): CT-10 (a write failing after
-//! every byte count within a batch), CT-11 (injected crashes inside compaction),
-//! and poisoning (§6.7).
+//! Fault-injection contracts (feature `failpoints`): CT-10 (a write failing after every
+//! byte count within a batch), CT-11 (injected crashes inside compaction), and poisoning
+//! (docs/formats.md §5 item 4).
 
 use kvfold::snapshot::{CrashPoint, DEFAULT_COMPACT_THRESHOLD, SnapshotWriter, WriterFaults, load};
 use kvfold::{KvUpdate, SnapshotError, WatchCursor};

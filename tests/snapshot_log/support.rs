@@ -1,6 +1,6 @@
-//! Helpers for the append-log crash and bit-rot contract tests: sample records, a
-//! reference fold, v3 logs built with kvfold's encoders, and v2 logs built byte by
-//! byte from the spec's layout (snapshot.md §2.2) without kvfold's encoder.
+//! Helpers for the append-log crash and bit-rot contract tests: sample records, a reference
+//! fold, v3 logs built with kvfold's encoders, and v2 logs built byte by byte from the
+//! documented layout (docs/formats.md §2) without kvfold's encoder.
 
 #![allow(dead_code)]
 
@@ -117,9 +117,9 @@ pub fn v3_log(recs: &[Rec]) -> (Vec<u8>, Vec<usize>) {
     (out, ends)
 }
 
-/// A v2 log of `recs` built byte by byte from snapshot.md §2.2 (not with kvfold's
-/// encoder): header `"PGSS"` + u16 2; records `crc u32 | type u8 | payload` with
-/// CRC-32 (IEEE) over type and payload.
+/// A v2 log of `recs` built byte by byte from docs/formats.md §2 (not with kvfold's
+/// encoder): header `"PGSS"` + u16 2; records `crc u32 | type u8 | payload` with CRC-32
+/// (IEEE) over type and payload.
 pub fn v2_log_by_hand(recs: &[Rec]) -> (Vec<u8>, Vec<usize>) {
     let mut out = b"PGSS".to_vec();
     out.extend_from_slice(&2u16.to_le_bytes());

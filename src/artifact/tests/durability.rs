@@ -1,10 +1,10 @@
-//! Durability review (artifact.md §8, C1): the recorded operations of export,
-//! scope stamping and import show that a file is reachable through a rename or a
-//! hard link only after its contents were `sync_all`ed (and every directory it
-//! sits in was fsynced after the entry was created), and that every rename or link
-//! is followed by an fsync of the directory it landed in. A single-file import
-//! publishes with a hard link (no replace); its staged name is removed only after
-//! that fsync, so at every instant the installed file has a durable name.
+//! Durability review (docs/artifacts.md §9, C1): the recorded operations of export, scope
+//! stamping and import show that a file is reachable through a rename or a hard link only
+//! after its contents were `sync_all`ed (and every directory it sits in was fsynced after
+//! the entry was created), and that every rename or link is followed by an fsync of the
+//! directory it landed in. A single-file import publishes with a hard link (no replace);
+//! its staged name is removed only after that fsync, so at every instant the installed file
+//! has a durable name.
 
 use std::path::Path;
 

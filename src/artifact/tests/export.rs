@@ -1,6 +1,6 @@
-//! Export staging (artifact.md §5): what a published artifact holds, which
-//! destinations are refused, which payloads are refused, scope stamping, and
-//! concurrent exports (C4).
+//! Export staging (docs/artifacts.md §2): what a published artifact holds, which
+//! destinations are refused, which payloads are refused, scope stamping, and concurrent
+//! exports (C4).
 
 use std::fs;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Crash consistency (artifact.md §8) through the named failpoints (feature
+//! Crash consistency (docs/artifacts.md §9) through the named failpoints (feature
 //! `failpoints`):
 //! - error mode: each point in turn returns an injected `io::Error`; the call
 //!   fails, the destination is absent or complete (C2), and the stage guard left

@@ -1,6 +1,6 @@
-//! Import staging (artifact.md §6): a round trip, then every tamper case. Each
-//! tampered artifact is refused with `ArtifactInvalid`, the destination is left
-//! absent (or exactly as it was), and no stage directory is left behind.
+//! Import staging (docs/artifacts.md §3): a round trip, then every tamper case. Each
+//! tampered artifact is refused with `ArtifactInvalid`, the destination is left absent (or
+//! exactly as it was), and no stage directory is left behind.
 
 use std::fs;
 

@@ -1,6 +1,6 @@
-//! Export and import checks (SC-14, SC-15, SC-17): an artifact describes its
-//! payload exactly (artifact.md §2–§5), imports to the same fold and cursor, and
-//! export refuses an occupied destination without touching it.
+//! Export and import checks (SC-14, SC-15, SC-17): an artifact describes its payload
+//! exactly (docs/artifacts.md §1 and §2), imports to the same fold and cursor, and export
+//! refuses an occupied destination without touching it.
 
 use std::fs;
 use std::path::Path;

@@ -1,9 +1,9 @@
-//! Reusable [`SnapshotStore`] checks (snapshot.md §10.1, api.md §13): one plain
-//! `pub fn` per check SC-01…SC-18 (plus SC-19, an addition), generic over a
-//! [`SnapshotHarness`] that opens, imports and (optionally) fault-injects the
-//! backend under test. A check panics
-//! with a message naming it (`snapshot conformance check `sc_nn_…` (SC-nn)
-//! failed: …`) when the backend breaks a rule of snapshot.md §8.
+//! Reusable [`SnapshotStore`] checks (docs/snapshots.md, "Conformance checks";
+//! docs/semantics.md, "The conformance suite"): one plain `pub fn` per check SC-01…SC-18
+//! (plus SC-19, an addition), generic over a [`SnapshotHarness`] that opens, imports and
+//! (optionally) fault-injects the backend under test. A check panics with a message naming
+//! it (`snapshot conformance check `sc_nn_…` (SC-nn) failed: …`) when the backend breaks a
+//! rule of docs/snapshots.md, "The store contract (`SnapshotStore`)".
 //!
 //! # Running the checks
 //!
@@ -88,8 +88,8 @@ pub use reads::{
 };
 pub use tamper::sc_16_import_rejects_tampering;
 
-/// What the checks need from a backend's test set-up: fresh paths, open,
-/// import, and optionally I/O fault injection (api.md §13).
+/// What the checks need from a backend's test set-up: fresh paths, open, import, and
+/// optionally I/O fault injection (docs/semantics.md, "The conformance suite").
 pub trait SnapshotHarness {
     /// The backend under test.
     type Store: SnapshotStore;
@@ -135,8 +135,8 @@ pub trait SnapshotHarness {
 /// Declares the run order once: `CHECKS` and the dispatcher come from one list.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
-        /// Every check name, in the order [`run_all`] runs them. Each name starts
-        /// with its id in snapshot.md §10.1: `sc_01_round_trip` is SC-01.
+        /// Every check name, in the order [`run_all`] runs them. Each name starts with its
+        /// id in docs/snapshots.md, "Conformance checks": `sc_01_round_trip` is SC-01.
         pub const CHECKS: &[&str] = &[$(stringify!($name)),*];
 
         /// Runs the check named `name`; `None` for an unknown name.
@@ -171,8 +171,8 @@ suite![
     sc_19_backend_limits_round_trip,
 ];
 
-/// The id in snapshot.md §10.1 (`"SC-07"`) of a check name from [`CHECKS`]
-/// (`"sc_07_empty_batch_advances_cursor"`); `None` for any other name.
+/// The id in docs/snapshots.md, "Conformance checks" (`"SC-07"`) of a check name from
+/// [`CHECKS`] (`"sc_07_empty_batch_advances_cursor"`); `None` for any other name.
 pub fn check_id(name: &str) -> Option<&'static str> {
     const IDS: [&str; 19] = [
         "SC-01", "SC-02", "SC-03", "SC-04", "SC-05", "SC-06", "SC-07", "SC-08", "SC-09", "SC-10",

@@ -29,7 +29,8 @@ pub(crate) use ensure;
 /// version's write time is not part of a stored entry (only cursors keep it).
 pub(crate) type Row = (String, Vec<u8>, Vec<u8>);
 
-/// One running check: its function name and its id in snapshot.md §10.1.
+/// One running check: its function name and its id in docs/snapshots.md, "Conformance
+/// checks".
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx {
     check: &'static str,
@@ -125,8 +126,9 @@ pub(crate) fn same_cursor(a: &WatchCursor, b: &WatchCursor) -> bool {
     a == b && a.to_bytes() == b.to_bytes()
 }
 
-/// The reference fold (snapshot.md §3.4, §8): Put inserts or overwrites, Delete
-/// and Purge remove, the cursor is the last one applied.
+/// The reference fold (docs/formats.md §10; docs/snapshots.md, "The store contract
+/// (`SnapshotStore`)"): Put inserts or overwrites, Delete and Purge remove, the cursor is
+/// the last one applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Model {
     entries: BTreeMap<String, (Vec<u8>, Vec<u8>)>,

@@ -1,7 +1,7 @@
-//! SC-16: import refuses every tampered artifact and every occupied destination
-//! with `ArtifactInvalid` (artifact.md §6–§7), leaving nothing at the
-//! destination and nothing visible beside it. Each case tampers a fresh copy of
-//! one pristine export; the pristine artifact itself is only read.
+//! SC-16: import refuses every tampered artifact and every occupied destination with
+//! `ArtifactInvalid` (docs/artifacts.md §3 and §4), leaving nothing at the destination and
+//! nothing visible beside it. Each case tampers a fresh copy of one pristine export; the
+//! pristine artifact itself is only read.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

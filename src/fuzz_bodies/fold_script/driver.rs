@@ -613,7 +613,7 @@ impl<M: Subject> Driver<M> {
     }
 
     /// Whether a repair I/O result answers the outstanding command with the shape
-    /// fold.md §2.6 requires.
+    /// docs/protocols/fold-machine.md, "Repair phases" requires.
     fn repair_io_fits(&self, result: &RepairIo<Item>) -> bool {
         if let RepairIo::Failed { .. } = result {
             return true;

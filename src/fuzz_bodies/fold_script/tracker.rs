@@ -1,8 +1,8 @@
-//! The reference tracker: facts about what was fed to the fold machine (received
-//! updates and corrections, completions, requests), recorded as each accepted
-//! event arrives; `commands.rs` judges what the machine asked for against them
-//! (fold.md §2.7) after every command and every step. It records facts only:
-//! what the machine should decide next is never computed here.
+//! The reference tracker: facts about what was fed to the fold machine (received updates
+//! and corrections, completions, requests), recorded as each accepted event arrives;
+//! `commands.rs` judges what the machine asked for against them
+//! (docs/protocols/fold-machine.md, "Invariants") after every command and every step. It
+//! records facts only: what the machine should decide next is never computed here.
 
 use std::fmt;
 
@@ -17,11 +17,13 @@ use crate::protocol::fold::{
 };
 use crate::protocol::time::Millis;
 
-/// A broken invariant: fold.md §2.7 number (0 = the drive-loop contract of
-/// protocol.md §3.1 / fold.md §4.2), the step it broke at, and what happened.
+/// A broken invariant: docs/protocols/fold-machine.md, "Invariants" number (0 = the
+/// drive-loop contract of docs/architecture.md, "Kernels and machines" /
+/// docs/watch-applied.md, "The drive loop"), the step it broke at, and what happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// fold.md §2.7 invariant number, or 0 for the drive-loop contract.
+    /// docs/protocols/fold-machine.md, "Invariants" invariant number, or 0 for the
+    /// drive-loop contract.
     pub invariant: u8,
     /// The step (1-based; 0 = construction).
     pub step: usize,

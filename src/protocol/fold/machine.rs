@@ -1,6 +1,7 @@
-//! `FoldMachine`: the transition table of fold.md §2.5–§2.6 and the flush
-//! procedure of §2.4. Every event is checked first (a rejected event changes
-//! nothing), then applied; commands and notices queue FIFO.
+//! `FoldMachine`: the transition table of docs/protocols/fold-machine.md, "Transition
+//! table" and "Repair phases" and the flush procedure ("The flush procedure"). Every event
+//! is checked first (a rejected event changes nothing), then applied; commands and notices
+//! queue FIFO.
 
 use std::collections::VecDeque;
 
@@ -13,7 +14,8 @@ use crate::kv::{KvError, KvUpdate, WatchCursor};
 use crate::protocol::time::Millis;
 use crate::protocol::{restore_ahead, resume_window_ok};
 
-/// What happens after a flush (fold.md §2.4, "Continuations").
+/// What happens after a flush: the continuation k of "flush(k)"
+/// (docs/protocols/fold-machine.md, "Transition table").
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Then<U> {
     ToIdle,
@@ -59,8 +61,8 @@ struct InFlight {
     parsed: usize,
 }
 
-/// The fold machine (fold.md §2). Drive it as the crate docs' drive loop says:
-/// perform every command in order, feed completions, select on what
+/// The fold machine (docs/protocols/fold-machine.md). Drive it as the crate docs' drive
+/// loop says: perform every command in order, feed completions, select on what
 /// [`wants`](FoldMachine::wants) says.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FoldMachine<U> {
@@ -139,7 +141,7 @@ impl<U> FoldMachine<U> {
         self.commands.pop_front()
     }
 
-    /// The next notice, FIFO (fold.md §5.2).
+    /// The next notice, FIFO (docs/watch-applied.md, "Notices").
     pub fn poll_notice(&mut self) -> Option<FoldNotice> {
         self.notices.pop_front()
     }
@@ -344,7 +346,8 @@ impl<U> FoldMachine<U> {
         Ok(())
     }
 
-    /// ingest (fold.md §2.3); returns whether the batch is full.
+    /// ingest (docs/protocols/fold-machine.md, "Ingest and correct"); returns whether the
+    /// batch is full.
     fn ingest(&mut self, update: KvUpdate, parsed: Option<U>) -> bool {
         let version = update.version();
         if !version.is_unknown() {
@@ -363,7 +366,8 @@ impl<U> FoldMachine<U> {
         self.batch.len() >= self.max || self.raw.len() >= self.max
     }
 
-    /// correct (fold.md §2.3): step 2 only; never touches `high` or the window.
+    /// correct (docs/protocols/fold-machine.md, "Ingest and correct"): step 2 only; never
+    /// touches `high` or the window.
     fn correct(&mut self, update: KvUpdate, parsed: Option<U>) {
         if let Some(u) = parsed {
             self.batch.push(u);
@@ -386,7 +390,8 @@ impl<U> FoldMachine<U> {
         }
     }
 
-    /// The flush procedure (fold.md §2.4): the only place the cursor moves.
+    /// The flush procedure (docs/protocols/fold-machine.md, "The flush procedure"): the
+    /// only place the cursor moves.
     fn flush(&mut self, then: Then<U>) {
         if self.deadline.take().is_some() {
             self.commands.push_back(FoldCommand::SetTimer(None));
@@ -495,7 +500,8 @@ impl<U> FoldMachine<U> {
         self.after_store(in_flight.advanced, in_flight.parsed, in_flight.len, then);
     }
 
-    /// Carries out a continuation (fold.md §2.4 table).
+    /// Carries out a continuation (docs/protocols/fold-machine.md, "The flush procedure"
+    /// table).
     fn proceed(&mut self, then: Then<U>) {
         match then {
             Then::ToIdle => self.phase = Phase::Idle,

@@ -1,4 +1,4 @@
-//! The fold machine (fold.md §2): when to flush, what to apply, when the cursor
+//! The fold machine (docs/protocols/fold-machine.md): when to flush, what to apply, when the cursor
 //! moves, re-queueing a failed store apply, fail-stop, and the fold side of
 //! repairs. Sans-IO: events in (with `now`), `#[must_use]` commands out, the next
 //! deadline reported. The `watch_applied` executor performs the commands.
@@ -208,7 +208,7 @@ pub enum TaskEnd {
     Panicked(String),
 }
 
-/// A repair the watch task requests (repair.md).
+/// A repair the watch task requests (docs/repair.md).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RepairKind {
     /// The bucket was seen evicting current values: record the memo.
@@ -306,9 +306,9 @@ pub enum FoldCommand<U> {
     RunExport,
     /// Reply to the pending export request.
     ReplyExport(ExportReply),
-    /// Relist diff (repair.md §6); feed `RepairIo::RelistDiffed`.
+    /// Relist diff (docs/protocols/fold-machine.md, "Repair phases"); feed `RepairIo::RelistDiffed`.
     DiffRelist,
-    /// Restore diff (repair.md §7.2); feed `RepairIo::RestoreDiffed`.
+    /// Restore diff (docs/protocols/fold-machine.md, "Repair phases"); feed `RepairIo::RestoreDiffed`.
     DiffRestore,
     /// Remove listed-live keys from the delete candidates; feed `RepairIo::LiveFiltered`.
     FilterListedLive,
@@ -444,7 +444,7 @@ impl fmt::Display for Unexpected {
 
 impl std::error::Error for Unexpected {}
 
-/// Informational notices, one per event kind of fold.md §5.2.
+/// Informational notices, one per event kind of docs/watch-applied.md, "Notices".
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FoldNotice {
     /// A flush moved the cursor.

@@ -1,5 +1,5 @@
-//! Exact command sequences of the fold machine (fold.md §2.4–§2.6), one scenario
-//! per test.
+//! Exact command sequences of the fold machine (docs/protocols/fold-machine.md, "The flush
+//! procedure", "Transition table" and "Repair phases"), one scenario per test.
 
 use super::*;
 use crate::kv::{KvEntry, VersionToken};

@@ -1,6 +1,6 @@
-//! `LeaseMachine`: one `ExportLease::try_acquire` round (lease-transport.md §4):
-//! create, else read the entry and decide, else CAS over the observed revision.
-//! No retry loop, no sleep: create wins, CAS decides races.
+//! `LeaseMachine`: one `ExportLease::try_acquire` round (docs/protocols/export-lease.md,
+//! "One round"): create, else read the entry and decide, else CAS over the observed
+//! revision. No retry loop, no sleep: create wins, CAS decides races.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -199,7 +199,7 @@ impl LeaseMachine {
     }
 
     /// Feeds one completion with the clocks read when it arrived (an addition to
-    /// lease-transport.md §4).
+    /// docs/protocols/export-lease.md, "One round").
     ///
     /// An entry is sighted and judged at `clock`, not at the round's start: a round
     /// that stalled between its clock read and the read of the entry (a slow store

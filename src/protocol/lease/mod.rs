@@ -1,6 +1,7 @@
-//! Export-lease kernels and the `LeaseMachine` (lease-transport.md §3–§4): the
-//! lease record's wire form, liveness, the local-observation takeover rule, and
-//! one `try_acquire` round as a sans-IO machine. Pure: clocks come in as data.
+//! Export-lease kernels and the `LeaseMachine` (docs/protocols/export-lease.md, "The
+//! record" and "One round"): the lease record's wire form, liveness, the local-observation
+//! takeover rule, and one `try_acquire` round as a sans-IO machine. Pure: clocks come in as
+//! data.
 
 mod machine;
 
@@ -136,10 +137,10 @@ pub enum LeaseDecision {
     TakeOver,
 }
 
-/// The local-observation rule (lease-transport.md §4): an empty value (abandon
-/// tombstone) is taken at once; a live record never; an expired or undecodable one
-/// only once this process has seen the same revision for the record's duration (0
-/// when undecodable) plus `grace_ms` on its monotonic clock.
+/// The local-observation rule (docs/protocols/export-lease.md, "One round"): an empty value
+/// (abandon tombstone) is taken at once; a live record never; an expired or undecodable one
+/// only once this process has seen the same revision for the record's duration (0 when
+/// undecodable) plus `grace_ms` on its monotonic clock.
 pub fn takeover_decision(
     value: &[u8],
     clock: LeaseClock,

@@ -1,5 +1,5 @@
 //! Tables of the lease kernels and exact command sequences of the `LeaseMachine`
-//! (lease-transport.md §8, "Kernel").
+//! (docs/protocols/export-lease.md, "Tests", "Kernel").
 
 use super::*;
 use crate::kv::{KvEntry, KvError};

@@ -1,6 +1,6 @@
-//! Decoding entry points (snapshot.md §3.1, §3.4, §3.5): the [`Records`] iterator,
-//! [`scan`] (validate and classify) and [`replay`] (fold last-write-wins). Pure;
-//! borrows keys and values from the input and allocates only for live entries.
+//! Decoding entry points (docs/formats.md §10): the [`Records`] iterator, [`scan`]
+//! (validate and classify) and [`replay`] (fold last-write-wins). Pure; borrows keys and
+//! values from the input and allocates only for live entries.
 
 use std::collections::BTreeMap;
 
@@ -111,7 +111,7 @@ impl<'a> Iterator for Records<'a> {
 
 impl std::iter::FusedIterator for Records<'_> {}
 
-/// Checks the header (§2.1) and returns an iterator over the records.
+/// Checks the header (docs/formats.md §10, H1–H6) and returns an iterator over the records.
 ///
 /// A header error (`BadMagic`, `UnsupportedVersion`, a v3 header checksum
 /// mismatch, ...) is returned here; record errors come out of the iterator.
@@ -148,7 +148,8 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, LogError> {
     })
 }
 
-/// The folded state of a log (§3.4), borrowing keys and values from the input.
+/// The folded state of a log (docs/formats.md §10, replay), borrowing keys and values from
+/// the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay<'a> {
     /// The header's format; `None` for an empty file or a torn creation.
@@ -163,8 +164,8 @@ pub struct Replay<'a> {
     pub valid_len: u64,
     /// How the input ended.
     pub tail: Tail,
-    /// True iff the file needs no rewrite: v3, clean tail, no overwritten key, no
-    /// Delete record, at most one Cursor record (§3.5).
+    /// True iff the file needs no rewrite: v3, clean tail, no overwritten key, no Delete
+    /// record, at most one Cursor record (docs/formats.md §10, compactness).
     pub already_compact: bool,
 }
 

@@ -1,6 +1,6 @@
-//! Encoders (snapshot.md §3.6): each appends exactly one header or record to a
-//! caller's buffer. Limits are checked before any byte is appended; on error the
-//! buffer is unchanged. Pure.
+//! Encoders (docs/formats.md §10): each appends exactly one header or record to a caller's
+//! buffer. Limits are checked before any byte is appended; on error the buffer is
+//! unchanged. Pure.
 
 use super::header::{v2_header, v3_header};
 use super::{
@@ -123,9 +123,9 @@ pub fn encode_cursor(
 /// non-empty (a none cursor carrying the eviction memo survives). Returns the
 /// number of bytes appended; on error `out` is unchanged.
 ///
-/// This is the byte layout `compact_to_file` streams to disk, and the payload an
-/// artifact in `format` holds. For v2 it writes only the header, Put records and
-/// at most one Cursor record (§2.6).
+/// This is the byte layout `compact_to_file` streams to disk, and the payload an artifact
+/// in `format` holds. For v2 it writes only the header, Put records and at most one Cursor
+/// record (docs/formats.md §2).
 pub fn encode_compact<'e, I>(
     format: LogFormat,
     entries: I,

@@ -1,5 +1,5 @@
-//! Header dispatch (snapshot.md §2.1): which format a byte string is, a torn
-//! creation, or an error. The first rule of H1–H6 that matches decides. Pure.
+//! Header dispatch (docs/formats.md §10): which format a byte string is, a torn creation,
+//! or an error. The first rule of H1–H6 that matches decides. Pure.
 
 use super::{
     LogError, LogFormat, V2_HEADER_LEN, V2_MAGIC, V2_VERSION, V3_HEADER_LEN, V3_MAGIC, V3_VERSION,
@@ -40,7 +40,7 @@ fn is_header_prefix(bytes: &[u8], header: &[u8]) -> bool {
     bytes.len() <= header.len() && bytes.iter().zip(header).all(|(&b, &h)| b == 0 || b == h)
 }
 
-/// Applies rules H1–H6 of §2.1 to the whole input.
+/// Applies rules H1–H6 (docs/formats.md §10) to the whole input.
 pub(super) fn dispatch(bytes: &[u8]) -> Result<Header, LogError> {
     let n = bytes.len();
     let v3 = v3_header();

@@ -1,4 +1,4 @@
-//! The append-log kernel (snapshot.md §2–§3): header dispatch, record framing and
+//! The append-log kernel (docs/formats.md §10): header dispatch, record framing and
 //! checksums, the classification of any byte string as ok / torn tail / corrupted /
 //! invalid, replay (last write wins), compactness, and the encoders.
 //!
@@ -15,9 +15,9 @@
 //! | v2 | `"PGSS"` + u16 `2` (6 bytes) | CRC-32 (IEEE) over kind + payload | only for artifacts in mixed fleets and test fixtures |
 //! | v3 | `"KVFL"` + u16 `3` + u16 flags + CRC-32C (12 bytes) | CRC-32C over the record head, and over head ‖ body | always |
 //!
-//! A v3 record is `body_len u32 | kind u8 | head_crc u32 | body | body_crc u32`; its
-//! length is under a checksum of its own, so a damaged length is corruption, never
-//! a torn tail (§2.3, §3.2).
+//! A v3 record is `body_len u32 | kind u8 | head_crc u32 | body | body_crc u32`; its length
+//! is under a checksum of its own, so a damaged length is corruption, never a torn tail
+//! (docs/formats.md §1 and §10).
 
 mod decode;
 mod encode;
@@ -69,7 +69,8 @@ pub const MAX_CURSOR_LEN: usize = 20;
 pub const MAX_PUT_BODY: usize = 67_174_412;
 /// Longest v3 Delete body: `3 + MAX_KEY_LEN + MAX_VERSION_LEN`.
 pub const MAX_DELETE_BODY: usize = 65_548;
-/// A v2 CRC mismatch whose record ends within this many bytes of EOF is a torn tail (§3.3).
+/// A v2 CRC mismatch whose record ends within this many bytes of EOF is a torn tail
+/// (docs/formats.md §2).
 pub const V2_MIN_TAIL_SLACK: usize = 6;
 
 const _: () = assert!(MAX_PUT_BODY == 3 + MAX_KEY_LEN + MAX_VERSION_LEN + MAX_VALUE_LEN);
@@ -132,7 +133,8 @@ pub enum TornKind {
     Partial,
     /// Zeros only (a filesystem that zero-fills unwritten blocks after a crash).
     ZeroFill,
-    /// A file whose header was never completely written (§2.1 H2, H4): no records.
+    /// A file whose header was never completely written (docs/formats.md §10, H2 and H4):
+    /// no records.
     Creation,
 }
 

@@ -1,6 +1,6 @@
-//! Unit tests of the v3 kernel: golden vectors (§2.5), header dispatch (§2.1), the
-//! v3 rules R1–R4 (§3.2) with the exhaustive cut and bit-flip contracts, replay
-//! and compactness (§3.4, §3.5), encoder limits (§3.6).
+//! Unit tests of the v3 kernel (docs/formats.md §3 and §10): golden vectors, header
+//! dispatch (H1–H6), the v3 rules R1–R4 with the exhaustive cut and bit-flip contracts,
+//! replay and compactness, encoder limits.
 
 use super::*;
 
@@ -72,7 +72,7 @@ fn golden_v3_vectors_are_reproduced_byte_for_byte() {
     }
 }
 
-/// The golden v3 records in one file, in the order of §2.5.
+/// The golden v3 records in one file, in the order of docs/formats.md §3.
 fn golden_v3_file() -> Vec<u8> {
     [
         V3_HEADER,

@@ -1,6 +1,6 @@
-//! Unit tests of the v2 reader (§2.2, §3.3): golden vectors, every row of the
-//! classification table, the torn tail at every offset and the pinned v2
-//! limitation (a length pointing past EOF reads as a tail).
+//! Unit tests of the v2 reader (docs/formats.md §2): golden vectors, every row of the
+//! classification table, the torn tail at every offset and the pinned v2 limitation (a
+//! length pointing past EOF reads as a tail).
 
 use super::tests::hex;
 use super::*;

@@ -1,7 +1,7 @@
-//! Version 2 record decoding (snapshot.md §2.2, §3.3), read only. The lengths are
-//! read before the CRC-32 is checked and are not protected on their own, so a
-//! damaged length that points past EOF reads as a torn tail: the known v2
-//! ambiguity, which lasts until the first upgrade to v3. Pure.
+//! Version 2 record decoding (docs/formats.md §2), read only. The lengths are read before
+//! the CRC-32 is checked and are not protected on their own, so a damaged length that
+//! points past EOF reads as a torn tail: the known v2 ambiguity, which lasts until the
+//! first upgrade to v3. Pure.
 
 use super::{
     KIND_CURSOR, KIND_DELETE, KIND_PUT, MAX_CURSOR_LEN, MAX_VALUE_LEN, MAX_VERSION_LEN, Record,

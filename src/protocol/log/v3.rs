@@ -1,5 +1,5 @@
-//! Version 3 record decoding (snapshot.md §2.3, §3.2): rules R1–R4 classify the
-//! record at `p` as accepted, torn tail, corrupted or invalid. Pure.
+//! Version 3 record decoding (docs/formats.md §1 and §10): rules R1–R4 classify the record
+//! at `p` as accepted, torn tail, corrupted or invalid. Pure.
 //!
 //! A tail is declared only where the failing record was never completely written:
 //! the file ends, or turns to zeros for good, before the record's end. A failing

@@ -1,4 +1,4 @@
-//! The value checks of a parsed manifest (artifact.md §4 steps 4–7): the
+//! The value checks of a parsed manifest (docs/artifacts.md §1, reader steps 4–7): the
 //! (schema, scope) matrix, payload paths (no zip-slip), duplicate and conflicting
 //! paths, digest form, and `cursor_hex`. Pure; the first failure returns.
 
@@ -105,7 +105,7 @@ fn component_order(a: &str, b: &str) -> Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
-/// Checks one payload path (artifact.md §4 step 5): under `data/` and longer than
+/// Checks one payload path (docs/artifacts.md §1, reader step 5): under `data/` and longer than
 /// it; no backslash, no NUL; no empty, `.` or `..` component; at most 4096 bytes
 /// in all and 255 per component. A path that passes can be joined to a stage
 /// directory without escaping it (no zip-slip).

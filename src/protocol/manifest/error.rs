@@ -8,10 +8,10 @@ use crate::kv::WatchCursor;
 /// Longest excerpt of an offending key or path that a `Display` text quotes.
 const SHOWN_CHARS_MAX: usize = 96;
 
-/// Why a manifest (or a payload listing) was refused (artifact.md §4).
+/// Why a manifest (or a payload listing) was refused (docs/artifacts.md §1).
 ///
 /// Every variant maps to `SnapshotError::ArtifactInvalid(<Display>)` at the
-/// executor boundary (artifact.md §7).
+/// executor boundary (docs/artifacts.md §4).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
@@ -171,7 +171,7 @@ pub enum ManifestError {
     },
 }
 
-/// Which payload-path rule a path broke (artifact.md §4 step 5).
+/// Which payload-path rule a path broke (docs/artifacts.md §1, reader step 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PathFault {

@@ -1,4 +1,4 @@
-//! The listing check (artifact.md §6, step I5): compares the files a manifest
+//! The listing check (docs/artifacts.md §3, step I5): compares the files a manifest
 //! declares with the entries an importer found under `data/`. Pure: the executor
 //! walks the directory (without following symlinks) and hands in what it saw.
 

@@ -1,4 +1,4 @@
-//! The manifest kernel (artifact.md §4, protocol.md §3.7): `MANIFEST.json` bytes in,
+//! The manifest kernel (docs/artifacts.md §1): `MANIFEST.json` bytes in,
 //! an [`ExportManifest`] or a typed [`ManifestError`] out; the canonical encoder;
 //! payload path rules; and the listing check importers run against the files they
 //! found. Pure: no I/O, no clock, never panics. The artifact executor (export and
@@ -62,7 +62,7 @@ use crate::protocol::identity::BucketIdentity;
 /// small input never causes a large allocation and a large one is refused cheaply.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 
-/// Decodes and validates `MANIFEST.json` bytes (artifact.md §3–§4).
+/// Decodes and validates `MANIFEST.json` bytes (docs/artifacts.md §1).
 ///
 /// The returned manifest has its `files` sorted by path (the canonical order).
 ///
@@ -97,7 +97,7 @@ pub fn decode_manifest_with_bucket(
     checks::judge(wire::parse(bytes)?)
 }
 
-/// Encodes `manifest` canonically (artifact.md §3): keys in table order, `files`
+/// Encodes `manifest` canonically (docs/artifacts.md §1): keys in table order, `files`
 /// sorted by path, `scope` omitted when `None`, `cursor_hex` lower case, two-space
 /// pretty printing, no trailing newline. These are also the remote pointer bytes,
 /// so the output depends on nothing but `manifest`.

@@ -1,6 +1,6 @@
 //! Unit tables for the manifest kernel: the (schema, scope) matrix, payload path
 //! cases, strict-JSON refusals, digest and cursor forms, the canonical encoding and
-//! the listing check (artifact.md §3–§4, §6 I5).
+//! the listing check (docs/artifacts.md §1, §3 step I5).
 
 use super::*;
 use crate::kv::{VersionToken, WatchCursor};
@@ -8,8 +8,8 @@ use crate::kv::{VersionToken, WatchCursor};
 /// A valid digest (BLAKE3 of the empty input).
 const DIGEST: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
 
-/// The artifact.md §3 example, byte for byte.
-const SPEC_EXAMPLE: &str = r#"{
+/// The example manifest of docs/artifacts.md §1, byte for byte.
+const DOC_EXAMPLE: &str = r#"{
   "schema_version": 2,
   "backend": "append-log",
   "backend_version": "3",
@@ -72,9 +72,9 @@ fn sample(schema_version: u32, scope: Option<Vec<String>>) -> ExportManifest {
 
 #[test]
 fn spec_example_decodes_and_reencodes_byte_for_byte() {
-    let manifest = decode_str(SPEC_EXAMPLE).expect("the spec example is valid");
+    let manifest = decode_str(DOC_EXAMPLE).expect("the documented example is valid");
     assert_eq!(manifest, sample(2, Some(vec!["config.".into()])));
-    assert_eq!(encode_manifest(&manifest), SPEC_EXAMPLE.as_bytes());
+    assert_eq!(encode_manifest(&manifest), DOC_EXAMPLE.as_bytes());
 }
 
 #[test]
@@ -659,9 +659,9 @@ fn listing_check_table() {
 
 // --- the optional `bucket` key (an addition; docs/artifacts.md "Bucket identity") ---
 
-/// The spec example with a `bucket` member spliced in before the closing brace.
+/// The documented example with a `bucket` member spliced in before the closing brace.
 fn with_bucket(bucket_json: &str) -> String {
-    let body = SPEC_EXAMPLE
+    let body = DOC_EXAMPLE
         .strip_suffix('}')
         .expect("the example ends with a brace");
     format!("{},\n  \"bucket\": {bucket_json}\n}}", body.trim_end())
@@ -687,14 +687,14 @@ fn a_bucket_round_trips_and_is_written_last() {
     assert_eq!(decode_manifest(&bytes), Ok(manifest.clone()));
     assert_eq!(
         encode_manifest_with_bucket(&manifest, None),
-        SPEC_EXAMPLE.as_bytes()
+        DOC_EXAMPLE.as_bytes()
     );
 }
 
 #[test]
 fn a_manifest_without_a_bucket_still_decodes_with_none() {
     assert_eq!(
-        decode_manifest_with_bucket(SPEC_EXAMPLE.as_bytes()),
+        decode_manifest_with_bucket(DOC_EXAMPLE.as_bytes()),
         Ok((sample(2, Some(vec!["config.".into()])), None))
     );
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Strict, map-only JSON reading of `MANIFEST.json` (artifact.md §4 steps 2–3).
+//! Strict, map-only JSON reading of `MANIFEST.json` (docs/artifacts.md §1, reader steps 2–3).
 //!
 //! serde's derived struct deserializers also accept the *array* form of a struct
 //! (`["x", 1, …]`), and `deny_unknown_fields` does not prevent that. So the wire
@@ -102,7 +102,7 @@ impl ParseState {
     }
 }
 
-/// The keys of the top-level object, in the order of artifact.md §3's table.
+/// The keys of the top-level object, in the order of the field table of docs/artifacts.md §1.
 const MANIFEST_FIELDS: [&str; 8] = [
     "schema_version",
     "backend",

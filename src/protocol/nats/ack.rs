@@ -1,6 +1,6 @@
 //! JetStream ACK reply subjects: the stream sequence and write time of a delivery,
-//! read from the right token or not at all (protocol.md §2.5, nats-backend.md §7.3),
-//! and every field a push consumer's delivery carries. One tokenizer
+//! read from the right token or not at all (docs/nats-backend.md, "Kernels"), and
+//! every field a push consumer's delivery carries. One tokenizer
 //! ([`delivery_tokens`]) serves both readers. Never allocates, never panics, never
 //! guesses a layout.
 

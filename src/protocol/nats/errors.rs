@@ -1,7 +1,7 @@
-//! JetStream error classification (protocol.md §2.5, nats-backend.md §9): API error
-//! facts → one class, and a raw `STREAM.CREATE` reply → one outcome. The executor
-//! maps classes to `KvError` per operation family; nothing here decides a retry
-//! count or performs one.
+//! JetStream error classification (docs/nats-backend.md, "Kernels" and "Error mapping"):
+//! API error facts → one class, and a raw `STREAM.CREATE` reply → one outcome. The executor
+//! maps classes to `KvError` per operation family; nothing here decides a retry count or
+//! performs one.
 
 use serde_json::Value;
 
@@ -19,8 +19,8 @@ pub struct ErrorFacts {
     pub description: String,
 }
 
-/// What a JetStream error means for the executor (nats-backend.md §9 maps each
-/// class to a `KvError` per operation family).
+/// What a JetStream error means for the executor (docs/nats-backend.md, "Error mapping"
+/// maps each class to a `KvError` per operation family).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
     /// A compare-and-set lost: 10071, or 10164 on replicated streams.
@@ -58,7 +58,8 @@ pub const TRANSIENT_ERR_CODES: [i64; 4] = [10008, 10009, 10163, 10167];
 /// Description text that marks a stream-limit refusal (compared ASCII case-insensitively).
 const STREAM_LIMIT_TEXT: &str = "maximum number of streams";
 
-/// Classifies a JetStream error; the first matching row of protocol.md §2.5 wins.
+/// Classifies a JetStream error; the first matching row of docs/nats-backend.md, "Kernels"
+/// wins.
 ///
 /// | facts | class |
 /// |---|---|
@@ -107,7 +108,7 @@ pub fn classify_error(facts: &ErrorFacts) -> ErrorClass {
 /// What a raw `$JS.API.STREAM.CREATE` reply says happened.
 ///
 /// Every outcome except `Failed` must be followed by a re-verifying bucket lookup
-/// (nats-backend.md §4.1 step 5); `Unreadable` and `StreamLimit` are safe to
+/// (docs/nats-backend.md, "Buckets" step 5); `Unreadable` and `StreamLimit` are safe to
 /// continue from only because of it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CreateOutcome {

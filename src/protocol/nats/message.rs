@@ -1,6 +1,7 @@
-//! Raw KV messages → kvfold values (nats-backend.md §2, §5.1, §7.2 step 5):
-//! what kind of record a message is, and the `KvUpdate` a watch delivery becomes.
-//! Header values are borrowed; nothing here reads a socket or panics on input.
+//! Raw KV messages → kvfold values (docs/nats-backend.md, "Kernels", "Subjects and filters"
+//! and "Reads and the listing consumer" step 5): what kind of record a message is, and the
+//! `KvUpdate` a watch delivery becomes. Header values are borrowed; nothing here reads a
+//! socket or panics on input.
 
 use super::ack::parse_ack_subject;
 use super::parse_ascii_u64;

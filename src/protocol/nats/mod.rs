@@ -1,8 +1,7 @@
-//! NATS wire kernels (protocol.md §2.5, nats-backend.md §2): ACK reply subjects,
-//! JetStream error classification, KV message decoding, TTL header text, Go
-//! duration text, retry backoff and policy, permissions-violation texts and the
-//! cursor-expired text heuristic.
-//! Pure string and number rules: no I/O, no clock, never a panic on any input.
+//! NATS wire kernels (docs/nats-backend.md, "Kernels"): ACK reply subjects, JetStream error
+//! classification, KV message decoding, TTL header text, Go duration text, retry backoff
+//! and policy, permissions-violation texts and the cursor-expired text heuristic. Pure
+//! string and number rules: no I/O, no clock, never a panic on any input.
 
 mod ack;
 mod create;
@@ -275,12 +274,12 @@ mod tests {
         for text in expired {
             assert!(is_cursor_expired_text(text), "{text}");
         }
-        // Known gap of the spec's needle list (reported): the server's own 10043
-        // text is "sequence {seq} not found", with the number in between, so
-        // "sequence not found" does not match it. 10043 is the message-get error
-        // (we know of no consumer-create path that returns it), and `plan_resume`
-        // is the first line of defence, so this pins the spec's rule as written
-        // instead of widening it unasked. Flip these if the needles are extended.
+        // Known gap of the needle list (docs/decisions.md 17): the server's own 10043 text
+        // is "sequence {seq} not found", with the number in between, so "sequence not
+        // found" does not match it. 10043 is the message-get error (we know of no
+        // consumer-create path that returns it), and `plan_resume` is the first line of
+        // defence, so this pins the rule as written instead of widening it unasked. Flip
+        // these if the needles are extended.
         for text in [
             "sequence 42 not found",
             "JetStream error: sequence 7 not found (code 400, error code 10043)",

@@ -1,6 +1,6 @@
-//! Repair kernels (protocol.md §2.2, repair.md §2–§3, §7.3): the eviction memo
-//! rule, retention polling, arming, artifact scope and restore checks, disjoint
-//! prefixes and the sorted-listing merge. Pure. The `RepairMachine` (repair.md §5)
+//! Repair kernels (docs/repair.md, "Kernels already in place"): the eviction memo rule,
+//! retention polling, arming, artifact scope and restore checks, disjoint prefixes and the
+//! sorted-listing merge. Pure. The `RepairMachine` (docs/repair.md, "The fold side")
 //! arrives with the repair executors.
 
 use std::fmt;
@@ -38,7 +38,7 @@ impl fmt::Display for ArmRefusal {
     }
 }
 
-/// Whether a repair channel into the fold is created (repair.md §3.2):
+/// Whether a repair channel into the fold is created (docs/repair.md, "Arming a repair"):
 /// `None` → `Ok(false)`; with a store → `Ok(true)`; `Restore`/`Auto` without one →
 /// `Err(NeedsStore)`; `Relist` without one → `Ok(false)`.
 pub fn arm_repair(mode: RepairMode, has_store: bool) -> Result<bool, ArmRefusal> {

@@ -1,7 +1,7 @@
 //! The tracker's judgement of the machine's output: each command in queue order
-//! (fold.md §2.7 invariants 1–14 and 16), the notices, and the machine's getters
-//! after every step. Facts only: what the machine should do next is never
-//! computed here, only whether what it did is allowed.
+//! (docs/protocols/fold-machine.md, "Invariants" invariants 1–14 and 16), the notices, and
+//! the machine's getters after every step. Facts only: what the machine should do next is
+//! never computed here, only whether what it did is allowed.
 
 use super::{Check, Effect, Ending, Fed, InFlight, RepairCommand, Tracker, ensure, fail};
 use crate::fuzz_bodies::fold_script::Item;
