@@ -97,6 +97,11 @@
 //! - `conformance`: the reusable backend checks in `kvfold::conformance`.
 //! - `model-check`: the Stateright models (`cargo test --features model-check`).
 //! - `failpoints`: test-only fault injection in snapshot and artifact staging.
+//! - `testkit`: test-only code for kvfold's own tests, fuzz targets and models
+//!   (the fuzz bodies and invariant checkers, the memory backend's log core and
+//!   registry, the connection-state cell, lease clock injection); implies
+//!   `failpoints`. Not part of the public API and not covered by semver; a plain
+//!   `cargo build` compiles none of it.
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
@@ -104,10 +109,14 @@
 mod artifact;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "testkit")]
 #[doc(hidden)]
 pub mod connstate;
+#[cfg(all(feature = "nats", not(feature = "testkit")))]
+mod connstate;
 mod fold;
 pub(crate) mod fsio;
+#[cfg(feature = "testkit")]
 #[doc(hidden)]
 pub mod fuzz_bodies;
 mod kv;
@@ -129,6 +138,7 @@ pub use kv::{
     BucketStatus, KvEntry, KvError, KvFencedWriter, KvPurge, KvReader, KvTtl, KvUpdate, KvWatcher,
     KvWriter, LeaseFence, Retention, VersionToken, WatchCursor,
 };
+#[cfg(feature = "testkit")]
 #[doc(hidden)]
 pub use lease::LeaseClockSource;
 pub use lease::{DEFAULT_TAKEOVER_GRACE, ExportLease, LeaseGuard};

@@ -48,8 +48,6 @@ const PEERS: &[(&str, &str)] = &[
     ("snapshot", "artifact"),
     // The fold loop arms a repair mode; the repair sources hand back a fold.
     ("fold", "repair"),
-    // The conformance suite drives fuzz-body invariant checkers and vice versa.
-    ("conformance", "fuzz_bodies"),
 ];
 
 /// Modules `src/protocol` may use.

@@ -8,6 +8,7 @@ mod version;
 
 pub use config::{DiscardPolicy, StorageType, StoreConfig, StoreOptions};
 pub use traits::{KvFencedWriter, KvPurge, KvReader, KvTtl, KvWatcher, KvWriter};
+#[cfg(feature = "nats")]
 pub(crate) use types::PERMISSION_DENIED_PREFIX;
 pub use types::{BucketStatus, KvEntry, KvError, KvUpdate, LeaseFence, Retention};
 pub use version::{VersionToken, WatchCursor};

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kv::{BucketStatus, KvEntry, KvError, KvUpdate, Retention, VersionToken};
+#[cfg(any(test, feature = "testkit"))]
+use crate::kv::{StoreConfig, StoreOptions};
 use crate::protocol::nats::{TtlError, go_duration_string, ttl_header_value, ttl_ms_rounded_up};
 use crate::protocol::resume::{LogLimits, StreamFacts};
 use crate::protocol::subject::{
     MAX_VALUE_BYTES, check_key, key_in_scope, shown, value_len_is_valid,
 };
-use crate::stores::{DiscardPolicy, EffectiveConfig, StorageType, StoreConfig, StoreOptions};
+use crate::stores::{DiscardPolicy, EffectiveConfig, StorageType};
 
 /// What kind of message an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -258,6 +260,7 @@ pub struct BucketLog {
 impl BucketLog {
     /// A fresh, empty bucket created at `created_ms`. `config` is assumed validated
     /// (`stores::validate_config`); defaults are applied here.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn new(name: &str, config: &StoreConfig, options: &StoreOptions, created_ms: u64) -> Self {
         let mut effective = EffectiveConfig::of(config, options);
         effective.name = name.to_string();
@@ -290,6 +293,7 @@ impl BucketLog {
         &self.config
     }
 
+    #[cfg(any(test, feature = "testkit"))]
     /// The creation stamp (Unix ms).
     pub fn created_ms(&self) -> u64 {
         self.created_ms
@@ -319,6 +323,7 @@ impl BucketLog {
         self.entries.len() as u64
     }
 
+    #[cfg(any(test, feature = "testkit"))]
     /// Bytes accounted for the retained messages.
     pub fn bytes(&self) -> u64 {
         self.bytes

@@ -1,13 +1,20 @@
 //! The embedded default backend: an in-process server with the semantics of a NATS
 //! JetStream KV bucket as far as kvfold's traits can observe them (docs/memory-backend.md).
-//! Executor code: it feeds the pure log core ([`log`]) and the `protocol` kernels and never
+//! Executor code: it feeds the pure log core (`log`) and the `protocol` kernels and never
 //! takes a resume decision itself.
 
 pub(crate) mod clock;
 mod faults;
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
 pub mod log;
+#[cfg(not(feature = "testkit"))]
+mod log;
+#[cfg(feature = "testkit")]
 #[doc(hidden)]
 pub mod registry;
+#[cfg(not(feature = "testkit"))]
+mod registry;
 mod server;
 mod store;
 mod watch;

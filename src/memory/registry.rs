@@ -132,6 +132,10 @@ pub struct Registration {
     /// The new slot.
     pub slot: SlotId,
     /// `R`: the last revision at registration.
+    #[cfg_attr(
+        not(any(test, feature = "testkit")),
+        allow(dead_code, reason = "read by the loom tests and verifiers")
+    )]
     pub last_revision: u64,
     /// The latest retained entry of each in-scope key at `R`, ascending revision.
     pub snapshot: Vec<Arc<Entry>>,
@@ -449,11 +453,13 @@ impl BucketCell {
         lock(&self.state).log.effective_config().clone()
     }
 
+    #[cfg(any(test, feature = "testkit"))]
     /// A copy of the log (tests and verifiers).
     pub fn log_snapshot(&self) -> BucketLog {
         lock(&self.state).log.clone()
     }
 
+    #[cfg(any(test, feature = "testkit"))]
     /// Number of registered slots (tests).
     pub fn slot_count(&self) -> usize {
         lock(&self.state).slots.len()
