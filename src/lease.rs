@@ -226,7 +226,7 @@ impl ExportLease {
                 key: self.key.clone(),
                 record,
                 version,
-                acquired: clock.now,
+                acquired: machine.acquired(),
                 clock: Arc::clone(&self.clock),
                 sighting: Arc::clone(&self.sighting),
                 resolved: false,

@@ -77,8 +77,6 @@ pub struct Round {
     pub pending: LeaseCommand,
     /// Real time of the round's clock read.
     pub started_s: u64,
-    /// The round's monotonic reading (a won round's guard keeps it).
-    pub acquired: Millis,
     /// Whether the round has stalled (a round stalls at most once: the bound is
     /// on a round's whole delay).
     pub stalled: bool,
@@ -91,7 +89,8 @@ pub struct Guard {
     pub version: VersionToken,
     /// The record written.
     pub record: LeaseRecord,
-    /// The round's monotonic reading (the guard's `acquired`).
+    /// The round's monotonic reading (the guard's `acquired`, from
+    /// `LeaseMachine::acquired`).
     pub acquired: Millis,
     /// The round in real time.
     pub grant: Grant,
@@ -200,7 +199,6 @@ impl LeaseModel {
             machine,
             pending,
             started_s: now_s,
-            acquired: clock.now,
             stalled: false,
         });
         self.perform(state, index);
@@ -304,7 +302,7 @@ impl LeaseModel {
                 state.nodes[index].guard = Some(Guard {
                     version,
                     record,
-                    acquired: round.acquired,
+                    acquired: round.machine.acquired(),
                     grant,
                     won_s: now_s,
                 });

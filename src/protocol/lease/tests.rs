@@ -208,7 +208,11 @@ fn create_wins_and_records_the_sighting() {
             value: record.to_json()
         }]
     );
-    m.handle(LeaseEvent::Created { result: Ok(v(1)) }).unwrap();
+    m.handle_at(
+        LeaseEvent::Created { result: Ok(v(1)) },
+        clock(1_003, 3_000),
+    )
+    .unwrap();
     assert_eq!(
         drain(&mut m),
         vec![LeaseCommand::Finish(LeaseOutcome::Won {
@@ -216,7 +220,10 @@ fn create_wins_and_records_the_sighting() {
             record
         })]
     );
+    // The won revision and a later completion are dated at the round's start clock,
+    // not at the answer's.
     assert_eq!(m.sighting(), Some(&seen(1, 5)));
+    assert_eq!(m.acquired(), Millis(5));
     assert!(m.is_done());
     let before = m.clone();
     assert!(m.handle(LeaseEvent::Created { result: Ok(v(2)) }).is_err());
@@ -485,11 +492,12 @@ fn completion_outcome_table() {
 fn a_completed_round_is_taken_over_by_its_holder_at_acquired_plus_duration_plus_grace() {
     let (record, version, won) = won_by_create(clock(1_000, 5_000), 1);
     assert_eq!(won.sighting(), Some(&seen(1, 5_000)));
+    assert_eq!(won.acquired(), Millis(5_000));
     let write = completion_write(&record, &version, &WatchCursor::from_u64(42), 1_030);
     assert_eq!(write.expected, v(1));
     // The completion lands at revision 2 (whenever its answer arrives, the sighting is
     // dated at the acquisition).
-    let CompletionOutcome::Recorded { sighting } = completion_outcome(Ok(v(2)), Millis(5_000))
+    let CompletionOutcome::Recorded { sighting } = completion_outcome(Ok(v(2)), won.acquired())
     else {
         panic!("a landed completion is recorded");
     };
@@ -537,7 +545,7 @@ fn an_overran_completion_leaves_the_next_round_to_sight_the_new_revision() {
     let write = completion_write(&record, &version, &WatchCursor::from_u64(42), 1_090);
     assert_eq!(write.expected, v(1));
     assert_eq!(
-        completion_outcome(Err(KvError::RevisionMismatch), Millis(5_000)),
+        completion_outcome(Err(KvError::RevisionMismatch), won.acquired()),
         CompletionOutcome::Overran
     );
     // Another replica took the round over at revision 3 (its record runs to 1 150).
