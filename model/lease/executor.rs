@@ -3,8 +3,9 @@
 //! reads a replica's clocks, builds one machine per round with the replica's stored
 //! sighting, performs each command against the register (one command per model step), feeds
 //! the result back, stores the sighting after `Finish`, and performs a holder's `complete`
-//! (the production completion kernel's write and outcome) and `abandon`. It records what the properties judge and hosts the mutation wrappers
-//! (inputs and store calls altered model-side, never the machine).
+//! (the production completion kernel's write and outcome) and `abandon`. It records what
+//! the properties judge and hosts the mutation wrappers (inputs and store calls altered
+//! model-side, never the kernels).
 
 use kvfold::protocol::lease::{
     CompletionOutcome, LeaseClock, LeaseCommand, LeaseDecision, LeaseEvent, LeaseMachine,
