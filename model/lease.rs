@@ -2,9 +2,10 @@
 //! docs/protocols/export-lease.md, "Tests"): replicas that each drive the production
 //! [`LeaseMachine`] once per round, the way `ExportLease::try_acquire` drives it, against
 //! one CAS register (the lease key), with per-node wall clocks offset from real time,
-//! monotonic clocks at fixed rates, pauses, crashes, completions and abandons. The takeover
-//! rule is never re-implemented here; mutations are model-side wrappers around the
-//! machine's inputs or the executor's store calls (docs/verification.md, "Mutations").
+//! monotonic clocks at fixed rates, pauses, crashes, completions and abandons. Neither the
+//! takeover rule nor the completion rule (`completion_write`, `completion_outcome`) is
+//! re-implemented here; mutations are model-side wrappers around the kernels' inputs or
+//! the executor's store calls (docs/verification.md, "Mutations").
 //!
 //! Shared by the `model` test target (`mod lease;`).
 
@@ -209,6 +210,11 @@ pub enum Mutation {
     /// the revision was written and takes over early; the model found this and the
     /// production executor now feeds every answer with the clocks read when it arrived.
     JudgeAtRoundStart,
+    /// "Retry an overran completion": the completion kernel's `Overran` row broken. A
+    /// `complete` whose CAS finds the key moved re-reads it and writes the completed
+    /// record over the latest revision (as for an ordinary CAS conflict) instead of
+    /// giving the round up, then stores the landed completion's sighting.
+    RetryOverranCompletion,
 }
 
 impl Mutation {
@@ -220,6 +226,7 @@ impl Mutation {
             Mutation::TakeOverWithoutCas => "take-over-without-cas",
             Mutation::JunkLiveForever => "junk-live-forever",
             Mutation::JudgeAtRoundStart => "judge-at-round-start",
+            Mutation::RetryOverranCompletion => "retry-overran-completion",
         }
     }
 }

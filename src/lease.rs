@@ -1,7 +1,8 @@
 //! `ExportLease`: "at most one export per round" across the replicas of a fold, by CAS on
 //! one key (docs/protocols/export-lease.md). The executor of
-//! `protocol::lease::LeaseMachine`: it reads, writes and reports; the takeover decision is
-//! the kernel's.
+//! `protocol::lease::LeaseMachine` and of the completion kernel
+//! (`protocol::lease::completion_outcome`): it reads, writes and reports; the takeover
+//! decision and what a completion's answer means are the kernels'.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,8 +11,8 @@ use crate::kv::{
     KvError, KvFencedWriter, KvReader, KvWriter, LeaseFence, VersionToken, WatchCursor,
 };
 use crate::protocol::lease::{
-    LeaseClock, LeaseCommand, LeaseEvent, LeaseMachine, LeaseOutcome, LeaseRecord, LeaseSighting,
-    completed_record, decode_lease_record,
+    CompletionOutcome, LeaseClock, LeaseCommand, LeaseEvent, LeaseMachine, LeaseOutcome,
+    LeaseRecord, LeaseSighting, completion_outcome, completion_write, decode_lease_record,
 };
 use crate::protocol::time::Millis;
 use crate::stores::KvStore;
@@ -225,7 +226,7 @@ impl ExportLease {
                 key: self.key.clone(),
                 record,
                 version,
-                acquired: clock.now,
+                acquired: machine.acquired(),
                 clock: Arc::clone(&self.clock),
                 sighting: Arc::clone(&self.sighting),
                 resolved: false,
@@ -318,27 +319,25 @@ impl LeaseGuard {
     }
 
     /// Records the exported cursor (lowercase hex of its version) and keeps the lease
-    /// until it expires; a lease lost meanwhile is tolerated.
+    /// until it expires; a lease lost meanwhile is tolerated. The write and the meaning
+    /// of its answer are `protocol::lease::completion_write` and `completion_outcome`.
     pub async fn complete(mut self, cursor: &WatchCursor) -> Result<(), KvError> {
         self.resolved = true;
-        let record = completed_record(&self.record, cursor, self.clock.now_unix());
-        match self
+        let write = completion_write(&self.record, &self.version, cursor, self.clock.now_unix());
+        let result = self
             .writer
-            .update(&self.key, &record.to_json(), &self.version)
-            .await
-        {
-            Ok(version) => {
-                *lock(&self.sighting) = Some(LeaseSighting {
-                    revision: version,
-                    first_seen: self.acquired,
-                });
+            .update(&self.key, &write.value, &write.expected)
+            .await;
+        match completion_outcome(result, self.acquired) {
+            CompletionOutcome::Recorded { sighting } => {
+                *lock(&self.sighting) = Some(sighting);
                 Ok(())
             }
-            Err(KvError::RevisionMismatch) => {
+            CompletionOutcome::Overran => {
                 tracing::warn!(key = %self.key, "round overran its lease; completion record skipped");
                 Ok(())
             }
-            Err(error) => Err(error),
+            CompletionOutcome::Failed(error) => Err(error),
         }
     }
 }

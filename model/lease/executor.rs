@@ -3,12 +3,14 @@
 //! reads a replica's clocks, builds one machine per round with the replica's stored
 //! sighting, performs each command against the register (one command per model step), feeds
 //! the result back, stores the sighting after `Finish`, and performs a holder's `complete`
-//! and `abandon`. It records what the properties judge and hosts the mutation wrappers
-//! (inputs and store calls altered model-side, never the machine).
+//! (the production completion kernel's write and outcome) and `abandon`. It records what
+//! the properties judge and hosts the mutation wrappers (inputs and store calls altered
+//! model-side, never the kernels).
 
 use kvfold::protocol::lease::{
-    LeaseClock, LeaseCommand, LeaseDecision, LeaseEvent, LeaseMachine, LeaseOutcome, LeaseRecord,
-    LeaseSighting, completed_record, decode_lease_record, lease_record,
+    CompletionOutcome, LeaseClock, LeaseCommand, LeaseDecision, LeaseEvent, LeaseMachine,
+    LeaseOutcome, LeaseRecord, LeaseSighting, completion_outcome, completion_write,
+    decode_lease_record, lease_record,
 };
 use kvfold::protocol::time::Millis;
 use kvfold::{KvEntry, KvError, VersionToken, WatchCursor};
@@ -76,8 +78,6 @@ pub struct Round {
     pub pending: LeaseCommand,
     /// Real time of the round's clock read.
     pub started_s: u64,
-    /// The round's monotonic reading (a won round's guard keeps it).
-    pub acquired: Millis,
     /// Whether the round has stalled (a round stalls at most once: the bound is
     /// on a round's whole delay).
     pub stalled: bool,
@@ -90,7 +90,8 @@ pub struct Guard {
     pub version: VersionToken,
     /// The record written.
     pub record: LeaseRecord,
-    /// The round's monotonic reading (the guard's `acquired`).
+    /// The round's monotonic reading (the guard's `acquired`, from
+    /// `LeaseMachine::acquired`).
     pub acquired: Millis,
     /// The round in real time.
     pub grant: Grant,
@@ -199,7 +200,6 @@ impl LeaseModel {
             machine,
             pending,
             started_s: now_s,
-            acquired: clock.now,
             stalled: false,
         });
         self.perform(state, index);
@@ -303,7 +303,7 @@ impl LeaseModel {
                 state.nodes[index].guard = Some(Guard {
                     version,
                     record,
-                    acquired: round.acquired,
+                    acquired: round.machine.acquired(),
                     grant,
                     won_s: now_s,
                 });
@@ -376,8 +376,11 @@ impl LeaseModel {
         }
     }
 
-    /// `LeaseGuard::complete`: CAS the completed record over the guard's version;
-    /// on success store the sighting `{completion revision, acquired}`.
+    /// `LeaseGuard::complete`: performs the kernel's `completion_write` against the
+    /// register and acts on `completion_outcome` (a landed completion's sighting is
+    /// stored, an overrun is only logged). The "retry an overran completion" mutant
+    /// answers a `RevisionMismatch` by re-reading the key and writing the completed
+    /// record over its latest revision.
     pub(super) fn complete(&self, state: &mut LeaseState, index: usize) {
         let now_s = state.now_s;
         let Some(guard) = state.nodes[index].guard.take() else {
@@ -385,21 +388,25 @@ impl LeaseModel {
         };
         let wall_unix = state.nodes[index].clock(now_s).now_unix;
         let cursor = WatchCursor::from_u64(EXPORTED_REVISION);
-        let record = completed_record(&guard.record, &cursor, wall_unix);
+        let write = completion_write(&guard.record, &guard.version, &cursor, wall_unix);
         let origin = Origin::Completed(guard.grant);
-        match state
+        let mut result = state
             .register
-            .update(record.to_json(), &guard.version, origin)
+            .update(write.value.clone(), &write.expected, origin);
+        if self.mutation == Mutation::RetryOverranCompletion
+            && matches!(result, Err(KvError::RevisionMismatch))
         {
-            Ok((version, _)) => {
+            let latest = VersionToken::from_u64(state.register.revision);
+            result = state.register.update(write.value, &latest, origin);
+        }
+        match completion_outcome(result.map(|(version, _)| version), guard.acquired) {
+            CompletionOutcome::Recorded { sighting } => {
                 state.seen.insert(Seen::COMPLETED);
-                state.nodes[index].sighting = Some(LeaseSighting {
-                    revision: version,
-                    first_seen: guard.acquired,
-                });
+                state.nodes[index].sighting = Some(sighting);
             }
-            Err(KvError::RevisionMismatch) => state.seen.insert(Seen::COMPLETION_SKIPPED),
-            Err(_) => state.seen.insert(Seen::CONTRACT_BROKEN),
+            CompletionOutcome::Overran => state.seen.insert(Seen::COMPLETION_SKIPPED),
+            // The register answers an update only with a revision or a mismatch.
+            CompletionOutcome::Failed(_) => state.seen.insert(Seen::CONTRACT_BROKEN),
         }
     }
 

@@ -171,6 +171,18 @@ fn mutant_treating_junk_as_live_forever_is_caught() {
     assert!(counterexample(model, EVENTUALLY_HELD).is_some());
 }
 
+/// The completion kernel's `Overran` row: a completion that finds the key moved gives the
+/// round up. Retrying it over the latest revision overwrites the next holder's live record
+/// with an expired one, which its writer then takes over at once.
+#[test]
+fn mutant_retrying_an_overran_completion_is_caught() {
+    let model =
+        LeaseModel::new(Start::Empty, Bounds::DEFAULT).mutated(Mutation::RetryOverranCompletion);
+    let actions = counterexample(model, ONE_LIVE_HOLDER).expect("two live holders");
+    assert!(actions.contains("Pause"), "{actions}");
+    assert!(actions.contains("Complete"), "{actions}");
+}
+
 // ---------------------------------------------------------------------------
 // Deep bounds
 // ---------------------------------------------------------------------------

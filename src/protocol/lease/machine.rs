@@ -9,6 +9,7 @@ use super::{
     LeaseClock, LeaseDecision, LeaseRecord, LeaseSighting, lease_record, sight, takeover_decision,
 };
 use crate::kv::{KvEntry, KvError, VersionToken};
+use crate::protocol::time::Millis;
 
 /// A completion of the last command.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -172,6 +173,13 @@ impl LeaseMachine {
     /// The sighting to keep for the next round.
     pub fn sighting(&self) -> Option<&LeaseSighting> {
         self.sighting.as_ref()
+    }
+
+    /// The monotonic reading the round started at: the first sighting of a revision
+    /// this round wins, and the `acquired` a completion of that round is judged with
+    /// ([`completion_outcome`](super::completion_outcome)).
+    pub fn acquired(&self) -> Millis {
+        self.clock.now
     }
 
     /// The takeover decision of this round, when one was made (for logs).

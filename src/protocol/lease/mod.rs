@@ -1,12 +1,14 @@
 //! Export-lease kernels and the `LeaseMachine` (docs/protocols/export-lease.md, "The
 //! record" and "One round"): the lease record's wire form, liveness, the local-observation
-//! takeover rule, and one `try_acquire` round as a sans-IO machine. Pure: clocks come in as
-//! data.
+//! takeover rule, one `try_acquire` round as a sans-IO machine, and what a `complete` writes
+//! and what its answer means. Pure: clocks come in as data.
 
+mod completion;
 mod machine;
 
 use std::fmt;
 
+pub use completion::{CompletionOutcome, CompletionWrite, completion_outcome, completion_write};
 pub use machine::{LeaseCommand, LeaseEvent, LeaseMachine, LeaseOutcome, Unexpected};
 
 use crate::kv::{VersionToken, WatchCursor};

@@ -208,7 +208,11 @@ fn create_wins_and_records_the_sighting() {
             value: record.to_json()
         }]
     );
-    m.handle(LeaseEvent::Created { result: Ok(v(1)) }).unwrap();
+    m.handle_at(
+        LeaseEvent::Created { result: Ok(v(1)) },
+        clock(1_003, 3_000),
+    )
+    .unwrap();
     assert_eq!(
         drain(&mut m),
         vec![LeaseCommand::Finish(LeaseOutcome::Won {
@@ -216,7 +220,10 @@ fn create_wins_and_records_the_sighting() {
             record
         })]
     );
+    // The won revision and a later completion are dated at the round's start clock,
+    // not at the answer's.
     assert_eq!(m.sighting(), Some(&seen(1, 5)));
+    assert_eq!(m.acquired(), Millis(5));
     assert!(m.is_done());
     let before = m.clone();
     assert!(m.handle(LeaseEvent::Created { result: Ok(v(2)) }).is_err());
@@ -403,4 +410,166 @@ fn out_of_order_events_are_rejected_unchanged() {
     );
     assert!(m.handle(LeaseEvent::Updated { result: Ok(v(1)) }).is_err());
     assert_eq!(m, before);
+}
+
+// ---------------------------------------------------------------------------
+// Completing a round (`completion_write`, `completion_outcome`)
+// ---------------------------------------------------------------------------
+
+/// Wins a round by `create` at `clock` and returns the won record and revision.
+fn won_by_create(clock_at: LeaseClock, rev: u64) -> (LeaseRecord, VersionToken, LeaseMachine) {
+    let mut m = LeaseMachine::new("me", 60, clock_at, None, 2_000);
+    drain(&mut m);
+    m.handle(LeaseEvent::Created { result: Ok(v(rev)) })
+        .unwrap();
+    let [LeaseCommand::Finish(LeaseOutcome::Won { version, record })] = &drain(&mut m)[..] else {
+        panic!("create wins");
+    };
+    (record.clone(), version.clone(), m)
+}
+
+#[test]
+fn completion_write_is_the_completed_record_cas_over_the_held_revision() {
+    let record = lease_record("me", 1_000, 60);
+    let write = completion_write(&record, &v(7), &WatchCursor::from_u64(42), 1_030);
+    assert_eq!(
+        write,
+        CompletionWrite {
+            value: br#"{"holder_id":"me","acquired_at_unix":1000,"expires_at_unix":1060,"completed_cursor_hex":"000000000000002a","completed_at_unix":1030}"#.to_vec(),
+            expected: v(7),
+        }
+    );
+    // The memo is not recorded, the expiry is kept even when the wall clock is past it.
+    let late = completion_write(
+        &record,
+        &v(7),
+        &WatchCursor::from_u64(42).remembering(true),
+        5_000,
+    );
+    let landed = decode_lease_record(&late.value).unwrap();
+    assert_eq!(landed.expires_at_unix, 1_060);
+    assert_eq!(landed.completed_at_unix, Some(5_000));
+    assert_eq!(
+        landed.completed_cursor_hex.as_deref(),
+        Some("000000000000002a")
+    );
+}
+
+#[test]
+fn completion_outcome_table() {
+    let acquired = Millis(5_000);
+    // Landed: the completion's revision, dated at the acquisition (not at the answer).
+    assert_eq!(
+        completion_outcome(Ok(v(8)), acquired),
+        CompletionOutcome::Recorded {
+            sighting: seen(8, 5_000)
+        }
+    );
+    // The key moved: the round overran its lease; tolerated, nothing to remember.
+    assert_eq!(
+        completion_outcome(Err(KvError::RevisionMismatch), acquired),
+        CompletionOutcome::Overran
+    );
+    // Every other answer is the caller's error, `KeyNotFound` and `AlreadyExists` too
+    // (only `RevisionMismatch` means "the lease moved").
+    for error in [
+        KvError::KeyNotFound,
+        KvError::AlreadyExists,
+        KvError::Timeout,
+        KvError::OperationFailed("store closed".into()),
+    ] {
+        assert_eq!(
+            completion_outcome(Err(error.clone()), acquired),
+            CompletionOutcome::Failed(error)
+        );
+    }
+}
+
+/// The sighting a landed completion leaves lets this process take over its own expired,
+/// completed round exactly at `acquired + duration + grace` — never earlier, and no later
+/// than it could have taken over the uncompleted round.
+#[test]
+fn a_completed_round_is_taken_over_by_its_holder_at_acquired_plus_duration_plus_grace() {
+    let (record, version, won) = won_by_create(clock(1_000, 5_000), 1);
+    assert_eq!(won.sighting(), Some(&seen(1, 5_000)));
+    assert_eq!(won.acquired(), Millis(5_000));
+    let write = completion_write(&record, &version, &WatchCursor::from_u64(42), 1_030);
+    assert_eq!(write.expected, v(1));
+    // The completion lands at revision 2 (whenever its answer arrives, the sighting is
+    // dated at the acquisition).
+    let CompletionOutcome::Recorded { sighting } = completion_outcome(Ok(v(2)), won.acquired())
+    else {
+        panic!("a landed completion is recorded");
+    };
+    assert_eq!(sighting, seen(2, 5_000));
+    let round = |at: LeaseClock| {
+        let mut m = LeaseMachine::new("me", 60, at, Some(sighting.clone()), 2_000);
+        drain(&mut m);
+        m.handle(LeaseEvent::Created {
+            result: Err(KvError::AlreadyExists),
+        })
+        .unwrap();
+        assert_eq!(drain(&mut m), vec![LeaseCommand::ReadEntry]);
+        m.handle(LeaseEvent::EntryRead {
+            result: Ok(entry(&write.value, 2)),
+        })
+        .unwrap();
+        (drain(&mut m), m)
+    };
+    // Expired by wall clock, one millisecond before 5 000 + 60 000 + 2 000: settling.
+    let (commands, m) = round(clock(1_061, 66_999));
+    assert_eq!(commands, vec![LeaseCommand::Finish(LeaseOutcome::Lost)]);
+    assert_eq!(
+        m.decision(),
+        Some(&LeaseDecision::Settling {
+            takeover_at: Millis(67_000)
+        })
+    );
+    // At 67 000: the CAS over the completion's revision.
+    let (commands, _) = round(clock(1_062, 67_000));
+    assert_eq!(
+        commands,
+        vec![LeaseCommand::CasUpdate {
+            value: lease_record("me", 1_062, 60).to_json(),
+            expected: v(2)
+        }]
+    );
+}
+
+/// An overran completion leaves no sighting: the process keeps what it had, and the
+/// revision that replaced its round is judged fresh by the next round (sighted when read).
+#[test]
+fn an_overran_completion_leaves_the_next_round_to_sight_the_new_revision() {
+    let (record, version, won) = won_by_create(clock(1_000, 5_000), 1);
+    let kept = won.sighting().cloned();
+    let write = completion_write(&record, &version, &WatchCursor::from_u64(42), 1_090);
+    assert_eq!(write.expected, v(1));
+    assert_eq!(
+        completion_outcome(Err(KvError::RevisionMismatch), won.acquired()),
+        CompletionOutcome::Overran
+    );
+    // Another replica took the round over at revision 3 (its record runs to 1 150).
+    let taker = lease_record("other", 1_090, 60);
+    let mut m = LeaseMachine::new("me", 60, clock(1_095, 95_000), kept, 2_000);
+    drain(&mut m);
+    m.handle(LeaseEvent::Created {
+        result: Err(KvError::AlreadyExists),
+    })
+    .unwrap();
+    drain(&mut m);
+    m.handle(LeaseEvent::EntryRead {
+        result: Ok(entry(&taker.to_json(), 3)),
+    })
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![LeaseCommand::Finish(LeaseOutcome::Lost)]
+    );
+    assert_eq!(m.sighting(), Some(&seen(3, 95_000)));
+    assert_eq!(
+        m.decision(),
+        Some(&LeaseDecision::Live {
+            expires_at_unix: 1_150
+        })
+    );
 }
