@@ -166,6 +166,7 @@ impl ExportLease {
     }
 
     /// Replaces the clocks (tests and simulation).
+    #[cfg(feature = "testkit")]
     #[doc(hidden)]
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn LeaseClockSource>) -> Self {
