@@ -873,5 +873,5 @@ impl BucketLog {
 }
 
 #[cfg(test)]
-#[path = "log_tests.rs"]
+#[path = "log_tests/mod.rs"]
 mod tests;
