@@ -58,6 +58,7 @@ mod listing;
 mod memory_hooks;
 mod reads;
 mod resume;
+mod size_limits;
 pub mod snapshot;
 mod support;
 mod ttl;
@@ -68,11 +69,7 @@ pub use basics::{
     capabilities_consistent, config_validation, lifecycle, put_get_entry,
     rejected_writes_consume_no_revision, revisions_every_write, store_idempotent, watcher_metadata,
 };
-pub use limits::{
-    discard_new_counts_removed, discard_new_full, discard_old_evicts, first_last_edges,
-    history_holes, history_limit, key_and_value_limits, max_payload, retention_report,
-    status_report,
-};
+pub use limits::{first_last_edges, history_holes, history_limit, retention_report, status_report};
 pub use listing::{key_validation, listing_many_keys, listing_order, prefix_semantics};
 pub use reads::{
     binary_values, empty_bucket, empty_value_visibility, reads_latest_only, version_write_times,
@@ -81,6 +78,10 @@ pub use resume::{
     marker_purge_visibility, recreate_restarts_revisions, watch_ends_on_recreate,
     watch_floor_guard, watch_from_ahead, watch_from_below_floor, watch_from_recreated,
     watch_from_supersession_only, watch_interrupt_resume, watch_prefix_resume_checks,
+};
+pub use size_limits::{
+    discard_new_counts_removed, discard_new_full, discard_old_evicts, key_and_value_limits,
+    max_payload,
 };
 pub use ttl::{
     create_with_ttl_rules, limit_marker_expiry, max_age_expiry, put_with_ttl_rollup, ttl_bounds,
