@@ -1,6 +1,6 @@
 //! The watch task of a fold: it runs the watch the scope names and feeds the bounded update
 //! channel. When a resumed watch ends with `CursorExpired` it reads the bucket's status,
-//! reports both to the fold loop ([`ExpiryReport`], fed to the machine as `WatchExpired`)
+//! reports both to the fold loop (`ExpiryReport`, fed to the machine as `WatchExpired`)
 //! and performs the machine's answer: re-list with a full state-sync watch, or end with
 //! the refusal (docs/protocols/fold-machine.md, "Arming and expiry"). It takes no decision
 //! of its own: the backend's `ResumeGuard` decides when a cursor is expired, the

@@ -1,7 +1,8 @@
-//! The fold machine (docs/protocols/fold-machine.md): when to flush, what to apply, when the cursor
-//! moves, re-queueing a failed store apply, fail-stop, and the fold side of
-//! repairs. Sans-IO: events in (with `now`), `#[must_use]` commands out, the next
-//! deadline reported. The `watch_applied` executor performs the commands.
+//! The fold machine (docs/protocols/fold-machine.md): when to flush, what to apply, when
+//! the cursor moves, re-queueing a failed store apply, fail-stop, the fold side of
+//! repairs, the repair mode's arming and the answer to an expired cursor (`expiry.rs`).
+//! Sans-IO: events in (with `now`), `#[must_use]` commands out, the next deadline
+//! reported. The `watch_applied` executor performs the commands.
 
 mod expiry;
 mod machine;
