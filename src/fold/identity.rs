@@ -8,8 +8,7 @@ use tokio::task::JoinError;
 
 use crate::kv::{KvError, KvWatcher, WatchCursor};
 use crate::protocol::identity::{
-    BucketFacts, BucketIdentity, ExpiredVerdict, StartFacts, StartVerdict, judge_expired,
-    judge_start,
+    BucketFacts, BucketIdentity, StartFacts, StartVerdict, judge_start,
 };
 use crate::snapshot::SnapshotStore;
 
@@ -22,7 +21,7 @@ pub(crate) struct Refused<S> {
 }
 
 /// Performs the start check. Returns the identity the bucket reported (the
-/// watch task compares it again when its cursor expires), or the refusal with
+/// machine compares it again when the watch's cursor expires), or the refusal with
 /// the store handed back.
 ///
 /// Nothing is read when there is neither a store nor a resume cursor: a fresh
@@ -148,23 +147,5 @@ fn join_text(error: JoinError) -> String {
             .unwrap_or_else(|| "unknown panic".to_string())
     } else {
         "task was cancelled".to_string()
-    }
-}
-
-/// After a resumed watch reported its cursor expired: reads the status again and
-/// asks `judge_expired` whether to re-list (`Ok(())`) or refuse (`Err`).
-pub(crate) async fn check_expired(
-    watcher: &dyn KvWatcher,
-    cursor: &WatchCursor,
-    started_on: Option<&BucketIdentity>,
-    repair_armed: bool,
-) -> Result<(), KvError> {
-    let now = watcher.status().await?.as_ref().map(BucketFacts::of_status);
-    match judge_expired(cursor, started_on, now.as_ref(), repair_armed) {
-        ExpiredVerdict::Relist => Ok(()),
-        ExpiredVerdict::Refuse(refusal) => {
-            tracing::error!(target: "kvfold::repair", %refusal, "expired cursor does not belong to this bucket; not re-listing");
-            Err(refusal.into())
-        }
     }
 }

@@ -11,17 +11,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::watch_task::watch_task;
+use super::watch_task::{ExpiryAnswer, ExpiryReport, watch_task};
 use super::{ExportRequest, WatchEnd, WatchScope};
 use crate::artifact::{ExportManifest, stamp_scope};
 use crate::fold::BatchConfig;
 use crate::kv::{KvError, KvUpdate, KvWatcher, WatchCursor};
-use crate::protocol::RepairMode;
 use crate::protocol::fold::{
-    ExportReply, FoldCommand, FoldConfig, FoldEvent, FoldMachine, FoldNotice, StoreOutcome,
-    TaskEnd, TaskOutcome, Wants,
+    ExpiryAction, ExportReply, FoldCommand, FoldConfig, FoldEvent, FoldMachine, FoldNotice,
+    StoreOutcome, TaskEnd, TaskOutcome, Wants, arm_expiry,
 };
-use crate::protocol::repair::arm_repair;
 use crate::protocol::time::Millis;
 use crate::repair::ExpiryRepair;
 use crate::snapshot::{SnapshotError, SnapshotStore};
@@ -103,6 +101,25 @@ fn emit(notice: FoldNotice, export_slot: &ExportSlot) {
         FoldNotice::RepairRefused(reason) => {
             tracing::error!(target: "kvfold::fold", %reason, "repair refused");
         }
+        // The watch task's log lines before the expiry moved into the machine (same target).
+        FoldNotice::CursorExpired { cursor, action } => match action {
+            ExpiryAction::Relist => tracing::warn!(
+                target: "kvfold::repair",
+                cursor = cursor.rank(),
+                "watch cursor expired; re-listing with a full state-sync watch (ExpiryRepair::None): \
+                 keys deleted while their markers were evicted may stay in the fold"
+            ),
+            ExpiryAction::Repair => tracing::warn!(
+                target: "kvfold::repair",
+                cursor = cursor.rank(),
+                "watch cursor expired; planning the armed expiry repair"
+            ),
+            ExpiryAction::Refuse(refusal) => tracing::error!(
+                target: "kvfold::repair",
+                %refusal,
+                "expired cursor does not belong to this bucket; not re-listing"
+            ),
+        },
         FoldNotice::ExportServed { ok } => {
             let dest = export_slot
                 .dest
@@ -170,8 +187,8 @@ where
         Some(s) => s.cursor(),
         None => resume.clone().unwrap_or_default(),
     };
-    // 1. Arming.
-    let armed = match arm_repair(mode, store.is_some()) {
+    // 1. Arming: the machine's arming step decides; a refusal is only reported.
+    let armed = match arm_expiry(mode, store.is_some()) {
         Ok(armed) => armed,
         Err(refusal) => {
             let applied = early_applied(&store);
@@ -182,17 +199,6 @@ where
             };
         }
     };
-    if mode != RepairMode::None {
-        let applied = early_applied(&store);
-        return WatchEnd {
-            result: Err(KvError::WatchError(format!(
-                "expiry repair {mode:?} is not available in this kvfold version: relist and restore \
-                 repairs are not implemented yet; use ExpiryRepair::None (re-list on expiry)"
-            ))),
-            applied,
-            store,
-        };
-    }
     // 2. Unanchored check.
     let usable_resume = resume.as_ref().is_some_and(|c| !c.is_none());
     if let Some(s) = &store
@@ -256,13 +262,16 @@ where
         };
     store = checked;
     let (tx, mut rx) = mpsc::channel::<KvUpdate>(config.channel_capacity.max(1));
+    // One expiry report at most is outstanding: the task waits for its answer.
+    let (expiry_tx, expiry_rx) = mpsc::channel::<ExpiryReport>(1);
+    let mut expiry_rx = Some(expiry_rx);
     let task = tokio::spawn(
         watch_task(
             Arc::clone(&watcher),
             scope.clone(),
             resume.clone(),
             started_on,
-            armed,
+            expiry_tx,
             tx,
         )
         .instrument(span.clone()),
@@ -273,6 +282,7 @@ where
     let now = move || Millis(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
     let mut timer: Option<Millis> = None;
     let mut export_slot = ExportSlot::default();
+    let mut expiry_answer: Option<oneshot::Sender<ExpiryAnswer>> = None;
     let mut result: Option<Result<WatchCursor, KvError>> = None;
 
     async {
@@ -370,6 +380,19 @@ where
                         }
                         result = Some(r);
                     }
+                    FoldCommand::AnswerExpiry(action) => {
+                        let answer = match action {
+                            ExpiryAction::Relist => ExpiryAnswer::Relist,
+                            ExpiryAction::Refuse(refusal) => ExpiryAnswer::End(refusal.into()),
+                            ExpiryAction::Repair => {
+                                unreachable!("the machine answers Repair only with a repair armed, and arm_expiry arms none in this version");
+                            }
+                        };
+                        // A closed receiver: the task is gone, its end reaches the machine anyway.
+                        if let Some(sender) = expiry_answer.take() {
+                            let _ = sender.send(answer);
+                        }
+                    }
                     FoldCommand::DiffRelist
                     | FoldCommand::DiffRestore
                     | FoldCommand::FilterListedLive
@@ -428,6 +451,18 @@ where
                                 }
                                 None => {
                                     exports = None;
+                                    None
+                                }
+                            }
+                        }
+                        report = async { expiry_rx.as_mut().expect("guarded by is_some").recv().await }, if expiry_rx.is_some() => {
+                            match report {
+                                Some(ExpiryReport { cursor, started_on, bucket, answer }) => {
+                                    expiry_answer = Some(answer);
+                                    Some(FoldEvent::WatchExpired { now: now(), cursor, started_on, bucket })
+                                }
+                                None => {
+                                    expiry_rx = None;
                                     None
                                 }
                             }

@@ -1,17 +1,41 @@
 //! The watch task of a fold: it runs the watch the scope names and feeds the bounded update
-//! channel. With `ExpiryRepair::None` (the only mode this version arms), an expired cursor
-//! falls back to a full state-sync watch with a warning (docs/repair.md, "What this version
-//! does: `ExpiryRepair::None`": re-list only). No decision about resume safety is taken
-//! here: the backend's `ResumeGuard` decides when a cursor is expired.
+//! channel. When a resumed watch ends with `CursorExpired` it reads the bucket's status,
+//! reports both to the fold loop (`ExpiryReport`, fed to the machine as `WatchExpired`)
+//! and performs the machine's answer: re-list with a full state-sync watch, or end with
+//! the refusal (docs/protocols/fold-machine.md, "Arming and expiry"). It takes no decision
+//! of its own: the backend's `ResumeGuard` decides when a cursor is expired, the
+//! `FoldMachine` what happens then.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc::Sender;
+use tokio::sync::oneshot;
 
 use super::WatchScope;
-use super::identity::check_expired;
 use crate::kv::{KvError, KvUpdate, KvWatcher, WatchCursor};
-use crate::protocol::identity::BucketIdentity;
+use crate::protocol::identity::{BucketFacts, BucketIdentity};
+
+/// What the watch task does after its expiry report, as the fold loop translates the
+/// machine's `AnswerExpiry`.
+#[derive(Debug)]
+pub(crate) enum ExpiryAnswer {
+    /// Run a full state-sync watch of the scope into the same channel.
+    Relist,
+    /// End the task with this error (it reaches the machine as `WatchEnded{Failed}`).
+    End(KvError),
+}
+
+/// The watch task's report of an expired resume, answered on `answer`.
+pub(crate) struct ExpiryReport {
+    /// The cursor the watch resumed from.
+    pub(crate) cursor: WatchCursor,
+    /// The bucket's identity read at start.
+    pub(crate) started_on: Option<BucketIdentity>,
+    /// A status reading taken after the expiry.
+    pub(crate) bucket: Option<BucketFacts>,
+    /// Where the fold loop sends the machine's answer.
+    pub(crate) answer: oneshot::Sender<ExpiryAnswer>,
+}
 
 async fn full_watch(
     watcher: &dyn KvWatcher,
@@ -46,16 +70,16 @@ async fn resumed_watch(
 
 /// Runs the watch of `scope` from `resume` (or state-sync without one) into `tx`.
 ///
-/// An expired cursor re-lists only when `protocol::identity::judge_expired` says
-/// the bucket is still the one the run started on (`started_on`) and the cursor
-/// is not ahead of it; otherwise the task ends with the identity refusal, so the
-/// cursor never moves backward onto another bucket's revisions.
+/// An expired cursor is reported on `expiry` with the identity read at start
+/// (`started_on`) and a fresh status reading (a failed reading ends the task with
+/// its error); the task then does what the machine answered. Updates forwarded
+/// before the expiry are already in `tx`, ahead of anything a re-list sends.
 pub(crate) async fn watch_task(
     watcher: Arc<dyn KvWatcher>,
     scope: WatchScope,
     resume: Option<WatchCursor>,
     started_on: Option<BucketIdentity>,
-    repair_armed: bool,
+    expiry: Sender<ExpiryReport>,
     tx: Sender<KvUpdate>,
 ) -> Result<(), KvError> {
     let resume = resume.filter(|c| !c.is_none());
@@ -64,14 +88,26 @@ pub(crate) async fn watch_task(
     };
     match resumed_watch(&*watcher, &scope, &cursor, tx.clone()).await {
         Err(KvError::CursorExpired) => {
-            check_expired(&*watcher, &cursor, started_on.as_ref(), repair_armed).await?;
-            tracing::warn!(
-                target: "kvfold::repair",
-                cursor = cursor.rank(),
-                "watch cursor expired; re-listing with a full state-sync watch (ExpiryRepair::None): \
-                 keys deleted while their markers were evicted may stay in the fold"
-            );
-            full_watch(&*watcher, &scope, tx).await
+            let bucket = watcher.status().await?.as_ref().map(BucketFacts::of_status);
+            let (answer, answered) = oneshot::channel();
+            let report = ExpiryReport {
+                cursor,
+                started_on,
+                bucket,
+                answer,
+            };
+            let gone = || {
+                KvError::WatchError(
+                    "the fold loop ended before answering the cursor expiry".to_string(),
+                )
+            };
+            if expiry.send(report).await.is_err() {
+                return Err(gone());
+            }
+            match answered.await.map_err(|_| gone())? {
+                ExpiryAnswer::Relist => full_watch(&*watcher, &scope, tx).await,
+                ExpiryAnswer::End(error) => Err(error),
+            }
         }
         other => other,
     }

@@ -491,6 +491,9 @@ impl Tracker {
             FoldEvent::WatchEnded { end, .. } => {
                 self.ending = Some((Ending::Watch(end.clone()), self.step));
             }
+            // Row K1 decides only (exact rows: src/protocol/fold/expiry_tests.rs); the
+            // scripts do not generate it.
+            FoldEvent::WatchExpired { .. } => {}
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use super::{
     ChunkSource, ExportReply, FoldCommand, FoldConfig, FoldEvent, FoldNotice, FoldPhase,
     MAX_STORE_APPLY_FAILURES, Pending, RepairIo, RepairKind, RestoreRefused, StoreOutcome, TaskEnd,
-    TaskOutcome, Unexpected, Wants,
+    TaskOutcome, Unexpected, Wants, expiry_action,
 };
 use crate::kv::{KvError, KvUpdate, WatchCursor};
 use crate::protocol::time::Millis;
@@ -247,7 +247,12 @@ impl<U> FoldMachine<U> {
             (Phase::AwaitingRepairIo(step), FoldEvent::RepairIo { result, .. }) => {
                 return self.check_repair_io(*step, result);
             }
-            (_, FoldEvent::Shutdown { .. } | FoldEvent::WatchEnded { .. }) => idle_or_batching,
+            (
+                _,
+                FoldEvent::Shutdown { .. }
+                | FoldEvent::WatchEnded { .. }
+                | FoldEvent::WatchExpired { .. },
+            ) => idle_or_batching,
             _ => false,
         };
         if ok { Ok(()) } else { Err(name) }
@@ -342,6 +347,26 @@ impl<U> FoldMachine<U> {
             FoldEvent::Shutdown { .. } => self.flush(Then::Shutdown),
             // C1
             FoldEvent::WatchEnded { end, .. } => self.flush(Then::End(end)),
+            // K1: a decision only; no flush, the phase and any open batch stay. Updates
+            // received before the expiry stay queued ahead of whatever the answer brings.
+            FoldEvent::WatchExpired {
+                cursor,
+                started_on,
+                bucket,
+                ..
+            } => {
+                let action = expiry_action(
+                    &cursor,
+                    started_on.as_ref(),
+                    bucket.as_ref(),
+                    self.repair_armed,
+                );
+                self.notices.push_back(FoldNotice::CursorExpired {
+                    cursor,
+                    action: action.clone(),
+                });
+                self.commands.push_back(FoldCommand::AnswerExpiry(action));
+            }
         }
         Ok(())
     }

@@ -1,16 +1,20 @@
-//! The fold machine (docs/protocols/fold-machine.md): when to flush, what to apply, when the cursor
-//! moves, re-queueing a failed store apply, fail-stop, and the fold side of
-//! repairs. Sans-IO: events in (with `now`), `#[must_use]` commands out, the next
-//! deadline reported. The `watch_applied` executor performs the commands.
+//! The fold machine (docs/protocols/fold-machine.md): when to flush, what to apply, when
+//! the cursor moves, re-queueing a failed store apply, fail-stop, the fold side of
+//! repairs, the repair mode's arming and the answer to an expired cursor (`expiry.rs`).
+//! Sans-IO: events in (with `now`), `#[must_use]` commands out, the next deadline
+//! reported. The `watch_applied` executor performs the commands.
 
+mod expiry;
 mod machine;
 
 use std::fmt;
 use std::time::Duration;
 
+pub use expiry::{ArmRefused, ExpiryAction, arm_expiry, expiry_action};
 pub use machine::FoldMachine;
 
 use crate::kv::{KvError, KvUpdate, WatchCursor};
+use crate::protocol::identity::{BucketFacts, BucketIdentity};
 pub use crate::protocol::time::Millis;
 
 /// Consecutive failed store applies that end the run.
@@ -129,6 +133,18 @@ pub enum FoldEvent<U> {
         /// How.
         end: TaskEnd,
     },
+    /// The watch task's resumed watch ended with `CursorExpired` (row K1); the task
+    /// waits for `AnswerExpiry`.
+    WatchExpired {
+        /// Caller's time.
+        now: Millis,
+        /// The cursor the watch resumed from.
+        cursor: WatchCursor,
+        /// The bucket's identity read at start, when the backend reported one.
+        started_on: Option<BucketIdentity>,
+        /// A status reading taken after the expiry; `None` when the backend reports none.
+        bucket: Option<BucketFacts>,
+    },
 }
 
 impl<U> FoldEvent<U> {
@@ -143,7 +159,8 @@ impl<U> FoldEvent<U> {
             | FoldEvent::BacklogDrained { now }
             | FoldEvent::RepairIo { now, .. }
             | FoldEvent::Shutdown { now }
-            | FoldEvent::WatchEnded { now, .. } => *now,
+            | FoldEvent::WatchEnded { now, .. }
+            | FoldEvent::WatchExpired { now, .. } => *now,
         }
     }
 
@@ -159,6 +176,7 @@ impl<U> FoldEvent<U> {
             FoldEvent::RepairIo { .. } => "RepairIo",
             FoldEvent::Shutdown { .. } => "Shutdown",
             FoldEvent::WatchEnded { .. } => "WatchEnded",
+            FoldEvent::WatchExpired { .. } => "WatchExpired",
         }
     }
 }
@@ -327,6 +345,8 @@ pub enum FoldCommand<U> {
     AckRelist,
     /// Reply to the restore request.
     ReplyRestore(Result<WatchCursor, RestoreRefused>),
+    /// Answer the watch task's `WatchExpired` report: what it does next (row K1).
+    AnswerExpiry(ExpiryAction),
     /// End the run with this result.
     Finish(Result<WatchCursor, KvError>),
 }
@@ -521,6 +541,13 @@ pub enum FoldNotice {
     },
     /// A repair was refused.
     RepairRefused(RestoreRefused),
+    /// The resumed watch's cursor expired, and what the watch does about it (row K1).
+    CursorExpired {
+        /// The expired cursor.
+        cursor: WatchCursor,
+        /// The answer the watch task gets.
+        action: ExpiryAction,
+    },
     /// An export was served.
     ExportServed {
         /// It succeeded.
@@ -538,3 +565,7 @@ pub enum FoldNotice {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "expiry_tests.rs"]
+mod expiry_tests;

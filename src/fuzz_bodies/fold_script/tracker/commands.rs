@@ -139,6 +139,8 @@ impl Tracker {
             }
             FoldCommand::ReplyRestore(reply) => self.reply_restore(reply)?,
             FoldCommand::Finish(result) => self.finish(result)?,
+            // The answer to a `WatchExpired` (row K1) touches neither batch nor cursor.
+            FoldCommand::AnswerExpiry(_) => {}
         }
         Ok(())
     }

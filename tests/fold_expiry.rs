@@ -1,0 +1,300 @@
+//! The fold machine's arming step and its expiry row K1, end to end through
+//! `watch_applied_owned` (docs/protocols/fold-machine.md, "Arming and expiry"):
+//! every repair mode but `None` is refused at start with the arming text and the
+//! store handed back untouched; on `CursorExpired` the watch task reports, the
+//! machine answers, and what the resumed watch forwarded before the expiry is
+//! applied and committed ahead of a re-list, or before the run ends with an
+//! identity refusal.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kvfold::protocol::identity::{BucketIdentity, is_identity_refusal};
+use kvfold::{
+    AppendLogSnapshot, BatchConfig, BucketStatus, ExpiryRepair, ExportManifest, KvEntry, KvError,
+    KvUpdate, KvWatcher, MemoryConnection, RestoreSource, RestoredFold, Retention, SnapshotError,
+    SnapshotStore, VersionToken, WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+};
+use tokio::sync::mpsc::Sender;
+use tokio::sync::watch;
+
+const CREATED_MS: u64 = 1_767_225_600_000;
+
+fn status(created_ms: u64, first: u64, last: u64) -> BucketStatus {
+    BucketStatus::new(
+        "cfg",
+        first,
+        last,
+        created_ms,
+        Retention {
+            evicts_current_values: false,
+            first_revision: first,
+        },
+    )
+}
+
+fn put(key: &str, rev: u64) -> KvUpdate {
+    KvUpdate::Put(KvEntry {
+        key: key.to_string(),
+        value: b"v".to_vec(),
+        version: VersionToken::from_u64(rev),
+    })
+}
+
+fn keys(updates: &[KvUpdate]) -> Vec<String> {
+    updates.iter().map(|u| u.key().to_string()).collect()
+}
+
+/// A bucket whose resumed watch forwards `before` and then reports the cursor
+/// expired, whose state-sync watch delivers `listing`, and whose status readings
+/// are `statuses` in turn (the last one repeats). Counts its watch calls.
+struct Expiring {
+    before: Vec<KvUpdate>,
+    listing: Vec<KvUpdate>,
+    statuses: Mutex<VecDeque<BucketStatus>>,
+    watches: AtomicUsize,
+}
+
+impl Expiring {
+    fn new(before: Vec<KvUpdate>, listing: Vec<KvUpdate>, statuses: Vec<BucketStatus>) -> Self {
+        Self {
+            before,
+            listing,
+            statuses: Mutex::new(statuses.into()),
+            watches: AtomicUsize::new(0),
+        }
+    }
+}
+
+async fn send_all(updates: &[KvUpdate], tx: &Sender<KvUpdate>) -> bool {
+    for update in updates {
+        if tx.send(update.clone()).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[async_trait]
+impl KvWatcher for Expiring {
+    async fn watch_all(&self, tx: Sender<KvUpdate>) -> Result<(), KvError> {
+        self.watches.fetch_add(1, Ordering::SeqCst);
+        send_all(&self.listing, &tx).await;
+        Ok(())
+    }
+
+    async fn watch_prefix(&self, _p: &str, tx: Sender<KvUpdate>) -> Result<(), KvError> {
+        self.watch_all(tx).await
+    }
+
+    async fn watch_prefixes(&self, _p: &[&str], tx: Sender<KvUpdate>) -> Result<(), KvError> {
+        self.watch_all(tx).await
+    }
+
+    async fn watch_all_from(
+        &self,
+        _cursor: &WatchCursor,
+        tx: Sender<KvUpdate>,
+    ) -> Result<(), KvError> {
+        self.watches.fetch_add(1, Ordering::SeqCst);
+        if send_all(&self.before, &tx).await {
+            Err(KvError::CursorExpired)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn bucket_name(&self) -> Option<&str> {
+        Some("cfg")
+    }
+
+    async fn status(&self) -> Result<Option<BucketStatus>, KvError> {
+        let mut statuses = self.statuses.lock().unwrap();
+        let next = if statuses.len() > 1 {
+            statuses.pop_front()
+        } else {
+            statuses.front().cloned()
+        };
+        Ok(next)
+    }
+}
+
+/// A store at cursor 3 that recorded `cfg` created at `CREATED_MS`.
+fn store_at_3(path: &Path) -> AppendLogSnapshot {
+    let (_, mut store) = AppendLogSnapshot::open(path, 1 << 20).expect("opens");
+    store
+        .record_bucket_identity(&BucketIdentity::new("cfg", CREATED_MS))
+        .unwrap();
+    store
+        .apply(&[put("old", 3)], &WatchCursor::from_u64(3))
+        .unwrap();
+    store
+}
+
+/// Runs with a store from cursor 3, until `on_applied` reaches `until` (a
+/// shutdown) or the run ends by itself; returns the end and what `apply` saw.
+async fn run(
+    watcher: Arc<Expiring>,
+    repair: ExpiryRepair<AppendLogSnapshot>,
+    store: Option<AppendLogSnapshot>,
+    until: u64,
+) -> (WatchEnd<AppendLogSnapshot>, Vec<KvUpdate>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let applied = Arc::clone(&seen);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let fut = watch_applied_owned(
+        watcher,
+        WatchScope::All,
+        Some(WatchCursor::from_u64(3)),
+        repair,
+        store,
+        None,
+        BatchConfig {
+            window: Duration::from_millis(5),
+            max: 64,
+            channel_capacity: 16,
+        },
+        |u: &KvUpdate| Some(u.clone()),
+        move |updates: Vec<KvUpdate>| applied.lock().unwrap().extend(updates),
+        move |c: WatchCursor| {
+            if c.rank() >= until {
+                let _ = stop_tx.send(true);
+            }
+        },
+        stop_rx,
+    );
+    let end = tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .expect("the run ends within 20 s");
+    let seen = seen.lock().unwrap().clone();
+    (end, seen)
+}
+
+#[tokio::test]
+async fn updates_forwarded_before_an_expiry_are_applied_ahead_of_the_relist() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_at_3(&dir.path().join("fold.snap"));
+    let watcher = Arc::new(Expiring::new(
+        vec![put("a", 4), put("b", 5)],
+        vec![put("c", 10), put("d", 11)],
+        vec![status(CREATED_MS, 8, 11)],
+    ));
+    let (end, seen) = run(Arc::clone(&watcher), ExpiryRepair::None, Some(store), 11).await;
+    assert_eq!(end.result, Ok(WatchCursor::from_u64(11)));
+    assert_eq!(keys(&seen), ["a", "b", "c", "d"]);
+    assert_eq!(
+        watcher.watches.load(Ordering::SeqCst),
+        2,
+        "resumed, then re-listed"
+    );
+    let store = end.store.expect("store back");
+    assert_eq!(store.cursor(), WatchCursor::from_u64(11));
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(store.range(key).unwrap().len(), 1, "{key} is in the fold");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_expiry_commits_what_came_before_it_and_never_relists() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_at_3(&dir.path().join("fold.snap"));
+    // At start the bucket is the recorded one; at the expiry it was recreated.
+    let watcher = Arc::new(Expiring::new(
+        vec![put("a", 4), put("b", 5)],
+        vec![put("new", 1)],
+        vec![status(CREATED_MS, 1, 5), status(CREATED_MS + 5_000, 1, 1)],
+    ));
+    let (end, seen) = run(Arc::clone(&watcher), ExpiryRepair::None, Some(store), 99).await;
+    match &end.result {
+        Err(e) if is_identity_refusal(e) => {}
+        other => panic!("expected a bucket identity refusal, got {other:?}"),
+    }
+    assert_eq!(keys(&seen), ["a", "b"], "nothing re-listed");
+    assert_eq!(watcher.watches.load(Ordering::SeqCst), 1);
+    assert_eq!(end.applied, WatchCursor::from_u64(5));
+    let store = end.store.expect("store back");
+    assert_eq!(store.cursor(), WatchCursor::from_u64(5));
+    assert_eq!(store.range("new").unwrap().len(), 0);
+}
+
+/// A restore source that is never asked (the run is refused before it starts).
+struct NoArtifacts;
+
+#[async_trait]
+impl RestoreSource<AppendLogSnapshot> for NoArtifacts {
+    async fn latest(&self) -> Result<ExportManifest, SnapshotError> {
+        Err(SnapshotError::Backend("no artifacts".into()))
+    }
+
+    async fn fetch(&self) -> Result<RestoredFold<AppendLogSnapshot>, SnapshotError> {
+        Err(SnapshotError::Backend("no artifacts".into()))
+    }
+}
+
+#[tokio::test]
+async fn every_repair_mode_but_none_is_refused_at_start_with_the_arming_text() {
+    let conn = MemoryConnection::new();
+    kvfold::Connection::connect(&conn).await.unwrap();
+    let bucket = kvfold::Connection::store(&conn, "refused").await.unwrap();
+    let reader = bucket.reader();
+    let source: Arc<dyn RestoreSource<AppendLogSnapshot>> = Arc::new(NoArtifacts);
+    let needs_store = "a restore repair replaces the fold and needs a snapshot store; pass a \
+                       store or use ExpiryRepair::None";
+    let not_implemented = |mode: &str| {
+        format!(
+            "expiry repair {mode} is not available in this kvfold version: relist and restore \
+             repairs are not implemented yet; use ExpiryRepair::None (re-list on expiry)"
+        )
+    };
+    for with_store in [true, false] {
+        let modes: Vec<(&str, ExpiryRepair<AppendLogSnapshot>)> = vec![
+            ("Relist", ExpiryRepair::Relist(Arc::clone(&reader))),
+            (
+                "Restore",
+                ExpiryRepair::Restore {
+                    reader: Arc::clone(&reader),
+                    restore: Arc::clone(&source),
+                },
+            ),
+            (
+                "Auto",
+                ExpiryRepair::Auto {
+                    reader: Arc::clone(&reader),
+                    restore: Arc::clone(&source),
+                },
+            ),
+        ];
+        for (mode, repair) in modes {
+            let dir = tempfile::tempdir().unwrap();
+            let store = with_store.then(|| store_at_3(&dir.path().join("fold.snap")));
+            let watcher = Arc::new(Expiring::new(
+                vec![],
+                vec![],
+                vec![status(CREATED_MS, 1, 5)],
+            ));
+            let (end, seen) = run(Arc::clone(&watcher), repair, store, 99).await;
+            let expected = if !with_store && mode != "Relist" {
+                needs_store.to_string()
+            } else {
+                not_implemented(mode)
+            };
+            assert_eq!(
+                end.result,
+                Err(KvError::WatchError(expected)),
+                "{mode}, store {with_store}"
+            );
+            assert_eq!(end.applied, WatchCursor::from_u64(3));
+            assert!(seen.is_empty());
+            assert_eq!(watcher.watches.load(Ordering::SeqCst), 0, "nothing watched");
+            assert_eq!(end.store.is_some(), with_store);
+            if let Some(store) = end.store {
+                assert_eq!(store.cursor(), WatchCursor::from_u64(3));
+                assert_eq!(store.range("old").unwrap().len(), 1, "store untouched");
+            }
+        }
+    }
+}
