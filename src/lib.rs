@@ -82,12 +82,14 @@
 //!    blocking task and feeds `StoreApplied` (committed, failed with the batch handed
 //!    back, or lost on a panic), `OnApplied` calls `on_applied`, `RunExport` exports
 //!    on a blocking task and feeds `ExportFinished`, `ReplyExport` answers the request,
-//!    `Finish` aborts the watch task and ends the loop.
+//!    `AnswerExpiry` tells the watch task what to do about its expired cursor
+//!    (re-list, repair or refuse), `Finish` aborts the watch task and ends the loop.
 //! 2. **Drain notices** into `tracing` events (target `kvfold::fold`).
 //! 3. **Ask `wants()`**: `Nothing` ends the loop; `Backlog` takes one queued update
 //!    (or feeds `BacklogDrained`); `Any` waits on a biased select — shutdown, the
-//!    window deadline, the repair channel, export requests, updates (a closed update
-//!    channel feeds `WatchEnded` with the watch task's outcome).
+//!    window deadline, export requests, the watch task's expiry report (feeds
+//!    `WatchExpired`), updates (a closed update channel feeds `WatchEnded` with the
+//!    watch task's outcome).
 //! 4. Every event carries `now`, the milliseconds since the loop started.
 //! 5. `handle` returning `Err(Unexpected)` is an executor bug: panic.
 //!
