@@ -24,6 +24,10 @@ use std::path::Path;
 
 /// A kind of file-system call made through the seam.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    allow(unreachable_pub, reason = "public under the failpoints feature")
+)]
 pub enum OpKind {
     /// Opening or creating a file.
     Open,
@@ -55,7 +59,14 @@ pub enum OpKind {
     ReadDir,
 }
 
-#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    allow(
+        dead_code,
+        unreachable_pub,
+        reason = "used and public under the failpoints feature"
+    )
+)]
 impl OpKind {
     /// Every kind, in declaration order.
     pub const ALL: [OpKind; 14] = [

@@ -23,6 +23,10 @@ pub const DEFAULT_TAKEOVER_GRACE: Duration = Duration::from_secs(2);
 
 /// Where a lease reads time; the default is the system clocks.
 #[doc(hidden)]
+#[cfg_attr(
+    not(feature = "testkit"),
+    allow(unreachable_pub, reason = "public under the testkit feature")
+)]
 pub trait LeaseClockSource: Send + Sync {
     /// Wall clock, Unix seconds; before the epoch → 0.
     fn now_unix(&self) -> u64;

@@ -107,6 +107,7 @@
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub, unused_qualifications)]
 
 mod artifact;
 #[cfg(feature = "conformance")]
@@ -115,6 +116,7 @@ pub mod conformance;
 #[doc(hidden)]
 pub mod connstate;
 #[cfg(all(feature = "nats", not(feature = "testkit")))]
+#[allow(unreachable_pub, reason = "public under the testkit feature")]
 mod connstate;
 mod fold;
 pub(crate) mod fsio;

@@ -11,15 +11,15 @@ use crate::kv::{KvError, KvFencedWriter, KvPurge, KvReader, KvTtl, KvWatcher, Kv
 use crate::protocol::subject::bucket_name_is_valid;
 
 /// The byte limit a bucket gets when `StoreConfig::max_bytes` is `None` (10 MiB).
-pub const DEFAULT_MAX_BYTES: i64 = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: i64 = 10 * 1024 * 1024;
 /// The largest `max_history` a bucket accepts.
-pub const MAX_HISTORY_MAX: u32 = 64;
+pub(crate) const MAX_HISTORY_MAX: u32 = 64;
 /// The largest `num_replicas` a bucket accepts.
-pub const NUM_REPLICAS_MAX: usize = 5;
+pub(crate) const NUM_REPLICAS_MAX: usize = 5;
 /// The smallest non-zero `max_age` a bucket accepts.
-pub const MAX_AGE_MIN: Duration = Duration::from_millis(100);
+pub(crate) const MAX_AGE_MIN: Duration = Duration::from_millis(100);
 /// The smallest `limit_marker_ttl` a bucket accepts.
-pub const LIMIT_MARKER_TTL_MIN: Duration = Duration::from_secs(1);
+pub(crate) const LIMIT_MARKER_TTL_MIN: Duration = Duration::from_secs(1);
 
 pub use crate::kv::{DiscardPolicy, StorageType, StoreConfig, StoreOptions};
 
@@ -108,6 +108,10 @@ pub trait Connection: Send + Sync {
 /// A bucket configuration with every default applied: what a backend creates.
 #[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    not(feature = "testkit"),
+    allow(unreachable_pub, reason = "reachable through the testkit memory log")
+)]
 pub struct EffectiveConfig {
     /// Bucket name.
     pub name: String,
@@ -129,6 +133,10 @@ pub struct EffectiveConfig {
     pub limit_marker_ttl_ms: Option<u64>,
 }
 
+#[cfg_attr(
+    not(feature = "testkit"),
+    allow(unreachable_pub, reason = "reachable through the testkit memory log")
+)]
 impl EffectiveConfig {
     /// Applies the defaults of docs/semantics.md, "Store configuration" without validating (out-of-range values are
     /// clamped); backends call [`validate_config`] first.
@@ -189,7 +197,7 @@ fn invalid(detail: impl std::fmt::Display) -> KvError {
 ///
 /// Does not check whether the server supports per-message TTL; the backend does.
 #[doc(hidden)]
-pub fn validate_config(
+pub(crate) fn validate_config(
     config: &StoreConfig,
     options: &StoreOptions,
 ) -> Result<EffectiveConfig, KvError> {

@@ -68,6 +68,6 @@ pub(crate) use export::{ExportStage, stamp_scope};
 pub(crate) use import::import_artifact;
 pub(crate) use import::{PayloadShape, verify_and_stage_import};
 
-pub use crate::protocol::manifest::{
+pub(crate) use crate::protocol::manifest::{
     ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE,
 };

@@ -658,7 +658,7 @@ mod tests {
 
     #[test]
     fn pseudo_random_scripts_keep_every_invariant() {
-        let mut total = driver::Summary::default();
+        let mut total = Summary::default();
         for seed in 0..3000 {
             let data = bytes(seed, 5 + (seed as usize * 7) % 400);
             let script = Script::decode(&data);

@@ -203,7 +203,7 @@ impl MemoryFaults {
         if count == 0 {
             return;
         }
-        self.server.push_rule(super::faults::FailRule {
+        self.server.push_rule(FailRule {
             scope: self.scope,
             op,
             remaining: count,

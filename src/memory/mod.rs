@@ -9,11 +9,13 @@ mod faults;
 #[doc(hidden)]
 pub mod log;
 #[cfg(not(feature = "testkit"))]
+#[allow(unreachable_pub, reason = "public under the testkit feature")]
 mod log;
 #[cfg(feature = "testkit")]
 #[doc(hidden)]
 pub mod registry;
 #[cfg(not(feature = "testkit"))]
+#[allow(unreachable_pub, reason = "public under the testkit feature")]
 mod registry;
 mod server;
 mod store;

@@ -52,6 +52,10 @@ pub struct WriterFaults {
 /// Where an injected crash stops a compaction.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    allow(unreachable_pub, reason = "public under the failpoints feature")
+)]
 pub enum CrashPoint {
     /// No crash.
     #[default]

@@ -65,7 +65,7 @@ fn export_result_is_absent_or_complete(root: &Path, dest: &Path) -> bool {
     let manifest = import_log(dest, &check).expect("a published artifact verifies and imports");
     assert_eq!(manifest.cursor, cursor());
     assert_eq!(payload_cursor(&check).unwrap(), cursor());
-    std::fs::remove_file(&check).unwrap();
+    fs::remove_file(&check).unwrap();
     true
 }
 
@@ -92,8 +92,8 @@ fn import_result_is_absent_or_complete(artifact: &Path, dest: &Path) -> bool {
         "the fold opens at the manifest cursor"
     );
     assert_eq!(
-        std::fs::read(dest).unwrap(),
-        std::fs::read(artifact.join("data/fold.snap")).unwrap()
+        fs::read(dest).unwrap(),
+        fs::read(artifact.join("data/fold.snap")).unwrap()
     );
     true
 }
@@ -123,7 +123,7 @@ fn stamp_error_leaves_a_complete_artifact() {
     let dest = scratch.path("artifact");
     export_log(&dest, &cursor(), BODY).unwrap();
     assert_injected(S1, with_error_at(S1, || stamp_scope(&dest, &scope())));
-    let manifest = decode_manifest(&std::fs::read(dest.join(MANIFEST_FILE)).unwrap()).unwrap();
+    let manifest = decode_manifest(&fs::read(dest.join(MANIFEST_FILE)).unwrap()).unwrap();
     assert_eq!(
         (manifest.schema_version, manifest.scope),
         (2, Some(scope()))
@@ -243,7 +243,7 @@ fn stamp_crash_leaves_a_complete_artifact() {
     let dest = scratch.path("artifact");
     export_log(&dest, &cursor(), BODY).unwrap();
     assert_aborted(S1, crash_at("stamp", root, S1));
-    let manifest = decode_manifest(&std::fs::read(dest.join(MANIFEST_FILE)).unwrap()).unwrap();
+    let manifest = decode_manifest(&fs::read(dest.join(MANIFEST_FILE)).unwrap()).unwrap();
     assert_eq!(manifest.schema_version, 2);
     assert!(export_result_is_absent_or_complete(root, &dest));
     assert_eq!(leftover_stages(root, &["artifact"]), 0);
@@ -267,14 +267,11 @@ fn import_crash_at_every_point() {
             // A crash between the link and the removal of the staged name leaves
             // that name in the hidden stage: a second link to the installed fold.
             let staged = root.join(&stages_in(root)[0]).join("data").join(LOG_FILE);
-            assert_eq!(
-                std::fs::read(&staged).unwrap(),
-                std::fs::read(&dest).unwrap()
-            );
+            assert_eq!(fs::read(&staged).unwrap(), fs::read(&dest).unwrap());
         }
         // Leftover stages are safe to delete (C3): the fold at `dest` stays whole.
         for stage in stages_in(root) {
-            std::fs::remove_dir_all(root.join(stage)).unwrap();
+            fs::remove_dir_all(root.join(stage)).unwrap();
         }
         assert_eq!(
             import_result_is_absent_or_complete(&artifact, &dest),

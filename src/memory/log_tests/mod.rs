@@ -90,34 +90,34 @@ fn keys_of(entries: &[Arc<Entry>]) -> Vec<&str> {
 #[rustfmt::skip]
 mod op {
     use super::*;
-    pub fn put(key: &str, value: &str) -> WriteOp {
+    pub(super) fn put(key: &str, value: &str) -> WriteOp {
         WriteOp::Put { key: key.into(), value: value.into() }
     }
-    pub fn create(key: &str, value: &str) -> WriteOp {
+    pub(super) fn create(key: &str, value: &str) -> WriteOp {
         WriteOp::Create { key: key.into(), value: value.into(), ttl: None }
     }
-    pub fn create_ttl(key: &str, value: &str, ttl: Duration) -> WriteOp {
+    pub(super) fn create_ttl(key: &str, value: &str, ttl: Duration) -> WriteOp {
         WriteOp::Create { key: key.into(), value: value.into(), ttl: Some(ttl) }
     }
-    pub fn update(key: &str, value: &str, expected: u64) -> WriteOp {
+    pub(super) fn update(key: &str, value: &str, expected: u64) -> WriteOp {
         WriteOp::Update { key: key.into(), value: value.into(), expected }
     }
-    pub fn delete(key: &str) -> WriteOp {
+    pub(super) fn delete(key: &str) -> WriteOp {
         WriteOp::Delete { key: key.into() }
     }
-    pub fn delete_v(key: &str, expected: u64) -> WriteOp {
+    pub(super) fn delete_v(key: &str, expected: u64) -> WriteOp {
         WriteOp::DeleteWithVersion { key: key.into(), expected }
     }
-    pub fn purge(key: &str) -> WriteOp {
+    pub(super) fn purge(key: &str) -> WriteOp {
         WriteOp::Purge { key: key.into() }
     }
-    pub fn put_ttl(key: &str, value: &str, ttl: Duration) -> WriteOp {
+    pub(super) fn put_ttl(key: &str, value: &str, ttl: Duration) -> WriteOp {
         WriteOp::PutWithTtl { key: key.into(), value: value.into(), ttl }
     }
-    pub fn put_fenced(key: &str, value: &str, fence: &str, fence_revision: u64) -> WriteOp {
+    pub(super) fn put_fenced(key: &str, value: &str, fence: &str, fence_revision: u64) -> WriteOp {
         WriteOp::PutFenced { key: key.into(), value: value.into(), fence_key: fence.into(), fence_revision }
     }
-    pub fn delete_fenced(key: &str, fence: &str, fence_revision: u64) -> WriteOp {
+    pub(super) fn delete_fenced(key: &str, fence: &str, fence_revision: u64) -> WriteOp {
         WriteOp::DeleteFenced { key: key.into(), fence_key: fence.into(), fence_revision }
     }
 }

@@ -855,13 +855,7 @@ fn resume_mismatch_is_noticed() {
 
 #[test]
 fn window_rounds_up_to_whole_milliseconds() {
-    let c = FoldConfig::new(
-        std::time::Duration::from_micros(1_500),
-        3,
-        None,
-        None,
-        false,
-    );
+    let c = FoldConfig::new(Duration::from_micros(1_500), 3, None, None, false);
     assert_eq!((c.window_ms, c.max, c.has_store), (2, 3, false));
     assert_eq!(c.resume, WatchCursor::none());
 }
