@@ -12,10 +12,9 @@ use crate::kv::{BucketStatus, KvEntry, KvError, KvUpdate, Retention, VersionToke
 #[cfg(any(test, feature = "testkit"))]
 use crate::kv::{StoreConfig, StoreOptions};
 use crate::protocol::nats::{TtlError, go_duration_string, ttl_header_value, ttl_ms_rounded_up};
+use crate::protocol::refusal::require_key;
 use crate::protocol::resume::{LogLimits, StreamFacts};
-use crate::protocol::subject::{
-    MAX_VALUE_BYTES, check_key, key_in_scope, shown, value_len_is_valid,
-};
+use crate::protocol::subject::{MAX_VALUE_BYTES, key_in_scope, value_len_is_valid};
 use crate::stores::{DiscardPolicy, EffectiveConfig, StorageType};
 
 /// What kind of message an entry is.
@@ -614,12 +613,7 @@ impl BucketLog {
             _ => None,
         };
         for key in std::iter::once(op.key()).chain(fence_key) {
-            if let Err(why) = check_key(key) {
-                return Err(KvError::OperationFailed(format!(
-                    "invalid key {}: {why}",
-                    shown(key)
-                )));
-            }
+            require_key(key)?;
         }
         let ttl_ms = match &op {
             WriteOp::PutWithTtl { ttl, .. } | WriteOp::Create { ttl: Some(ttl), .. } => {

@@ -18,8 +18,10 @@ use crate::kv::{
     BucketStatus, KvEntry, KvError, KvFencedWriter, KvPurge, KvReader, KvTtl, KvUpdate, KvWatcher,
     KvWriter, LeaseFence, Retention, VersionToken, WatchCursor,
 };
+use crate::protocol::refusal::{
+    cas_revision, fence_revision, require_key as check_key, require_prefix,
+};
 use crate::protocol::resume::guard_mode;
-use crate::protocol::subject::{KeyError, MAX_KEY_BYTES, shown};
 use crate::stores::KvStore;
 
 /// A bucket of the embedded server, bound to its name.
@@ -66,29 +68,8 @@ pub(crate) struct BucketHandle {
     pub(crate) name: String,
 }
 
-fn invalid_key(key: &str, why: KeyError) -> KvError {
-    KvError::OperationFailed(format!(
-        "invalid key {}: {why} (keys: 1 to {MAX_KEY_BYTES} bytes of A-Z a-z 0-9 - / _ = . with no leading, trailing or doubled '.')",
-        shown(key)
-    ))
-}
-
-fn check_key(key: &str) -> Result<(), KvError> {
-    crate::protocol::subject::check_key(key).map_err(|why| invalid_key(key, why))
-}
-
 fn check_prefix(prefix: &str) -> Result<(), KvError> {
-    crate::protocol::subject::check_prefix(prefix)
-        .map_err(|why| KvError::OperationFailed(format!("invalid prefix {}: {why}", shown(prefix))))
-}
-
-/// The revision of a CAS token; anything but an 8-byte token is refused before sending.
-fn cas_revision(token: &VersionToken) -> Result<u64, KvError> {
-    token.as_u64().ok_or_else(|| {
-        KvError::OperationFailed(format!(
-            "version token {token:?} is not a revision (kvfold CAS needs a u64 token)"
-        ))
-    })
+    require_prefix(prefix).map_err(KvError::OperationFailed)
 }
 
 impl BucketHandle {
@@ -135,12 +116,7 @@ impl BucketHandle {
         }
         self.conn.server.gate(self.conn.id, MemoryOp::Watch)?;
         for prefix in prefixes {
-            if let Err(why) = crate::protocol::subject::check_prefix(prefix) {
-                return Err(KvError::WatchError(format!(
-                    "invalid prefix {}: {why}",
-                    shown(prefix)
-                )));
-            }
+            require_prefix(prefix).map_err(KvError::WatchError)?;
         }
         if prefixes.is_empty() {
             return Ok(());
@@ -390,19 +366,7 @@ impl KvTtl for BucketHandle {
 
 impl BucketHandle {
     fn fence_revision(&self, fence: &LeaseFence) -> Result<u64, KvError> {
-        if fence.bucket != self.name {
-            return Err(KvError::OperationFailed(format!(
-                "fence of bucket {} cannot guard a write to bucket {}",
-                fence.bucket, self.name
-            )));
-        }
-        check_key(&fence.key)?;
-        fence.revision.as_u64().ok_or_else(|| {
-            KvError::OperationFailed(format!(
-                "fence revision {:?} is not a revision",
-                fence.revision
-            ))
-        })
+        fence_revision(fence, &self.name)
     }
 }
 

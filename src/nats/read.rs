@@ -15,9 +15,8 @@ use super::consumer::{ConsumerSpec, Deliver, PushConsumer, Received};
 use super::request::{Failure, OP_TIMEOUT, read_error, request_once, with_retry};
 use crate::kv::{KvEntry, KvError, KvReader, VersionToken};
 use crate::protocol::nats::{MessageHeaders, WireKind, wire_kind};
-use crate::protocol::subject::{
-    KeyError, check_key, check_prefix, filter_patterns, key_in_scope, shown,
-};
+use crate::protocol::refusal::{require_key, require_prefix};
+use crate::protocol::subject::{filter_patterns, key_in_scope};
 
 /// Silence after which the listing asks the server whether it is complete.
 const LISTING_STALL_CHECK: Duration = Duration::from_secs(1);
@@ -44,15 +43,6 @@ fn unix_ms(text: &str) -> u64 {
         .ok()
         .and_then(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
         .unwrap_or(0)
-}
-
-/// The `OperationFailed` of a refused key, naming the rule (and the length limit) it breaks.
-pub(crate) fn invalid_key(key: &str, why: KeyError) -> KvError {
-    KvError::OperationFailed(format!(
-        "invalid key {}: {why} (keys: 1 to {} bytes of A-Z a-z 0-9 - / _ = . with no leading, trailing or doubled '.')",
-        shown(key),
-        crate::protocol::subject::MAX_KEY_BYTES
-    ))
 }
 
 impl NatsBucket {
@@ -115,12 +105,7 @@ impl NatsBucket {
         headers_only: bool,
         f: &mut (dyn FnMut(KvEntry) + Send),
     ) -> Result<(), KvError> {
-        if let Err(why) = check_prefix(prefix) {
-            return Err(KvError::OperationFailed(format!(
-                "invalid prefix {}: {why}",
-                shown(prefix)
-            )));
-        }
+        require_prefix(prefix).map_err(KvError::OperationFailed)?;
         let filters: Vec<String> = filter_patterns(&[prefix])
             .into_iter()
             .map(|p| format!("$KV.{}.{p}", self.name))
@@ -261,7 +246,7 @@ impl KvReader for NatsBucket {
     }
 
     async fn entry(&self, key: &str) -> Result<Option<KvEntry>, KvError> {
-        check_key(key).map_err(|why| invalid_key(key, why))?;
+        require_key(key)?;
         Ok(self
             .latest(key)
             .await?

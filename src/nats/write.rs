@@ -10,27 +10,17 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::bucket::NatsBucket;
-use super::read::invalid_key;
 use super::request::{Failure, facts_of_error_json, request_once, with_write_retry, write_error};
 use crate::kv::{KvError, KvFencedWriter, KvPurge, KvTtl, KvWriter, LeaseFence, VersionToken};
 use crate::protocol::nats::{
     CreateEvent, CreateOverMarkers, CreateStep, CreateVerdict, ErrorClass, TtlError,
     ttl_header_value,
 };
+use crate::protocol::refusal::{cas_revision, fence_revision, require_key as check_key};
 use crate::protocol::subject::{MAX_VALUE_BYTES, value_len_is_valid};
 
 const EXPECTED_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 const EXPECTED_SEQ_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
-
-fn check_key(key: &str) -> Result<(), KvError> {
-    crate::protocol::subject::check_key(key).map_err(|why| invalid_key(key, why))
-}
-
-fn cas_revision(token: &VersionToken) -> Result<u64, KvError> {
-    token.as_u64().ok_or_else(|| {
-        KvError::OperationFailed(format!("version token {token:?} is not a revision"))
-    })
-}
 
 fn ttl_text(ttl: Duration) -> Result<String, KvError> {
     ttl_header_value(ttl).map_err(|e| match e {
@@ -146,19 +136,7 @@ impl NatsBucket {
     }
 
     fn fence_headers(&self, fence: &LeaseFence) -> Result<Vec<(&'static str, String)>, KvError> {
-        if fence.bucket != self.name {
-            return Err(KvError::OperationFailed(format!(
-                "fence of bucket {} cannot guard a write to bucket {}",
-                fence.bucket, self.name
-            )));
-        }
-        check_key(&fence.key)?;
-        let revision = fence.revision.as_u64().ok_or_else(|| {
-            KvError::OperationFailed(format!(
-                "fence revision {:?} is not a revision",
-                fence.revision
-            ))
-        })?;
+        let revision = fence_revision(fence, &self.name)?;
         Ok(vec![
             (EXPECTED_SEQ, revision.to_string()),
             (EXPECTED_SEQ_SUBJECT, self.subject(&fence.key)),

@@ -12,6 +12,7 @@ pub mod lease;
 pub mod log;
 pub mod manifest;
 pub mod nats;
+pub mod refusal;
 pub mod repair;
 pub mod resume;
 pub mod subject;
