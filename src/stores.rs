@@ -82,8 +82,14 @@ pub trait Connection: Send + Sync {
     async fn shutdown(&self) -> Result<(), KvError>;
     /// The live connection state.
     fn is_healthy(&self) -> bool;
-    /// `store_with_config` with `StoreConfig { name, ..Default }`.
-    async fn store(&self, name: &str) -> Result<Arc<dyn KvStore>, KvError>;
+    /// `store_with_config` with `StoreConfig { name, ..Default }` (provided).
+    async fn store(&self, name: &str) -> Result<Arc<dyn KvStore>, KvError> {
+        self.store_with_config(StoreConfig {
+            name: name.to_string(),
+            ..StoreConfig::default()
+        })
+        .await
+    }
     /// Gets the bucket, or creates it with this configuration.
     async fn store_with_config(&self, config: StoreConfig) -> Result<Arc<dyn KvStore>, KvError>;
     /// Advisory capability flags.

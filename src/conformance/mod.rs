@@ -3,6 +3,12 @@
 //! it supports and panic, naming the check, when the backend breaks a rule of
 //! docs/semantics.md.
 //!
+//! **Not covered by semver.** The set of checks, their names and the `Profile` and
+//! `Hooks` shapes change whenever the semantics are pinned more tightly (a new
+//! check is how a newly found backend bug is kept found); a minor release may add,
+//! rename or tighten checks. Depend on the feature for integration testing only,
+//! as with `object_store`'s integration checks.
+//!
 //! # Running the suite
 //!
 //! ```no_run

@@ -173,17 +173,6 @@ impl Connection for MemoryConnection {
         self.inner.connected.load(Ordering::SeqCst) && !self.inner.is_partitioned()
     }
 
-    async fn store(&self, name: &str) -> Result<Arc<dyn KvStore>, KvError> {
-        self.store_with_options(
-            StoreConfig {
-                name: name.to_string(),
-                ..StoreConfig::default()
-            },
-            StoreOptions::default(),
-        )
-        .await
-    }
-
     async fn store_with_config(&self, config: StoreConfig) -> Result<Arc<dyn KvStore>, KvError> {
         self.store_with_options(config, StoreOptions::default())
             .await
