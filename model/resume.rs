@@ -634,18 +634,22 @@ impl Model for ResumeModel {
                 let revision = self.deliverable(&state.log, consumer)?;
                 consumer.next = revision + 1;
                 consumer.delivered_any = true;
+                watch.in_hand = Some(revision);
                 if watch.reconnect_pending {
                     // Compared before handing the delivery in (docs/nats-backend.md,
-                    // "Resume after a reconnect").
+                    // "Resume after a reconnect"): the guard's `DropConsumer` (G16)
+                    // drops the delivery in hand with the consumer.
                     let now = Millis(state.clock_ms);
-                    let dropped = self.notice_reconnect(watch, &state.log, now);
-                    let discarded = self.in_hand == InHand::Discarded
-                        && self.mutation != Mutation::IgnoreReconnect;
-                    if dropped || discarded {
+                    self.notice_reconnect(watch, &state.log, now);
+                    if self.in_hand == InHand::Discarded
+                        && self.mutation != Mutation::IgnoreReconnect
+                    {
+                        watch.in_hand = None;
+                    }
+                    if watch.in_hand.is_none() {
                         return Some(state);
                     }
                 }
-                watch.in_hand = Some(revision);
                 let event = GuardEvent::Delivered {
                     now: Millis(state.clock_ms),
                     revision: Some(revision),

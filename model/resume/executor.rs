@@ -292,23 +292,24 @@ impl ResumeModel {
     }
 
     /// The executor saw the connect counter grow: it feeds `Reconnected` (unless
-    /// the "ignore reconnects" mutant). Returns whether the guard dropped the
-    /// consumer to resume (G16).
+    /// the "ignore reconnects" mutant) and performs what the guard asks. Returns
+    /// whether the guard left streaming to resume (G16); the model reads that off
+    /// the guard, never predicts it.
     pub(super) fn notice_reconnect(&self, watch: &mut Watch, log: &[Message], now: Millis) -> bool {
         watch.reconnect_pending = false;
         if self.mutation == Mutation::IgnoreReconnect {
             return false;
         }
-        let had_frontier = watch.guard.frontier().is_some();
         self.feed(watch, log, GuardEvent::Reconnected { now }, None);
-        if had_frontier {
+        let resumes = !watch.guard.is_streaming() && watch.end.is_none();
+        if resumes {
             watch.resuming = true;
             watch.after_reconnect = true;
             watch.dense = self.scope == Scope::All;
         } else {
             watch.seen.insert(Seen::KEPT_STATE_SYNC_CONSUMER);
         }
-        had_frontier
+        resumes
     }
 
     /// `Forward`: the delivery in hand reaches the application. It is judged

@@ -1,7 +1,9 @@
 //! Watches on NATS (docs/nats-backend.md, "The watch loop"): a raw push consumer per watch
 //! call, every delivery handed to the watch's `ResumeGuard`, and exactly the guard's
-//! commands performed. The executor reports reconnects (the client's connect counter) and
-//! time; whether and from where to resume is the guard's decision.
+//! commands performed. The executor reports reconnects (the client's connect counter),
+//! consumer faults and time; whether and from where to resume, and what a fault ends, is the
+//! guard's decision (rows G16–G25), and when a silent consumer counts as lost is the push
+//! tracker's (`protocol::nats::PushTracker`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use super::info::stream_info;
 use super::read::kv_headers;
 use super::request::{read_error, watch_error};
 use crate::kv::{BucketStatus, KvError, KvUpdate, KvWatcher, Retention, WatchCursor};
+use crate::protocol::nats::Liveness;
 use crate::protocol::nats::decode_kv_message;
 use crate::protocol::resume::{GuardCommand, GuardEvent, ResumeCursor, ResumeGuard, guard_mode};
 use crate::protocol::subject::{filter_patterns, key_in_scope, prefix_is_valid};
@@ -141,10 +144,10 @@ impl WatchRun<'_> {
                                 }
                             }
                         }
-                        // Time spent waiting on the application (back-pressure) is not
-                        // silence from the server: restart the heartbeat timer.
+                        // Time spent waiting on the application (back-pressure): the
+                        // tracker restarts its silence timer.
                         if let Some(consumer) = self.consumer.as_mut() {
-                            consumer.touch();
+                            consumer.paused();
                         }
                     }
                 }
@@ -175,15 +178,20 @@ impl WatchRun<'_> {
         false
     }
 
-    /// A consumer fault (lost deliveries, silence): when the client reconnected and
-    /// the guard re-resumes (G16), the fault is what the reconnect left behind and
-    /// the new consumer replaces the old; otherwise the watch ends with the fault.
-    fn recover(&mut self, fault: &str) -> Option<KvError> {
-        if self.check_reconnect() && !self.guard.is_streaming() {
-            tracing::debug!(bucket = %self.bucket.name, %fault, "consumer fault after a reconnect; re-resuming");
-            return None;
-        }
-        Some(KvError::WatchError(fault.to_string()))
+    /// Reports a consumer fault (lost deliveries, silence) to the guard, with
+    /// whether the client reconnected since the last report; the guard decides
+    /// (G24 re-resume, G25 end the watch).
+    fn fault(&mut self, error_text: String) {
+        let connects = self.connects_now();
+        let reconnected = connects != self.connects;
+        self.connects = connects;
+        tracing::debug!(bucket = %self.bucket.name, %error_text, reconnected, "watch consumer fault");
+        let now = self.now();
+        self.feed(GuardEvent::ConsumerFault {
+            now,
+            reconnected,
+            error_text,
+        });
     }
 
     async fn drive(&mut self, tx: &Sender<KvUpdate>) -> Result<(), KvError> {
@@ -197,7 +205,10 @@ impl WatchRun<'_> {
                 .guard
                 .poll_timeout()
                 .map(|at| self.started + Duration::from_millis(at.0));
-            let heartbeat = self.consumer.as_ref().map(PushConsumer::heartbeat_deadline);
+            let heartbeat = self
+                .consumer
+                .as_ref()
+                .and_then(PushConsumer::heartbeat_deadline);
             let Some(consumer) = self.consumer.as_mut() else {
                 // Streaming always has a consumer; without one there is nothing to wait for.
                 return Err(KvError::WatchError("watch has no consumer".to_string()));
@@ -225,18 +236,17 @@ impl WatchRun<'_> {
                     continue;
                 }
                 Wake::HeartbeatLost => {
-                    if self.bucket.client.connection_state()
-                        != async_nats::connection::State::Connected
-                    {
-                        // No heartbeat can arrive while the client is away; the
-                        // reconnect check decides what happens after it is back.
-                        if let Some(consumer) = self.consumer.as_mut() {
-                            consumer.touch();
-                        }
+                    let connected = self.bucket.client.connection_state()
+                        == async_nats::connection::State::Connected;
+                    let Some(consumer) = self.consumer.as_mut() else {
                         continue;
-                    }
-                    if let Some(end) = self.recover("watch consumer missed its heartbeats") {
-                        return Err(end);
+                    };
+                    if let Liveness::HeartbeatLost { silent_ms } =
+                        consumer.heartbeat_timeout(connected)
+                    {
+                        self.fault(format!(
+                            "watch consumer missed its heartbeats ({silent_ms} ms silent)"
+                        ));
                     }
                     continue;
                 }
@@ -249,18 +259,11 @@ impl WatchRun<'_> {
             let delivery = match consumer.receive(message).await {
                 Ok(Received::Control) => continue,
                 Ok(Received::Data(delivery)) => delivery,
-                Err(text) => match self.recover(&text) {
-                    Some(end) => return Err(end),
-                    None => continue,
-                },
+                Err(text) => {
+                    self.fault(text);
+                    continue;
+                }
             };
-            if self.check_reconnect() && !self.guard.is_streaming() {
-                // The guard re-resumes (G16): the delivery in hand is discarded, the new
-                // consumer delivers it again. Without a frontier (G17) the consumer is
-                // kept and the delivery is handed in below: discarding it would lose it
-                // (found by the resume model, docs/models/resume.md).
-                continue;
-            }
             let message = &delivery.message;
             let Some(update) = decode_kv_message(
                 &self.bucket.name,
@@ -276,6 +279,18 @@ impl WatchRun<'_> {
             let revision = update.version().as_u64();
             let written_ms = update.version().written_ms();
             self.held = Some((update, in_scope));
+            if self.check_reconnect() {
+                // A reconnect noticed with a delivery in hand is reported first and its
+                // commands performed: a `DropConsumer` (G16, G22) drops the delivery with
+                // the consumer and the new consumer delivers it again; without one (G17)
+                // it is handed in below.
+                if let Some(end) = self.perform(tx).await {
+                    return end;
+                }
+                if self.held.is_none() {
+                    continue;
+                }
+            }
             let now = self.now();
             self.feed(GuardEvent::Delivered {
                 now,
