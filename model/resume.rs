@@ -260,6 +260,11 @@ pub struct ResumeModel {
     pub bounds: Bounds,
     /// The decision altered, if any.
     pub mutation: Mutation,
+    /// The consumer may fault after a reconnect (a consumer-sequence gap of a raw
+    /// push consumer whose deliveries were lost while the client was away): the
+    /// executor feeds `ConsumerFault { reconnected: true }` instead of `Reconnected`
+    /// (rows G24, G25).
+    pub faults: bool,
 }
 
 impl ResumeModel {
@@ -273,6 +278,7 @@ impl ResumeModel {
             in_hand: InHand::Discarded,
             bounds,
             mutation: Mutation::None,
+            faults: false,
         }
     }
 
@@ -320,12 +326,13 @@ impl fmt::Display for ResumeModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:?} scope, {:?} bucket, {:?} start, in hand {:?}, mutation {}",
+            "{:?} scope, {:?} bucket, {:?} start, in hand {:?}, mutation {}{}",
             self.scope,
             self.retention,
             self.start,
             self.in_hand,
-            self.mutation.name()
+            self.mutation.name(),
+            if self.faults { ", consumer faults" } else { "" }
         )
     }
 }
@@ -395,6 +402,9 @@ pub enum Action {
     Reconnect,
     /// The executor notices the grown connect counter and feeds `Reconnected`.
     NoticeReconnect,
+    /// The consumer faults after the reconnect; the executor feeds
+    /// `ConsumerFault { reconnected: true }` (only with `faults`).
+    ConsumerFault,
     /// The guard's idle deadline passes: the clock moves to it, `Tick` is fed.
     Tick,
 }
@@ -442,6 +452,8 @@ pub mod names {
     pub const IDLE_PROBE_EXPIRES: &str = "the idle floor probe expires the watch";
     /// Witness (AgeOnly bucket).
     pub const SUPERSESSION_RESUME: &str = "a supersession-only resume crosses a benign gap";
+    /// Witness (with `faults`).
+    pub const FAULT_RERESUMES: &str = "a consumer fault after a reconnect re-resumes";
     /// Witness (state-sync start).
     pub const STATE_SYNC_KEEPS_CONSUMER: &str =
         "a reconnect before the first delivery keeps the state-sync consumer";
@@ -533,6 +545,9 @@ impl Model for ResumeModel {
                 // reconnect").
                 if watch.reconnect_pending {
                     actions.push(Action::NoticeReconnect);
+                    if self.faults {
+                        actions.push(Action::ConsumerFault);
+                    }
                 }
                 if watch
                     .consumer
@@ -634,18 +649,22 @@ impl Model for ResumeModel {
                 let revision = self.deliverable(&state.log, consumer)?;
                 consumer.next = revision + 1;
                 consumer.delivered_any = true;
+                watch.in_hand = Some(revision);
                 if watch.reconnect_pending {
                     // Compared before handing the delivery in (docs/nats-backend.md,
-                    // "Resume after a reconnect").
+                    // "Resume after a reconnect"): the guard's `DropConsumer` (G16)
+                    // drops the delivery in hand with the consumer.
                     let now = Millis(state.clock_ms);
-                    let dropped = self.notice_reconnect(watch, &state.log, now);
-                    let discarded = self.in_hand == InHand::Discarded
-                        && self.mutation != Mutation::IgnoreReconnect;
-                    if dropped || discarded {
+                    self.notice_reconnect(watch, &state.log, now);
+                    if self.in_hand == InHand::Discarded
+                        && self.mutation != Mutation::IgnoreReconnect
+                    {
+                        watch.in_hand = None;
+                    }
+                    if watch.in_hand.is_none() {
                         return Some(state);
                     }
                 }
-                watch.in_hand = Some(revision);
                 let event = GuardEvent::Delivered {
                     now: Millis(state.clock_ms),
                     revision: Some(revision),
@@ -673,6 +692,10 @@ impl Model for ResumeModel {
             Action::NoticeReconnect => {
                 let watch = state.watch.as_mut()?;
                 self.notice_reconnect(watch, &state.log, Millis(state.clock_ms));
+            }
+            Action::ConsumerFault => {
+                let watch = state.watch.as_mut()?;
+                self.consumer_fault(watch, &state.log, Millis(state.clock_ms));
             }
             Action::Tick => {
                 let deadline = state.watch.as_ref()?.guard.poll_timeout()?;
@@ -789,6 +812,12 @@ impl Model for ResumeModel {
                         })
                     )
                 },
+            ));
+        }
+        if self.faults {
+            properties.push(Property::sometimes(
+                FAULT_RERESUMES,
+                |_, s: &ResumeState| s.seen(Seen::FAULT_RERESUMED),
             ));
         }
         if self.retention == Retention::AgeOnly {

@@ -23,6 +23,9 @@ pub(crate) const LIMIT_MARKER_TTL_MIN: Duration = Duration::from_secs(1);
 
 pub use crate::kv::{DiscardPolicy, StorageType, StoreConfig, StoreOptions};
 
+/// The resume guard's command loop, shared by every backend's watch.
+pub(crate) mod guard_drive;
+
 /// Advisory capability flags of a connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ConnectionCapabilities {

@@ -127,6 +127,8 @@ impl Seen {
     pub const KEPT_STATE_SYNC_CONSUMER: Seen = Seen(1 << 10);
     /// Witness: a forward after a resume passed both checks.
     pub const FORWARDED_AFTER_CHECKS: Seen = Seen(1 << 11);
+    /// Witness: a consumer fault after a reconnect started a resume (G24).
+    pub const FAULT_RERESUMED: Seen = Seen(1 << 12);
 
     /// Whether any bit of `bits` is set.
     pub fn intersects(self, bits: Seen) -> bool {
@@ -292,23 +294,46 @@ impl ResumeModel {
     }
 
     /// The executor saw the connect counter grow: it feeds `Reconnected` (unless
-    /// the "ignore reconnects" mutant). Returns whether the guard dropped the
-    /// consumer to resume (G16).
+    /// the "ignore reconnects" mutant) and performs what the guard asks. Returns
+    /// whether the guard left streaming to resume (G16); the model reads that off
+    /// the guard, never predicts it.
     pub(super) fn notice_reconnect(&self, watch: &mut Watch, log: &[Message], now: Millis) -> bool {
         watch.reconnect_pending = false;
         if self.mutation == Mutation::IgnoreReconnect {
             return false;
         }
-        let had_frontier = watch.guard.frontier().is_some();
         self.feed(watch, log, GuardEvent::Reconnected { now }, None);
-        if had_frontier {
+        self.after_reconnect(watch)
+    }
+
+    /// The consumer faulted after the client reconnected: the executor feeds
+    /// `ConsumerFault { reconnected: true }` and performs what the guard asks
+    /// (G24 re-resumes, G25 ends the watch).
+    pub(super) fn consumer_fault(&self, watch: &mut Watch, log: &[Message], now: Millis) {
+        watch.reconnect_pending = false;
+        let event = GuardEvent::ConsumerFault {
+            now,
+            reconnected: true,
+            error_text: "push consumer lost deliveries".to_string(),
+        };
+        self.feed(watch, log, event, None);
+        if self.after_reconnect(watch) {
+            watch.seen.insert(Seen::FAULT_RERESUMED);
+        }
+    }
+
+    /// Model bookkeeping after the guard took a reconnect: whether it left
+    /// streaming to resume (G16, G24), read off the guard.
+    fn after_reconnect(&self, watch: &mut Watch) -> bool {
+        let resumes = !watch.guard.is_streaming() && watch.end.is_none();
+        if resumes {
             watch.resuming = true;
             watch.after_reconnect = true;
             watch.dense = self.scope == Scope::All;
-        } else {
+        } else if watch.end.is_none() {
             watch.seen.insert(Seen::KEPT_STATE_SYNC_CONSUMER);
         }
-        had_frontier
+        resumes
     }
 
     /// `Forward`: the delivery in hand reaches the application. It is judged

@@ -104,6 +104,22 @@ fn state_sync_prefix_watch_keeps_every_property() {
     assert_eq!(check_all(model), 78_197);
 }
 
+/// A consumer fault after a reconnect (G24) is driven through the production guard:
+/// it re-resumes through the same checks as `Reconnected`, and every property holds.
+#[test]
+fn consumer_faults_after_reconnects_keep_every_property() {
+    let all = ResumeModel {
+        faults: true,
+        ..ResumeModel::new(Scope::All, Retention::DiscardOld, Bounds::DISCARD_OLD)
+    };
+    assert_eq!(check_all(all), 1_610_705);
+    let prefix = ResumeModel {
+        faults: true,
+        ..ResumeModel::new(Scope::Prefix, Retention::DiscardOld, Bounds::DISCARD_OLD)
+    };
+    assert_eq!(check_all(prefix), 207_359);
+}
+
 // ---------------------------------------------------------------------------
 // Mutations (docs/verification.md, "Mutations"): each must be caught
 // ---------------------------------------------------------------------------

@@ -14,8 +14,9 @@ use super::log::Entry;
 use super::registry::{BucketCell, SlotId, Taken};
 use super::server::ConnInner;
 use crate::kv::{KvError, KvUpdate, WatchCursor};
-use crate::protocol::resume::{GuardCommand, GuardEvent, GuardMode, ResumeCursor, ResumeGuard};
+use crate::protocol::resume::{GuardEvent, GuardMode, ResumeCursor, ResumeGuard, StreamFacts};
 use crate::protocol::time::Millis;
+use crate::stores::guard_drive::{self, GuardIo};
 
 /// Most entries one take hands to the loop.
 const TAKE_BATCH_MAX: usize = 256;
@@ -44,12 +45,13 @@ enum Next {
     Ended(KvError),
 }
 
-struct WatchRun {
+/// The watch's I/O: its registration with the bucket, what it has taken, and the
+/// delivery in hand.
+struct MemoryWatchIo {
     conn: Arc<ConnInner>,
     cell: Arc<BucketCell>,
     clock: Arc<dyn Clock>,
     scope: Vec<String>,
-    guard: ResumeGuard,
     slot: Option<SlotId>,
     snapshot: VecDeque<Arc<Entry>>,
     batch: VecDeque<Arc<Entry>>,
@@ -59,7 +61,12 @@ struct WatchRun {
     epoch: u64,
 }
 
-impl Drop for WatchRun {
+struct WatchRun {
+    guard: ResumeGuard,
+    io: MemoryWatchIo,
+}
+
+impl Drop for MemoryWatchIo {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
             self.cell.deregister(slot);
@@ -80,12 +87,11 @@ impl WatchRun {
         let now = Millis(clock.now_unix_ms());
         let epoch = spec.conn.epoch();
         let wake = Arc::new(Notify::new());
-        let mut run = Self {
+        let io = MemoryWatchIo {
             conn: spec.conn,
             cell: spec.cell,
             clock,
             scope: spec.scope,
-            guard: ResumeGuard::fresh(spec.mode, now),
             slot: None,
             snapshot: VecDeque::new(),
             batch: VecDeque::new(),
@@ -95,115 +101,26 @@ impl WatchRun {
         };
         // A state-sync watch takes its snapshot through the guard (G18–G19), so a
         // reconnect in the snapshot phase syncs again instead of replaying history.
-        run.guard = match spec.cursor.as_ref().and_then(ResumeCursor::of) {
+        let guard = match spec.cursor.as_ref().and_then(ResumeCursor::of) {
             Some(cursor) => ResumeGuard::resumed(cursor, spec.mode, now),
             None => ResumeGuard::syncing(spec.mode, now),
         };
-        Ok(run)
-    }
-
-    fn now(&self) -> Millis {
-        Millis(self.clock.now_unix_ms())
+        Ok(Self { guard, io })
     }
 
     fn feed(&mut self, event: GuardEvent) {
-        if let Err(unexpected) = self.guard.handle(event) {
-            // The loop feeds only events the guard's phase accepts (docs/memory-backend.md,
-            // "Watches").
-            panic!("memory watch executor bug: {unexpected}");
-        }
-    }
-
-    fn drop_consumer(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.cell.deregister(slot);
-        }
-        self.snapshot.clear();
-        self.batch.clear();
-        self.held = None;
+        // The loop feeds only events the guard's phase accepts (docs/memory-backend.md,
+        // "Watches").
+        guard_drive::feed::<MemoryWatchIo>(&mut self.guard, event);
     }
 
     /// Performs every queued guard command; `Some(result)` ends the call.
     async fn perform(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
-        while let Some(command) = self.guard.poll_command() {
-            match command {
-                GuardCommand::ProbeStream => {
-                    let now = self.now();
-                    let event = match self.cell.probe(now.0) {
-                        Some(facts) => GuardEvent::StreamProbed { now, facts },
-                        None => GuardEvent::ProbeFailed {
-                            now,
-                            error: KvError::WatchError(format!(
-                                "bucket {} not found",
-                                self.cell.name()
-                            )),
-                        },
-                    };
-                    self.feed(event);
-                }
-                GuardCommand::CreateConsumer { start_sequence } => {
-                    let registered = self.cell.register_from(
-                        self.scope.clone(),
-                        start_sequence,
-                        Arc::clone(&self.wake),
-                    );
-                    let now = self.now();
-                    let event = match registered {
-                        Ok(slot) => {
-                            self.slot = Some(slot);
-                            GuardEvent::ConsumerCreated { now }
-                        }
-                        Err(error) => GuardEvent::ConsumerFailed {
-                            now,
-                            error_text: message_of(error),
-                        },
-                    };
-                    self.feed(event);
-                }
-                GuardCommand::CreateSnapshotConsumer => {
-                    let registered = self
-                        .cell
-                        .register_sync(self.scope.clone(), Arc::clone(&self.wake));
-                    let now = self.now();
-                    let event = match registered {
-                        Ok(registration) => {
-                            self.slot = Some(registration.slot);
-                            self.snapshot = registration.snapshot.into();
-                            GuardEvent::SnapshotCreated {
-                                now,
-                                pending: u64::try_from(self.snapshot.len()).unwrap_or(u64::MAX),
-                            }
-                        }
-                        Err(error) => GuardEvent::ConsumerFailed {
-                            now,
-                            error_text: message_of(error),
-                        },
-                    };
-                    self.feed(event);
-                }
-                GuardCommand::DropConsumer => self.drop_consumer(),
-                GuardCommand::Forward => {
-                    if let Some(entry) = self.held.take()
-                        && let Some(end) = self.send(tx, entry.to_update()).await
-                    {
-                        return Some(end);
-                    }
-                }
-                GuardCommand::Skip { .. } => self.held = None,
-                GuardCommand::Expired(cause) => {
-                    tracing::warn!(bucket = self.cell.name(), %cause, "watch cursor expired");
-                    self.drop_consumer();
-                    return Some(Err(KvError::CursorExpired));
-                }
-                GuardCommand::Fail(error) => {
-                    self.drop_consumer();
-                    return Some(Err(error));
-                }
-            }
-        }
-        None
+        guard_drive::perform(&mut self.guard, &mut self.io, tx).await
     }
+}
 
+impl MemoryWatchIo {
     /// Sends one update with back-pressure; notices an interrupt while blocked.
     async fn send(
         &mut self,
@@ -264,21 +181,79 @@ impl WatchRun {
             }
         }
     }
+}
 
+impl GuardIo for MemoryWatchIo {
+    const BACKEND: &'static str = "memory";
+
+    fn now(&self) -> Millis {
+        Millis(self.clock.now_unix_ms())
+    }
+
+    fn bucket(&self) -> &str {
+        self.cell.name()
+    }
+
+    async fn probe(&mut self) -> Result<StreamFacts, KvError> {
+        let now = self.now();
+        self.cell
+            .probe(now.0)
+            .ok_or_else(|| KvError::WatchError(format!("bucket {} not found", self.cell.name())))
+    }
+
+    async fn create_consumer(&mut self, start_sequence: u64) -> Result<(), String> {
+        let slot = self
+            .cell
+            .register_from(self.scope.clone(), start_sequence, Arc::clone(&self.wake))
+            .map_err(message_of)?;
+        self.slot = Some(slot);
+        Ok(())
+    }
+
+    async fn create_snapshot_consumer(&mut self) -> Result<u64, String> {
+        let registration = self
+            .cell
+            .register_sync(self.scope.clone(), Arc::clone(&self.wake))
+            .map_err(message_of)?;
+        self.slot = Some(registration.slot);
+        self.snapshot = registration.snapshot.into();
+        Ok(u64::try_from(self.snapshot.len()).unwrap_or(u64::MAX))
+    }
+
+    async fn drop_consumer(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.cell.deregister(slot);
+        }
+        self.snapshot.clear();
+        self.batch.clear();
+        self.held = None;
+    }
+
+    async fn forward(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
+        let entry = self.held.take()?;
+        self.send(tx, entry.to_update()).await
+    }
+
+    fn skip(&mut self) {
+        self.held = None;
+    }
+}
+
+impl WatchRun {
     /// Waits for a wake-up, the guard's deadline or a dropped receiver.
     async fn wait(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
-        let deadline = if self.conn.is_partitioned() {
+        let deadline = if self.io.conn.is_partitioned() {
             None
         } else {
             self.guard.poll_timeout()
         };
-        let sleep = deadline.map(|d| self.clock.sleep_until(d.0));
+        let sleep = deadline.map(|d| self.io.clock.sleep_until(d.0));
         tokio::select! {
             biased;
             () = tx.closed() => Some(Ok(())),
-            () = self.wake.notified() => None,
+            () = self.io.wake.notified() => None,
             () = async { sleep.expect("branch runs only with a deadline").await }, if sleep.is_some() => {
-                let now = self.now();
+                let now = self.io.now();
                 self.feed(GuardEvent::Tick { now });
                 None
             }
@@ -293,22 +268,22 @@ impl WatchRun {
             // An interrupt ends the watch whatever else is going on
             // (docs/memory-backend.md, "Watches", ending): a partitioned or reconnecting
             // watch must not drop it on the floor.
-            if let Some(error) = self.slot.and_then(|slot| self.cell.ended(slot)) {
+            if let Some(error) = self.io.slot.and_then(|slot| self.io.cell.ended(slot)) {
                 return Err(error);
             }
-            if self.guard.is_streaming() && self.conn.epoch() != self.epoch {
-                self.epoch = self.conn.epoch();
-                let now = self.now();
+            if self.guard.is_streaming() && self.io.conn.epoch() != self.io.epoch {
+                self.io.epoch = self.io.conn.epoch();
+                let now = self.io.now();
                 self.feed(GuardEvent::Reconnected { now });
                 continue;
             }
-            if self.conn.is_partitioned() {
+            if self.io.conn.is_partitioned() {
                 if let Some(end) = self.wait(tx).await {
                     return end;
                 }
                 continue;
             }
-            match self.next() {
+            match self.io.next() {
                 Next::Ended(error) => return Err(error),
                 Next::Again => tokio::task::yield_now().await,
                 Next::Wait => {
@@ -317,13 +292,13 @@ impl WatchRun {
                     }
                 }
                 Next::Entry(entry) => {
-                    let now = self.now();
+                    let now = self.io.now();
                     let event = GuardEvent::Delivered {
                         now,
                         revision: Some(entry.revision),
                         written_ms: Some(entry.stamp_ms),
                     };
-                    self.held = Some(entry);
+                    self.io.held = Some(entry);
                     self.feed(event);
                 }
             }

@@ -2,7 +2,8 @@
 //! and "The watch loop"): subscribe first, then create the consumer, then read deliveries
 //! while answering flow control and watching heartbeats. Every delivery's consumer sequence
 //! goes through `protocol::nats::PushTracker`, so a dropped delivery is an error, never a
-//! silent skip.
+//! silent skip; the tracker also owns the heartbeat-loss deadline. This file only converts
+//! `Instant` to `Millis` and performs the I/O.
 
 use std::time::Duration;
 
@@ -12,14 +13,17 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::request::{Failure, api_once, with_retry};
-use crate::protocol::nats::{DeliveryFields, PushTracker, PushVerdict, parse_delivery};
+use crate::protocol::nats::{
+    ClientLink, DeliveryFields, Liveness, PushTracker, PushVerdict, parse_delivery,
+};
+use crate::protocol::time::Millis;
 
 /// Idle heartbeat the server sends on a quiet consumer.
 const IDLE_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Silence after which the consumer is taken for gone (three missed heartbeats):
 /// a deleted bucket or consumer sends nothing more, so this is how a watch learns
 /// of it.
-pub(crate) const HEARTBEAT_LOSS: Duration = Duration::from_millis(3_500);
+pub(crate) const HEARTBEAT_LOSS_MS: u64 = 3_500;
 /// Server-side cleanup of a consumer whose client went away.
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(300);
 /// Bound on the consumer delete a dropped [`PushConsumer`] sends from a spawned task.
@@ -66,7 +70,8 @@ pub(crate) struct PushConsumer {
     tracker: PushTracker,
     /// Pending messages reported when the consumer was created.
     pub(crate) pending_at_create: u64,
-    last_activity: Instant,
+    /// The zero of the tracker's `Millis` clock.
+    epoch: Instant,
     /// Set once [`delete`](PushConsumer::delete) ran: `Drop` has nothing left to do.
     deleted: bool,
 }
@@ -164,21 +169,42 @@ impl PushConsumer {
             stream,
             name,
             subscriber,
-            tracker: PushTracker::new(),
+            tracker: PushTracker::new(HEARTBEAT_LOSS_MS, Millis(0)),
             pending_at_create,
-            last_activity: Instant::now(),
+            epoch: Instant::now(),
             deleted: false,
         })
     }
 
-    /// Restarts the silence timer (while the client is disconnected nothing can arrive).
-    pub(crate) fn touch(&mut self) {
-        self.last_activity = Instant::now();
+    /// Now on the tracker's clock.
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// When the consumer counts as gone if nothing arrives before it.
-    pub(crate) fn heartbeat_deadline(&self) -> Instant {
-        self.last_activity + HEARTBEAT_LOSS
+    /// The executor did not read between the last message and now (it waited on
+    /// the application); the tracker restarts its silence timer.
+    pub(crate) fn paused(&mut self) {
+        let now = self.now();
+        self.tracker.on_paused(now);
+    }
+
+    /// The tracker's heartbeat-loss deadline as an `Instant`.
+    pub(crate) fn heartbeat_deadline(&self) -> Option<Instant> {
+        self.tracker
+            .poll_timeout()
+            .map(|at| self.epoch + Duration::from_millis(at.0))
+    }
+
+    /// The heartbeat-loss deadline passed: the tracker's verdict, given whether the
+    /// client is connected.
+    pub(crate) fn heartbeat_timeout(&mut self, connected: bool) -> Liveness {
+        let link = if connected {
+            ClientLink::Connected
+        } else {
+            ClientLink::Away
+        };
+        let now = self.now();
+        self.tracker.handle_timeout(now, link)
     }
 
     /// The next raw message of the subscription (cancel-safe); `None` when it ended.
@@ -190,25 +216,27 @@ impl PushConsumer {
     /// heartbeats and consumer sequences. `Err` = the consumer can no longer
     /// guarantee complete, ordered delivery.
     pub(crate) async fn receive(&mut self, message: Message) -> Result<Received, String> {
-        self.last_activity = Instant::now();
+        let now = self.now();
         match message.status {
             None => {
                 let fields = message.reply.as_deref().and_then(parse_delivery);
                 match fields {
                     Some(f) => {
                         if let PushVerdict::Gap { expected, got } =
-                            self.tracker.on_message(f.consumer_sequence)
+                            self.tracker.on_message(now, f.consumer_sequence)
                         {
                             return Err(format!(
                                 "push consumer lost deliveries: expected consumer sequence {expected}, got {got}"
                             ));
                         }
                     }
-                    None => self.tracker.on_unreadable(),
+                    None => self.tracker.on_unreadable(now),
                 }
                 Ok(Received::Data(Box::new(Delivery { message, fields })))
             }
             Some(StatusCode::IDLE_HEARTBEAT) => {
+                // Flow control and heartbeats alike show the consumer alive.
+                self.tracker.on_control(now);
                 if let Some(reply) = message.reply.clone() {
                     // Flow control request: answer it so the server keeps sending.
                     self.client
@@ -227,17 +255,20 @@ impl PushConsumer {
                 let last = headers
                     .and_then(|h| h.get("Nats-Last-Consumer"))
                     .and_then(|v| v.as_str().parse::<u64>().ok());
-                match self.tracker.on_heartbeat(last) {
+                match self.tracker.on_heartbeat(now, last) {
                     PushVerdict::InOrder => Ok(Received::Control),
                     PushVerdict::Gap { expected, got } => Err(format!(
                         "push consumer lost deliveries (heartbeat): expected consumer sequence {expected}, server is at {got}"
                     )),
                 }
             }
-            Some(status) => Err(format!(
-                "push consumer ended: {status} {}",
-                message.description.as_deref().unwrap_or("")
-            )),
+            Some(status) => {
+                self.tracker.on_control(now);
+                Err(format!(
+                    "push consumer ended: {status} {}",
+                    message.description.as_deref().unwrap_or("")
+                ))
+            }
         }
     }
 

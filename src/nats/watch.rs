@@ -1,7 +1,9 @@
 //! Watches on NATS (docs/nats-backend.md, "The watch loop"): a raw push consumer per watch
 //! call, every delivery handed to the watch's `ResumeGuard`, and exactly the guard's
-//! commands performed. The executor reports reconnects (the client's connect counter) and
-//! time; whether and from where to resume is the guard's decision.
+//! commands performed. The executor reports reconnects (the client's connect counter),
+//! consumer faults and time; whether and from where to resume, and what a fault ends, is the
+//! guard's decision (rows G16–G25), and when a silent consumer counts as lost is the push
+//! tracker's (`protocol::nats::PushTracker`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,10 +18,12 @@ use super::info::stream_info;
 use super::read::kv_headers;
 use super::request::{read_error, watch_error};
 use crate::kv::{BucketStatus, KvError, KvUpdate, KvWatcher, Retention, WatchCursor};
+use crate::protocol::nats::Liveness;
 use crate::protocol::nats::decode_kv_message;
-use crate::protocol::resume::{GuardCommand, GuardEvent, ResumeCursor, ResumeGuard, guard_mode};
+use crate::protocol::resume::{GuardEvent, ResumeCursor, ResumeGuard, StreamFacts, guard_mode};
 use crate::protocol::subject::{filter_patterns, key_in_scope, prefix_is_valid};
 use crate::protocol::time::Millis;
+use crate::stores::guard_drive::{self, GuardIo};
 
 /// How often the executor compares the client's connect counter while idle.
 pub(crate) const RECONNECT_CHECK_MS: u64 = 5_000;
@@ -33,11 +37,11 @@ enum Wake {
     Message(Option<async_nats::Message>),
 }
 
-struct WatchRun<'a> {
+/// The watch's I/O: its bucket, filters, consumer and the delivery in hand.
+struct NatsWatchIo<'a> {
     bucket: &'a NatsBucket,
     prefixes: Vec<String>,
     filters: Vec<String>,
-    guard: ResumeGuard,
     consumer: Option<PushConsumer>,
     /// The update last handed to the guard, and whether it is in scope.
     held: Option<(KvUpdate, bool)>,
@@ -45,11 +49,12 @@ struct WatchRun<'a> {
     connects: u64,
 }
 
-impl WatchRun<'_> {
-    fn now(&self) -> Millis {
-        Millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
-    }
+struct WatchRun<'a> {
+    guard: ResumeGuard,
+    io: NatsWatchIo<'a>,
+}
 
+impl NatsWatchIo<'_> {
     fn connects_now(&self) -> u64 {
         self.bucket
             .client
@@ -58,17 +63,9 @@ impl WatchRun<'_> {
             .load(Ordering::Relaxed)
     }
 
-    fn feed(&mut self, event: GuardEvent) {
-        if let Err(unexpected) = self.guard.handle(event) {
-            // The loop feeds only events the guard's phase accepts (docs/nats-backend.md,
-            // "The watch loop").
-            panic!("NATS watch executor bug: {unexpected}");
-        }
-    }
-
     /// Creates the watch's consumer delivering by `deliver` and keeps it: its
     /// pending count at create, or the failure's text for the guard.
-    async fn create_consumer(&mut self, deliver: Deliver) -> Result<u64, String> {
+    async fn create(&mut self, deliver: Deliver) -> Result<u64, String> {
         let spec = ConsumerSpec {
             filters: self.filters.clone(),
             deliver,
@@ -84,6 +81,33 @@ impl WatchRun<'_> {
             Err(failure) => Err(super::request::failure_text(&failure)),
         }
     }
+}
+
+impl GuardIo for NatsWatchIo<'_> {
+    const BACKEND: &'static str = "NATS";
+
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn bucket(&self) -> &str {
+        &self.bucket.name
+    }
+
+    async fn probe(&mut self) -> Result<StreamFacts, KvError> {
+        stream_info(&self.bucket.client, &self.bucket.name)
+            .await
+            .map(|info| info.facts())
+            .map_err(|failure| watch_error(failure, &self.bucket.name))
+    }
+
+    async fn create_consumer(&mut self, start_sequence: u64) -> Result<(), String> {
+        self.create(Deliver::From(start_sequence)).await.map(drop)
+    }
+
+    async fn create_snapshot_consumer(&mut self) -> Result<u64, String> {
+        self.create(Deliver::LastPerSubject).await
+    }
 
     async fn drop_consumer(&mut self) {
         self.held = None;
@@ -92,98 +116,69 @@ impl WatchRun<'_> {
         }
     }
 
-    /// Performs every queued guard command; `Some(result)` ends the call.
-    async fn perform(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
-        while let Some(command) = self.guard.poll_command() {
-            match command {
-                GuardCommand::ProbeStream => {
-                    let probed = stream_info(&self.bucket.client, &self.bucket.name).await;
-                    let now = self.now();
-                    let event = match probed {
-                        Ok(info) => GuardEvent::StreamProbed {
-                            now,
-                            facts: info.facts(),
-                        },
-                        Err(failure) => GuardEvent::ProbeFailed {
-                            now,
-                            error: watch_error(failure, &self.bucket.name),
-                        },
-                    };
-                    self.feed(event);
-                }
-                GuardCommand::CreateConsumer { start_sequence } => {
-                    let created = self.create_consumer(Deliver::From(start_sequence)).await;
-                    let now = self.now();
-                    self.feed(match created {
-                        Ok(_) => GuardEvent::ConsumerCreated { now },
-                        Err(error_text) => GuardEvent::ConsumerFailed { now, error_text },
-                    });
-                }
-                GuardCommand::CreateSnapshotConsumer => {
-                    let created = self.create_consumer(Deliver::LastPerSubject).await;
-                    let now = self.now();
-                    self.feed(match created {
-                        Ok(pending) => GuardEvent::SnapshotCreated { now, pending },
-                        Err(error_text) => GuardEvent::ConsumerFailed { now, error_text },
-                    });
-                }
-                GuardCommand::DropConsumer => self.drop_consumer().await,
-                GuardCommand::Forward => {
-                    if let Some((update, in_scope)) = self.held.take()
-                        && in_scope
-                    {
-                        tokio::select! {
-                            biased;
-                            () = tx.closed() => return Some(Ok(())),
-                            sent = tx.send(update) => {
-                                if sent.is_err() {
-                                    return Some(Ok(()));
-                                }
-                            }
-                        }
-                        // Time spent waiting on the application (back-pressure) is not
-                        // silence from the server: restart the heartbeat timer.
-                        if let Some(consumer) = self.consumer.as_mut() {
-                            consumer.touch();
-                        }
+    async fn forward(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
+        if let Some((update, in_scope)) = self.held.take()
+            && in_scope
+        {
+            tokio::select! {
+                biased;
+                () = tx.closed() => return Some(Ok(())),
+                sent = tx.send(update) => {
+                    if sent.is_err() {
+                        return Some(Ok(()));
                     }
                 }
-                GuardCommand::Skip { .. } => self.held = None,
-                GuardCommand::Expired(cause) => {
-                    tracing::warn!(bucket = %self.bucket.name, %cause, "watch cursor expired");
-                    self.drop_consumer().await;
-                    return Some(Err(KvError::CursorExpired));
-                }
-                GuardCommand::Fail(error) => {
-                    self.drop_consumer().await;
-                    return Some(Err(error));
-                }
+            }
+            // Time spent waiting on the application (back-pressure): the
+            // tracker restarts its silence timer.
+            if let Some(consumer) = self.consumer.as_mut() {
+                consumer.paused();
             }
         }
         None
     }
 
+    fn skip(&mut self) {
+        self.held = None;
+    }
+}
+
+impl WatchRun<'_> {
+    fn feed(&mut self, event: GuardEvent) {
+        guard_drive::feed::<NatsWatchIo<'_>>(&mut self.guard, event);
+    }
+
+    /// Performs every queued guard command; `Some(result)` ends the call.
+    async fn perform(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
+        guard_drive::perform(&mut self.guard, &mut self.io, tx).await
+    }
+
     /// Reports a grown connect counter to the guard (only while it streams).
     fn check_reconnect(&mut self) -> bool {
-        let connects = self.connects_now();
-        if connects != self.connects && self.guard.is_streaming() {
-            self.connects = connects;
-            let now = self.now();
+        let connects = self.io.connects_now();
+        if connects != self.io.connects && self.guard.is_streaming() {
+            self.io.connects = connects;
+            let now = self.io.now();
             self.feed(GuardEvent::Reconnected { now });
             return true;
         }
         false
     }
 
-    /// A consumer fault (lost deliveries, silence): when the client reconnected and
-    /// the guard re-resumes (G16), the fault is what the reconnect left behind and
-    /// the new consumer replaces the old; otherwise the watch ends with the fault.
-    fn recover(&mut self, fault: &str) -> Option<KvError> {
-        if self.check_reconnect() && !self.guard.is_streaming() {
-            tracing::debug!(bucket = %self.bucket.name, %fault, "consumer fault after a reconnect; re-resuming");
-            return None;
-        }
-        Some(KvError::WatchError(fault.to_string()))
+    /// Reports a consumer fault (lost deliveries, silence) to the guard, with
+    /// whether the client reconnected since the last report; the guard decides
+    /// (G24 re-resume, G25 end the watch).
+    fn fault(&mut self, error_text: String) {
+        let connects = self.io.connects_now();
+        let reconnected = connects != self.io.connects;
+        self.io.connects = connects;
+        tracing::debug!(bucket = %self.io.bucket.name, %error_text, reconnected, "watch consumer fault");
+        let now = self.io.now();
+        self.feed(GuardEvent::ConsumerFault {
+            now,
+            reconnected,
+            error_text,
+        });
     }
 
     async fn drive(&mut self, tx: &Sender<KvUpdate>) -> Result<(), KvError> {
@@ -196,9 +191,13 @@ impl WatchRun<'_> {
             let deadline = self
                 .guard
                 .poll_timeout()
-                .map(|at| self.started + Duration::from_millis(at.0));
-            let heartbeat = self.consumer.as_ref().map(PushConsumer::heartbeat_deadline);
-            let Some(consumer) = self.consumer.as_mut() else {
+                .map(|at| self.io.started + Duration::from_millis(at.0));
+            let heartbeat = self
+                .io
+                .consumer
+                .as_ref()
+                .and_then(PushConsumer::heartbeat_deadline);
+            let Some(consumer) = self.io.consumer.as_mut() else {
                 // Streaming always has a consumer; without one there is nothing to wait for.
                 return Err(KvError::WatchError("watch has no consumer".to_string()));
             };
@@ -220,50 +219,42 @@ impl WatchRun<'_> {
                     continue;
                 }
                 Wake::Deadline => {
-                    let now = self.now();
+                    let now = self.io.now();
                     self.feed(GuardEvent::Tick { now });
                     continue;
                 }
                 Wake::HeartbeatLost => {
-                    if self.bucket.client.connection_state()
-                        != async_nats::connection::State::Connected
-                    {
-                        // No heartbeat can arrive while the client is away; the
-                        // reconnect check decides what happens after it is back.
-                        if let Some(consumer) = self.consumer.as_mut() {
-                            consumer.touch();
-                        }
+                    let connected = self.io.bucket.client.connection_state()
+                        == async_nats::connection::State::Connected;
+                    let Some(consumer) = self.io.consumer.as_mut() else {
                         continue;
-                    }
-                    if let Some(end) = self.recover("watch consumer missed its heartbeats") {
-                        return Err(end);
+                    };
+                    if let Liveness::HeartbeatLost { silent_ms } =
+                        consumer.heartbeat_timeout(connected)
+                    {
+                        self.fault(format!(
+                            "watch consumer missed its heartbeats ({silent_ms} ms silent)"
+                        ));
                     }
                     continue;
                 }
                 Wake::Message(None) => return Ok(()),
                 Wake::Message(Some(message)) => message,
             };
-            let Some(consumer) = self.consumer.as_mut() else {
+            let Some(consumer) = self.io.consumer.as_mut() else {
                 return Err(KvError::WatchError("watch has no consumer".to_string()));
             };
             let delivery = match consumer.receive(message).await {
                 Ok(Received::Control) => continue,
                 Ok(Received::Data(delivery)) => delivery,
-                Err(text) => match self.recover(&text) {
-                    Some(end) => return Err(end),
-                    None => continue,
-                },
+                Err(text) => {
+                    self.fault(text);
+                    continue;
+                }
             };
-            if self.check_reconnect() && !self.guard.is_streaming() {
-                // The guard re-resumes (G16): the delivery in hand is discarded, the new
-                // consumer delivers it again. Without a frontier (G17) the consumer is
-                // kept and the delivery is handed in below: discarding it would lose it
-                // (found by the resume model, docs/models/resume.md).
-                continue;
-            }
             let message = &delivery.message;
             let Some(update) = decode_kv_message(
-                &self.bucket.name,
+                &self.io.bucket.name,
                 message.subject.as_str(),
                 message.reply.as_deref(),
                 &kv_headers(message.headers.as_ref()),
@@ -271,12 +262,24 @@ impl WatchRun<'_> {
             ) else {
                 continue;
             };
-            let prefixes: Vec<&str> = self.prefixes.iter().map(String::as_str).collect();
+            let prefixes: Vec<&str> = self.io.prefixes.iter().map(String::as_str).collect();
             let in_scope = key_in_scope(update.key(), &prefixes);
             let revision = update.version().as_u64();
             let written_ms = update.version().written_ms();
-            self.held = Some((update, in_scope));
-            let now = self.now();
+            self.io.held = Some((update, in_scope));
+            if self.check_reconnect() {
+                // A reconnect noticed with a delivery in hand is reported first and its
+                // commands performed: a `DropConsumer` (G16, G22) drops the delivery with
+                // the consumer and the new consumer delivers it again; without one (G17)
+                // it is handed in below.
+                if let Some(end) = self.perform(tx).await {
+                    return end;
+                }
+                if self.io.held.is_none() {
+                    continue;
+                }
+            }
+            let now = self.io.now();
             self.feed(GuardEvent::Delivered {
                 now,
                 revision,
@@ -315,17 +318,19 @@ impl NatsBucket {
             None => ResumeGuard::syncing(mode, Millis(0)),
         };
         let mut run = WatchRun {
-            bucket: self,
-            prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
-            filters,
             guard,
-            consumer: None,
-            held: None,
-            started,
-            connects: self.client.statistics().connects.load(Ordering::Relaxed),
+            io: NatsWatchIo {
+                bucket: self,
+                prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
+                filters,
+                consumer: None,
+                held: None,
+                started,
+                connects: self.client.statistics().connects.load(Ordering::Relaxed),
+            },
         };
         let result = run.drive(&tx).await;
-        run.drop_consumer().await;
+        run.io.drop_consumer().await;
         result
     }
 }

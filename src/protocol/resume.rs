@@ -291,6 +291,18 @@ pub enum GuardEvent {
         /// Caller's time.
         now: Millis,
     },
+    /// The consumer can no longer guarantee complete, ordered delivery (lost
+    /// deliveries, missed heartbeats, an ended subscription). The message it
+    /// came with, if any, is not handed in (rows G24, G25).
+    ConsumerFault {
+        /// Caller's time.
+        now: Millis,
+        /// The client (re)connected since the executor last reported it: the
+        /// fault may be what the reconnect left behind.
+        reconnected: bool,
+        /// What the executor saw.
+        error_text: String,
+    },
     /// Time passed.
     Tick {
         /// Caller's time.
@@ -308,6 +320,7 @@ impl GuardEvent {
             GuardEvent::ConsumerFailed { .. } => "ConsumerFailed",
             GuardEvent::Delivered { .. } => "Delivered",
             GuardEvent::Reconnected { .. } => "Reconnected",
+            GuardEvent::ConsumerFault { .. } => "ConsumerFault",
             GuardEvent::Tick { .. } => "Tick",
         }
     }
@@ -321,6 +334,7 @@ impl GuardEvent {
             | GuardEvent::ConsumerFailed { now, .. }
             | GuardEvent::Delivered { now, .. }
             | GuardEvent::Reconnected { now }
+            | GuardEvent::ConsumerFault { now, .. }
             | GuardEvent::Tick { now } => *now,
         }
     }
@@ -542,7 +556,8 @@ impl ResumeGuard {
         self.frontier.map(|m| m.revision)
     }
 
-    /// True while the guard waits for deliveries (the only phase that accepts `Reconnected`).
+    /// True while the guard waits for deliveries (the only phase that accepts
+    /// `Delivered`, `Reconnected` and `ConsumerFault`).
     pub fn is_streaming(&self) -> bool {
         self.phase == Phase::Streaming
     }
@@ -644,6 +659,27 @@ impl ResumeGuard {
         self.phase = Phase::SyncProbe;
     }
 
+    /// The client reconnected while streaming. G22: a syncing guard whose snapshot
+    /// is incomplete (or that has no frontier) syncs again. G16 / G23: with a
+    /// frontier, drop the consumer (and the delivery in hand) and re-resume from
+    /// it. G17: without one, keep the consumer (a replay from the start loses
+    /// nothing).
+    fn reconnected(&mut self) {
+        if self.syncs && (self.sync.is_some() || self.frontier.is_none()) {
+            self.resync();
+        } else if let Some(frontier) = self.frontier {
+            self.commands.push_back(GuardCommand::DropConsumer);
+            self.cursor = Some(ResumeCursor {
+                revision: frontier.revision,
+                written_ms: frontier.written_ms,
+            });
+            self.judging = self.scope_mode;
+            self.deadline = None;
+            self.commands.push_back(GuardCommand::ProbeStream);
+            self.phase = Phase::PreCheck;
+        }
+    }
+
     /// The G9 / G11 floor checks against the frontier.
     fn floor_check(&self, facts: &StreamFacts) -> Result<(), ExpiryCause> {
         let frontier = self.frontier.map_or(0, |m| m.revision);
@@ -684,9 +720,12 @@ impl ResumeGuard {
                 Phase::SyncCreating,
                 GuardEvent::SnapshotCreated { .. } | GuardEvent::ConsumerFailed { .. },
             ) => true,
-            (Phase::Streaming, GuardEvent::Delivered { .. } | GuardEvent::Reconnected { .. }) => {
-                true
-            }
+            (
+                Phase::Streaming,
+                GuardEvent::Delivered { .. }
+                | GuardEvent::Reconnected { .. }
+                | GuardEvent::ConsumerFault { .. },
+            ) => true,
             _ => false,
         };
         if !accepted {
@@ -771,11 +810,29 @@ impl ResumeGuard {
                 }
                 self.commands.push_back(GuardCommand::Forward);
             }
-            // G22
-            (Phase::Streaming, GuardEvent::Reconnected { .. })
-                if self.syncs && (self.sync.is_some() || self.frontier.is_none()) =>
-            {
-                self.resync();
+            // G22 / G23 / G16 / G17
+            (Phase::Streaming, GuardEvent::Reconnected { .. }) => self.reconnected(),
+            // G24 / G25
+            (
+                Phase::Streaming,
+                GuardEvent::ConsumerFault {
+                    reconnected,
+                    error_text,
+                    ..
+                },
+            ) => {
+                if reconnected {
+                    self.reconnected();
+                }
+                if self.phase == Phase::Streaming {
+                    // G25: no reconnect, or one that keeps the consumer (G17): the
+                    // fault is the consumer's own, and nothing it delivered after
+                    // the fault can be trusted.
+                    self.finish(GuardCommand::Fail(KvError::WatchError(error_text)));
+                }
+                // G24: the reconnect dropped the faulty consumer and its delivery in
+                // hand (`DropConsumer`) and re-resumes or re-syncs: the new
+                // consumer delivers that message again.
             }
             // G1
             (Phase::PreCheck, GuardEvent::StreamProbed { facts, .. }) => {
@@ -918,20 +975,6 @@ impl ResumeGuard {
                 if due {
                     self.commands.push_back(GuardCommand::ProbeStream);
                     self.phase = Phase::IdleProbe;
-                }
-            }
-            // G16 / G17
-            (Phase::Streaming, GuardEvent::Reconnected { .. }) => {
-                if let Some(frontier) = self.frontier {
-                    self.commands.push_back(GuardCommand::DropConsumer);
-                    self.cursor = Some(ResumeCursor {
-                        revision: frontier.revision,
-                        written_ms: frontier.written_ms,
-                    });
-                    self.judging = self.scope_mode;
-                    self.deadline = None;
-                    self.commands.push_back(GuardCommand::ProbeStream);
-                    self.phase = Phase::PreCheck;
                 }
             }
             (_, event) => {

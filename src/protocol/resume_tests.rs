@@ -1,5 +1,5 @@
 //! Unit tests of the resume kernels (docs/protocols/resume-guard.md, "Kernels") and the
-//! `ResumeGuard` transition table G1–G17 ("The machine"). Machine tests feed events and
+//! `ResumeGuard` transition table G1–G25 ("The machine"). Machine tests feed events and
 //! compare the drained commands with the exact expected list (openraft / raft-rs style).
 
 use super::*;
@@ -123,6 +123,20 @@ fn delivered_unknown(now: u64) -> GuardEvent {
 
 fn reconnected(now: u64) -> GuardEvent {
     GuardEvent::Reconnected { now: Millis(now) }
+}
+
+fn fault(now: u64, reconnected: bool) -> GuardEvent {
+    GuardEvent::ConsumerFault {
+        now: Millis(now),
+        reconnected,
+        error_text: "push consumer lost deliveries".to_string(),
+    }
+}
+
+fn fault_failure() -> Vec<GuardCommand> {
+    vec![GuardCommand::Fail(KvError::WatchError(
+        "push consumer lost deliveries".to_string(),
+    ))]
 }
 
 fn tick(now: u64) -> GuardEvent {
@@ -1068,6 +1082,7 @@ fn every_event(now: u64) -> Vec<(&'static str, GuardEvent)> {
         ("ConsumerFailed", create_failed(now, "boom")),
         ("Delivered", delivered(now, 6)),
         ("Reconnected", reconnected(now)),
+        ("ConsumerFault", fault(now, true)),
         ("Tick", tick(now)),
     ]
 }
@@ -1080,7 +1095,7 @@ fn accepts(phase: &str, event: &str) -> bool {
             "PreCheck" | "PostCheck" | "AwaitingFloor" | "IdleProbe",
             "StreamProbed" | "ProbeFailed"
         ) | ("Creating", "ConsumerCreated" | "ConsumerFailed")
-            | ("Streaming", "Delivered" | "Reconnected")
+            | ("Streaming", "Delivered" | "Reconnected" | "ConsumerFault")
             | (
                 "PreCheck" | "Creating" | "PostCheck" | "Streaming" | "AwaitingFloor" | "IdleProbe",
                 "Tick"
@@ -1162,8 +1177,9 @@ fn g15_unexpected_pairs_are_rejected_bit_for_bit_unchanged() {
             rejected += 1;
         }
     }
-    // 7 phases × 7 events − 18 accepted pairs (six live phases × three events).
-    assert_eq!(rejected, 49 - 18);
+    // 7 phases × 8 events − 19 accepted pairs (six live phases × three events, and
+    // `ConsumerFault` while streaming).
+    assert_eq!(rejected, 56 - 19);
 }
 
 #[test]
@@ -1783,6 +1799,7 @@ fn g15_a_syncing_guard_rejects_events_of_other_phases() {
     let _ = drain(&mut guard);
     assert!(guard.handle(delivered(1, 1)).is_err());
     assert!(guard.handle(reconnected(1)).is_err());
+    assert!(guard.handle(fault(1, true)).is_err());
     let _ = step(&mut guard, probed(1, facts(1, 10)));
     assert!(
         guard.handle(created(2)).is_err(),
@@ -1824,4 +1841,108 @@ fn g21_an_unfiltered_snapshot_that_stalls_below_the_sync_point_syncs_again() {
     let mut sparse = synced(GuardMode::Sparse, 6);
     assert_eq!(sparse.poll_timeout(), None);
     assert_eq!(step(&mut sparse, tick(10 * SYNC_STALL_MS)), vec![]);
+}
+
+// ---------------------------------------------------------------------------
+// ResumeGuard: G24–G25, consumer faults
+// ---------------------------------------------------------------------------
+
+#[test]
+fn g25_a_fault_without_a_reconnect_ends_the_watch() {
+    let mut guard = streaming(5, GuardMode::Dense);
+    let _ = step(&mut guard, delivered(10, 6));
+    assert_eq!(step(&mut guard, fault(11, false)), fault_failure());
+    assert!(guard.is_done());
+    assert_eq!(guard.poll_timeout(), None);
+    assert_eq!(
+        guard.frontier(),
+        Some(6),
+        "the fault's delivery is never judged"
+    );
+}
+
+#[test]
+fn g25_a_fault_on_a_fresh_guard_without_a_reconnect_ends_the_watch() {
+    let mut guard = ResumeGuard::fresh(GuardMode::Dense, Millis(0));
+    assert_eq!(step(&mut guard, fault(1, false)), fault_failure());
+    assert!(guard.is_done());
+}
+
+#[test]
+fn g24_a_fault_after_a_reconnect_reresumes_from_the_frontier() {
+    let mut guard = streaming(5, GuardMode::Dense);
+    let _ = step(&mut guard, delivered(10, 6));
+    let _ = step(&mut guard, delivered(11, 7));
+    // The delivery in hand goes with the consumer; the new one delivers it again.
+    assert_eq!(
+        step(&mut guard, fault(12, true)),
+        vec![GuardCommand::DropConsumer, GuardCommand::ProbeStream]
+    );
+    assert!(!guard.is_streaming());
+    assert!(!guard.is_done());
+    assert_eq!(guard.poll_timeout(), None, "deadline cleared");
+    assert_eq!(
+        step(&mut guard, probed(13, facts(1, 12))),
+        vec![GuardCommand::CreateConsumer { start_sequence: 8 }]
+    );
+    assert_eq!(
+        step(&mut guard, created(14)),
+        vec![GuardCommand::ProbeStream]
+    );
+    assert_eq!(step(&mut guard, probed(15, facts(1, 12))), vec![]);
+    assert!(guard.is_streaming());
+    assert_eq!(
+        step(&mut guard, delivered(16, 8)),
+        vec![GuardCommand::Forward]
+    );
+}
+
+#[test]
+fn g24_a_fault_after_a_reconnect_still_meets_the_pre_check() {
+    let mut guard = streaming(5, GuardMode::Sparse);
+    let _ = step(&mut guard, delivered(10, 6));
+    assert_eq!(
+        step(&mut guard, fault(11, true)),
+        vec![GuardCommand::DropConsumer, GuardCommand::ProbeStream]
+    );
+    // The floor moved past 7 while the client was away.
+    assert_eq!(
+        step(&mut guard, probed(12, facts(9, 12))),
+        expired(ExpiryCause::BelowFloor {
+            revision: 6,
+            first_sequence: 9
+        })
+    );
+}
+
+#[test]
+fn g24_a_fault_after_a_reconnect_in_the_snapshot_phase_syncs_again() {
+    let mut guard = synced(GuardMode::Dense, 6);
+    let _ = step(&mut guard, delivered(3, 2));
+    assert_eq!(
+        step(&mut guard, fault(4, true)),
+        vec![GuardCommand::DropConsumer, GuardCommand::ProbeStream]
+    );
+    assert!(guard.is_syncing());
+    assert_eq!(
+        step(&mut guard, probed(5, facts(1, 10))),
+        vec![GuardCommand::CreateSnapshotConsumer]
+    );
+}
+
+#[test]
+fn g25_a_fault_after_a_reconnect_that_keeps_the_consumer_ends_the_watch() {
+    // G17 keeps a fresh guard's consumer across a reconnect: the fault is that
+    // consumer's own.
+    let mut guard = ResumeGuard::fresh(GuardMode::Dense, Millis(0));
+    assert_eq!(step(&mut guard, fault(1, true)), fault_failure());
+    assert!(guard.is_done());
+}
+
+#[test]
+fn g25_a_fault_in_the_snapshot_phase_without_a_reconnect_ends_the_watch() {
+    let mut guard = synced(GuardMode::Dense, 6);
+    let _ = step(&mut guard, delivered(3, 2));
+    assert_eq!(step(&mut guard, fault(4, false)), fault_failure());
+    assert!(guard.is_done());
 }

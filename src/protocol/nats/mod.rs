@@ -19,7 +19,7 @@ pub use errors::{
     classify_error, classify_stream_create, parse_permission_violation, violation_blocks_request,
 };
 pub use message::{MessageHeaders, WireKind, decode_kv_message, wire_kind};
-pub use push::{PushTracker, PushVerdict};
+pub use push::{ClientLink, Liveness, PushTracker, PushVerdict};
 pub use retry::{
     ATTEMPT_TIMEOUT_MS, AttemptOutcome, MAX_IDEMPOTENT_ATTEMPTS, RequestKind, RetryPolicy,
     RetryStep,
