@@ -5,3 +5,9 @@ pub mod nats;
 
 #[cfg(all(feature = "nats", feature = "conformance"))]
 pub mod hooks;
+
+pub mod fold;
+pub mod scripted;
+pub mod store;
+pub mod updates;
+pub mod wait;
