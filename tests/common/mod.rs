@@ -7,6 +7,7 @@ pub mod nats;
 pub mod hooks;
 
 pub mod fold;
+pub mod prop;
 pub mod scripted;
 pub mod store;
 pub mod updates;
