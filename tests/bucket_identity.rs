@@ -26,20 +26,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 const THRESHOLD: u64 = 1 << 20;
 
 fn batch() -> BatchConfig {
-    BatchConfig {
-        window: Duration::from_millis(5),
-        max: 64,
-        channel_capacity: 256,
-    }
+    common::fold::batch_config(5, 64, 256)
 }
 
 fn config(name: &str) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(-1),
-        max_history: Some(5),
-        ..StoreConfig::default()
-    }
+    common::config::bucket(name, 5)
 }
 
 async fn bucket(conn: &dyn Connection, name: &str) -> Arc<dyn KvStore> {

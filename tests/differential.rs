@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::nats::NatsServer;
 use kvfold::{
     Connection, DiscardPolicy, KvError, KvStore, KvUpdate, MemoryConnection, NatsConnection,
-    NatsConnectionConfig, StorageType, StoreConfig, StoreOptions, VersionToken, WatchCursor,
+    StorageType, StoreConfig, StoreOptions, VersionToken, WatchCursor,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -301,11 +301,7 @@ fn memory_and_nats_are_observably_identical() {
     let (memory, nats) = rt.block_on(async {
         let memory = MemoryConnection::new();
         memory.connect().await.unwrap();
-        let nats = NatsConnection::new(NatsConnectionConfig {
-            url: server.url(),
-            creds: None,
-            creds_file: None,
-        });
+        let nats = NatsConnection::new(common::nats::client_config(server.url()));
         nats.connect().await.unwrap();
         (memory, nats)
     });

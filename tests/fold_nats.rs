@@ -14,42 +14,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::fold::batch;
 use common::nats::{NatsCluster, NatsServer};
+use common::wait::wait_until;
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, ExportManifest, ExportRequest, KvError, KvStore,
-    KvUpdate, KvWatcher, KvWriter, SnapshotError, SnapshotStore, StoreConfig, VersionToken,
-    WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, Connection, ExportManifest, ExportRequest, KvError, KvStore, KvUpdate,
+    KvWatcher, KvWriter, SnapshotError, SnapshotStore, StoreConfig, VersionToken, WatchCursor,
+    WatchEnd, WatchScope, watch_applied_owned,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 fn named(name: &str, replicas: usize) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(-1),
-        max_history: Some(10),
-        num_replicas: Some(replicas),
-        ..StoreConfig::default()
-    }
+    common::config::replicated(name, 10, replicas)
 }
 
 use crate::common::nats::connected;
-
-fn batch() -> BatchConfig {
-    BatchConfig {
-        window: Duration::from_millis(5),
-        max: 100,
-        channel_capacity: 256,
-    }
-}
-
-async fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// key → (value, revision).
 type State = BTreeMap<String, (Vec<u8>, u64)>;

@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvfold::{Connection, KvStore, KvUpdate, MemoryConfig, MemoryConnection, StoreConfig};
+use kvfold::{Connection, KvStore, KvUpdate, MemoryConfig, MemoryConnection};
 use tokio::sync::mpsc;
+
+mod common;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -26,12 +28,7 @@ async fn a_state_sync_watch_reconnected_in_its_snapshot_phase_delivers_only_late
     let conn = MemoryConnection::with_config(MemoryConfig::new());
     conn.connect().await.unwrap();
     let store: Arc<dyn KvStore> = conn
-        .store_with_config(StoreConfig {
-            name: "sync".into(),
-            max_history: Some(10),
-            max_bytes: Some(-1),
-            ..StoreConfig::default()
-        })
+        .store_with_config(common::config::bucket("sync", 10))
         .await
         .unwrap();
     let writer = store.writer().unwrap();

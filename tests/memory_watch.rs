@@ -14,6 +14,10 @@ use kvfold::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod common;
+
+use common::config::bucket;
+
 const START_MS: u64 = 1_700_000_000_000;
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -22,15 +26,6 @@ async fn setup(config: MemoryConfig, bucket: StoreConfig) -> (MemoryConnection, 
     conn.connect().await.unwrap();
     let store = conn.store_with_config(bucket).await.unwrap();
     (conn, store)
-}
-
-fn bucket(name: &str, history: u32) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_history: Some(history),
-        max_bytes: Some(-1),
-        ..StoreConfig::default()
-    }
 }
 
 type Watch = (mpsc::Receiver<KvUpdate>, JoinHandle<Result<(), KvError>>);

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::config::bucket;
 use common::nats::{NatsCluster, NatsServer, TcpProxy, consumer_count, wait_consumer_count};
+use common::wait::wait_until;
 use kvfold::{Connection, KvStore, KvUpdate, StoreConfig, WatchCursor};
 use tokio::sync::mpsc;
 
@@ -20,15 +22,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const CLEANUP_WITHIN: Duration = Duration::from_secs(10);
 
 use crate::common::nats::connected;
-
-fn bucket(name: &str, history: u32) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(-1),
-        max_history: Some(history),
-        ..StoreConfig::default()
-    }
-}
 
 fn brief(update: &KvUpdate) -> (String, u64) {
     (
@@ -40,12 +33,9 @@ fn brief(update: &KvUpdate) -> (String, u64) {
     )
 }
 
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// [`wait_until`] within 30 s.
+async fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(30), check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

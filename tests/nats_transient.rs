@@ -14,21 +14,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::fold::batch;
 use common::nats::NatsCluster;
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, KvError, KvStore, KvUpdate, KvWatcher,
-    SnapshotStore, StoreConfig, WatchCursor, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, Connection, KvError, KvStore, KvUpdate, KvWatcher, SnapshotStore,
+    StoreConfig, WatchCursor, WatchScope, watch_applied_owned,
 };
 use tokio::sync::watch;
 
 fn named(name: &str) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(-1),
-        max_history: Some(10),
-        num_replicas: Some(3),
-        ..StoreConfig::default()
-    }
+    common::config::replicated(name, 10, 3)
 }
 
 use crate::common::nats::connected;
@@ -239,14 +234,6 @@ async fn every_read_and_listing_rides_out_r3_leader_step_downs_and_a_leader_kill
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-}
-
-fn batch() -> BatchConfig {
-    BatchConfig {
-        window: Duration::from_millis(5),
-        max: 100,
-        channel_capacity: 256,
-    }
 }
 
 /// Folds the bucket into an append log as a service would: a run that ends with an

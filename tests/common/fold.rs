@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kvfold::{
     BatchConfig, Connection, ExportManifest, ExportRequest, KvStore, KvUpdate, KvWatcher,
-    MemoryConnection, SnapshotError, SnapshotStore, StoreConfig, WatchCursor, WatchEnd, WatchScope,
+    MemoryConnection, SnapshotError, SnapshotStore, WatchCursor, WatchEnd, WatchScope,
     watch_applied_owned,
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -25,13 +25,24 @@ pub type Revs = Arc<Mutex<Vec<u64>>>;
 pub const HOUR: u64 = 3_600_000;
 
 /// Batches flushed every `window_ms` or at `max` parsed updates, over a
-/// 16-slot channel.
-pub fn cfg(window_ms: u64, max: usize) -> BatchConfig {
+/// channel of `channel_capacity` updates.
+pub fn batch_config(window_ms: u64, max: usize, channel_capacity: usize) -> BatchConfig {
     BatchConfig {
         window: Duration::from_millis(window_ms),
         max,
-        channel_capacity: 16,
+        channel_capacity,
     }
+}
+
+/// [`batch_config`] over a 16-slot channel.
+pub fn cfg(window_ms: u64, max: usize) -> BatchConfig {
+    batch_config(window_ms, max, 16)
+}
+
+/// A live fold's batches: a 5 ms window, at most 100 updates, a 256-slot
+/// channel.
+pub fn batch() -> BatchConfig {
+    batch_config(5, 100, 256)
 }
 
 /// What `parse`, `apply` and `on_applied` saw, with the tokio time (ms since
@@ -197,12 +208,7 @@ pub async fn memory_bucket(name: &str) -> (MemoryConnection, Arc<dyn KvStore>) {
     let conn = MemoryConnection::new();
     conn.connect().await.unwrap();
     let store = conn
-        .store_with_config(StoreConfig {
-            name: name.to_string(),
-            max_history: Some(10),
-            max_bytes: Some(-1),
-            ..StoreConfig::default()
-        })
+        .store_with_config(super::config::bucket(name, 10))
         .await
         .unwrap();
     (conn, store)

@@ -130,15 +130,20 @@ pub async fn wait_consumer_count(
     }
 }
 
+/// The connection config for `url` without credentials.
+pub fn client_config(url: impl Into<String>) -> kvfold::NatsConnectionConfig {
+    kvfold::NatsConnectionConfig {
+        url: url.into(),
+        creds: None,
+        creds_file: None,
+    }
+}
+
 /// A `NatsConnection` to `url` without credentials, connected (panics if it
 /// cannot connect).
 pub async fn connected(url: String) -> kvfold::NatsConnection {
     use kvfold::Connection as _;
-    let conn = kvfold::NatsConnection::new(kvfold::NatsConnectionConfig {
-        url,
-        creds: None,
-        creds_file: None,
-    });
+    let conn = kvfold::NatsConnection::new(client_config(url));
     conn.connect().await.expect("connects");
     conn
 }
