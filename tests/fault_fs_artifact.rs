@@ -37,7 +37,7 @@ use kvfold::{AppendLogConfig, AppendLogSnapshot, KvUpdate, SnapshotError, Snapsh
 
 mod common;
 
-use common::workload::{self, Model, batch_with, cursor_of, state_of};
+use common::workload::{self, Model, batch_with, cursor_of, faults_of, state_of};
 
 /// Name prefix of hidden artifact stage directories (docs/artifacts.md).
 const STAGE_PREFIX: &str = ".kvfold-artifact-";
@@ -325,11 +325,7 @@ fn walk(op: Operation, shape: Shape, then_fail: Option<OpKind>) -> (OpCounts, Ve
     let mut all = Vec::new();
     let (mut absent, mut complete, mut leftovers, mut stale) = (0u64, 0u64, 0usize, 0u64);
     for kind in OpKind::ALL {
-        let faults: &[Fault] = if kind == OpKind::Write {
-            &[Fault::Eio, Fault::Enospc, Fault::ShortWrite]
-        } else {
-            &[Fault::Eio, Fault::Enospc]
-        };
+        let faults = faults_of(kind);
         for &fault in faults {
             let mut points = 0u64;
             for nth in 1..=10_000u64 {

@@ -28,7 +28,7 @@ use kvfold::{
 mod common;
 
 use common::updates::put_value as put;
-use common::workload::{self, Model, PER_BATCH, batch_with, cursor_of, fold, state_of};
+use common::workload::{self, Model, PER_BATCH, batch_with, cursor_of, faults_of, fold, state_of};
 
 /// Batch `i` of the shared workload, `u<i>` empty.
 fn batch(i: u64) -> Vec<KvUpdate> {
@@ -267,11 +267,7 @@ fn walk(shape: &Shape, persistent: bool) -> Vec<(OpKind, Fault, u64)> {
     let mut rows = Vec::new();
     let mut all = Vec::new();
     for kind in OpKind::ALL {
-        let faults: &[Fault] = if kind == OpKind::Write {
-            &[Fault::Eio, Fault::Enospc, Fault::ShortWrite]
-        } else {
-            &[Fault::Eio, Fault::Enospc]
-        };
+        let faults = faults_of(kind);
         for &fault in faults {
             let mut points = 0u64;
             for nth in 1..=10_000u64 {

@@ -6,22 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvfold::{Connection, KvStore, KvUpdate, MemoryConfig, MemoryConnection};
+use kvfold::{Connection, KvStore, MemoryConfig, MemoryConnection};
 use tokio::sync::mpsc;
 
 mod common;
 
-const WAIT: Duration = Duration::from_secs(5);
+use common::state_sync::{brief, receive_until, write_superseded_history};
 
-fn brief(update: &KvUpdate) -> (String, u64) {
-    (
-        update.key().to_string(),
-        update
-            .version()
-            .as_u64()
-            .expect("memory versions are revisions"),
-    )
-}
+const WAIT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_state_sync_watch_reconnected_in_its_snapshot_phase_delivers_only_latest_values() {
@@ -33,16 +25,7 @@ async fn a_state_sync_watch_reconnected_in_its_snapshot_phase_delivers_only_late
         .unwrap();
     let writer = store.writer().unwrap();
     // x0..x9 at revisions 1–10, then y three times (11–13) and z (14).
-    for i in 0..10 {
-        writer.put(&format!("x{i}"), b"x").await.unwrap();
-    }
-    for v in [b"1", b"2", b"3"] {
-        writer.put("y", v).await.unwrap();
-    }
-    writer.put("z", b"z").await.unwrap();
-    let mut expected: Vec<(String, u64)> = (0..10).map(|i| (format!("x{i}"), i + 1)).collect();
-    expected.push(("y".into(), 13));
-    expected.push(("z".into(), 14));
+    let expected = write_superseded_history(writer.as_ref()).await;
 
     let (tx, mut rx) = mpsc::channel(1);
     let watcher = store.watcher().unwrap();
@@ -57,13 +40,7 @@ async fn a_state_sync_watch_reconnected_in_its_snapshot_phase_delivers_only_late
     tokio::time::sleep(Duration::from_millis(50)).await;
     conn.faults().partition();
     conn.faults().heal();
-    while got.len() < expected.len() {
-        let update = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("stalled after {got:?}"))
-            .expect("watch runs");
-        got.push(brief(&update));
-    }
+    receive_until(&mut rx, &mut got, expected.len(), WAIT).await;
     assert_eq!(
         got, expected,
         "a state-sync watch delivers the latest entry of every key, never history"

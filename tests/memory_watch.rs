@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 mod common;
 
 use common::config::bucket;
+use common::watch::watch_all;
 
 const START_MS: u64 = 1_700_000_000_000;
 const WAIT: Duration = Duration::from_secs(5);
@@ -26,24 +27,6 @@ async fn setup(config: MemoryConfig, bucket: StoreConfig) -> (MemoryConnection, 
     conn.connect().await.unwrap();
     let store = conn.store_with_config(bucket).await.unwrap();
     (conn, store)
-}
-
-type Watch = (mpsc::Receiver<KvUpdate>, JoinHandle<Result<(), KvError>>);
-
-fn watch_all(store: &Arc<dyn KvStore>, from: Option<u64>, capacity: usize) -> Watch {
-    let watcher = store.watcher().unwrap();
-    let (tx, rx) = mpsc::channel(capacity);
-    let task = tokio::spawn(async move {
-        match from {
-            Some(rev) => {
-                watcher
-                    .watch_all_from(&WatchCursor::from_u64(rev), tx)
-                    .await
-            }
-            None => watcher.watch_all(tx).await,
-        }
-    });
-    (rx, task)
 }
 
 async fn recv_revisions(rx: &mut mpsc::Receiver<KvUpdate>, n: usize) -> Vec<u64> {

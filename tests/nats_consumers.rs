@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::state_sync::{brief, receive_until, write_superseded_history};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::config::bucket;
 use common::nats::{NatsCluster, NatsServer, TcpProxy, consumer_count, wait_consumer_count};
 use common::wait::wait_until;
-use kvfold::{Connection, KvStore, KvUpdate, StoreConfig, WatchCursor};
+use kvfold::{Connection, KvStore, StoreConfig, WatchCursor};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -22,16 +24,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const CLEANUP_WITHIN: Duration = Duration::from_secs(10);
 
 use crate::common::nats::connected;
-
-fn brief(update: &KvUpdate) -> (String, u64) {
-    (
-        update.key().to_string(),
-        update
-            .version()
-            .as_u64()
-            .expect("NATS versions are revisions"),
-    )
-}
 
 /// [`wait_until`] within 30 s.
 async fn wait_for(what: &str, check: impl FnMut() -> bool) {
@@ -46,16 +38,7 @@ async fn a_state_sync_watch_cut_off_in_its_snapshot_phase_delivers_only_latest_v
     let store = conn.store_with_config(bucket("sync", 10)).await.unwrap();
     let writer = store.writer().unwrap();
     // x0..x9 at revisions 1–10, then y three times (11–13) and z (14).
-    for i in 0..10 {
-        writer.put(&format!("x{i}"), b"x").await.unwrap();
-    }
-    for v in [b"1", b"2", b"3"] {
-        writer.put("y", v).await.unwrap();
-    }
-    writer.put("z", b"z").await.unwrap();
-    let mut expected: Vec<(String, u64)> = (0..10).map(|i| (format!("x{i}"), i + 1)).collect();
-    expected.push(("y".into(), 13));
-    expected.push(("z".into(), 14));
+    let expected = write_superseded_history(writer.as_ref()).await;
 
     let (tx, mut rx) = mpsc::channel(1);
     let watcher = store.watcher().unwrap();
@@ -73,13 +56,7 @@ async fn a_state_sync_watch_cut_off_in_its_snapshot_phase_delivers_only_latest_v
     wait_for("the client notices the cut", || !conn.is_healthy()).await;
     proxy.heal();
     wait_for("the client reconnects", || conn.is_healthy()).await;
-    while got.len() < expected.len() {
-        let update = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("stalled after {got:?}"))
-            .expect("watch runs");
-        got.push(brief(&update));
-    }
+    receive_until(&mut rx, &mut got, expected.len(), WAIT).await;
     assert_eq!(
         got, expected,
         "a state-sync watch delivers the latest entry of every key, never history"

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use common::fold::batch;
 use common::nats::NatsCluster;
 use kvfold::{
-    AppendLogSnapshot, Connection, KvError, KvStore, KvUpdate, KvWatcher, SnapshotStore,
-    StoreConfig, WatchCursor, WatchScope, watch_applied_owned,
+    Connection, KvError, KvStore, KvUpdate, KvWatcher, StoreConfig, WatchCursor, WatchScope,
+    watch_applied_owned,
 };
 use tokio::sync::watch;
 
@@ -244,11 +244,9 @@ async fn supervise(
     cursor: Arc<AtomicU64>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<KvError> {
-    let (mut resume, mut store) = AppendLogSnapshot::load(&path).unwrap();
-    let mut errors = Vec::new();
-    loop {
+    let (_, errors) = common::fold::supervise(&path, |resume, store| {
         let published = Arc::clone(&cursor);
-        let end = watch_applied_owned(
+        watch_applied_owned(
             Arc::clone(&watcher),
             WatchScope::All,
             Some(resume),
@@ -261,21 +259,9 @@ async fn supervise(
             move |c: WatchCursor| published.store(c.rank(), Ordering::SeqCst),
             shutdown.clone(),
         )
-        .await;
-        store = end.store.expect("the store comes back from every run");
-        match end.result {
-            Ok(_) => return errors,
-            Err(e) => {
-                println!(
-                    "fold run ended with {e:?}; restarting from {}",
-                    end.applied.rank()
-                );
-                errors.push(e);
-                resume = end.applied;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    })
+    .await;
+    errors
 }
 
 /// After a kill -9 of the stream leader, the fold's cursor moves again within

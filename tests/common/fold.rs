@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kvfold::{
-    BatchConfig, Connection, ExportManifest, ExportRequest, KvStore, KvUpdate, KvWatcher,
-    MemoryConnection, SnapshotError, SnapshotStore, WatchCursor, WatchEnd, WatchScope,
-    watch_applied_owned,
+    AppendLogSnapshot, BatchConfig, Connection, ExportManifest, ExportRequest, KvError, KvStore,
+    KvUpdate, KvWatcher, MemoryConnection, SnapshotError, SnapshotStore, WatchCursor, WatchEnd,
+    WatchScope, watch_applied_owned,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -212,4 +212,35 @@ pub async fn memory_bucket(name: &str) -> (MemoryConnection, Arc<dyn KvStore>) {
         .await
         .unwrap();
     (conn, store)
+}
+
+/// Runs a fold as a service would: whenever a run ends with an error, it is
+/// restarted (after 100 ms) with `resume = end.applied` and the store it
+/// handed back, starting from the append log at `path`; checks that every run
+/// hands the store back at its cursor. Returns the store and every error a
+/// run ended with, once a run ends `Ok`.
+pub async fn supervise<F, Fut>(path: &Path, mut run: F) -> (AppendLogSnapshot, Vec<KvError>)
+where
+    F: FnMut(WatchCursor, AppendLogSnapshot) -> Fut,
+    Fut: Future<Output = WatchEnd<AppendLogSnapshot>>,
+{
+    let (mut resume, mut store) = AppendLogSnapshot::load(path).unwrap();
+    let mut errors = Vec::new();
+    loop {
+        let end = run(resume, store).await;
+        store = end.store.expect("the store comes back from every run");
+        assert_eq!(end.applied, store.cursor(), "applied is the store's cursor");
+        match end.result {
+            Ok(_) => return (store, errors),
+            Err(e) => {
+                println!(
+                    "fold run ended with {e:?}; restarting from {}",
+                    end.applied.rank()
+                );
+                errors.push(e);
+                resume = end.applied;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }

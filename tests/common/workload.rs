@@ -70,3 +70,17 @@ pub fn state_of(store: &AppendLogSnapshot) -> Model {
         .map(|e| (e.key, (e.value, e.version)))
         .collect()
 }
+
+/// The faults a file-system call of `kind` is injected with: EIO and ENOSPC,
+/// and a short write for writes.
+#[cfg(feature = "failpoints")]
+pub fn faults_of(
+    kind: kvfold::snapshot::fs_faults::OpKind,
+) -> &'static [kvfold::snapshot::fs_faults::Fault] {
+    use kvfold::snapshot::fs_faults::{Fault, OpKind};
+    if kind == OpKind::Write {
+        &[Fault::Eio, Fault::Enospc, Fault::ShortWrite]
+    } else {
+        &[Fault::Eio, Fault::Enospc]
+    }
+}
