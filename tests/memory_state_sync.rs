@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvfold::{Connection, KvStore, MemoryConfig, MemoryConnection};
-use tokio::sync::mpsc;
 
 mod common;
 
-use common::state_sync::{brief, receive_until, write_superseded_history};
+use common::state_sync::{receive_until, write_superseded_history};
+use common::watch::watch_all;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -27,15 +27,9 @@ async fn a_state_sync_watch_reconnected_in_its_snapshot_phase_delivers_only_late
     // x0..x9 at revisions 1–10, then y three times (11–13) and z (14).
     let expected = write_superseded_history(writer.as_ref()).await;
 
-    let (tx, mut rx) = mpsc::channel(1);
-    let watcher = store.watcher().unwrap();
-    let task = tokio::spawn(async move { watcher.watch_all(tx).await });
+    let (mut rx, task) = watch_all(&store, None, 1);
     let mut got = Vec::new();
-    let first = tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    got.push(brief(&first));
+    receive_until(&mut rx, &mut got, 1, WAIT).await;
     // The watch is blocked on back-pressure a few entries into its snapshot.
     tokio::time::sleep(Duration::from_millis(50)).await;
     conn.faults().partition();

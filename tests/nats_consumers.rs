@@ -8,6 +8,7 @@
 mod common;
 
 use common::state_sync::{brief, receive_until, write_superseded_history};
+use common::watch::watch_all;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,15 +41,9 @@ async fn a_state_sync_watch_cut_off_in_its_snapshot_phase_delivers_only_latest_v
     // x0..x9 at revisions 1–10, then y three times (11–13) and z (14).
     let expected = write_superseded_history(writer.as_ref()).await;
 
-    let (tx, mut rx) = mpsc::channel(1);
-    let watcher = store.watcher().unwrap();
-    let task = tokio::spawn(async move { watcher.watch_all(tx).await });
+    let (mut rx, task) = watch_all(&store, None, 1);
     let mut got = Vec::new();
-    let first = tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    got.push(brief(&first));
+    receive_until(&mut rx, &mut got, 1, WAIT).await;
     // The watch now waits on back-pressure a few entries into its snapshot, with
     // the rest of the snapshot pushed to the client. Reconnect under it.
     tokio::time::sleep(Duration::from_millis(200)).await;
