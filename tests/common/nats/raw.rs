@@ -69,7 +69,9 @@ impl RawConn {
         Ok(conn)
     }
 
-    fn read_line(&mut self, deadline: Instant) -> Result<String, String> {
+    /// Sets the socket's read timeout to what is left until `deadline`; an
+    /// error once it has passed.
+    fn arm_read_timeout(&mut self, deadline: Instant) -> Result<(), String> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err("timed out".into());
@@ -77,7 +79,11 @@ impl RawConn {
         self.reader
             .get_ref()
             .set_read_timeout(Some(remaining))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }
+
+    fn read_line(&mut self, deadline: Instant) -> Result<String, String> {
+        self.arm_read_timeout(deadline)?;
         let mut line = Vec::new();
         match self.reader.read_until(b'\n', &mut line) {
             Ok(0) => Err("connection closed".into()),
@@ -90,14 +96,7 @@ impl RawConn {
     }
 
     fn read_exact(&mut self, deadline: Instant, buf: &mut [u8]) -> Result<(), String> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err("timed out".into());
-        }
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(remaining))
-            .map_err(|e| e.to_string())?;
+        self.arm_read_timeout(deadline)?;
         self.reader.read_exact(buf).map_err(|e| e.to_string())
     }
 
