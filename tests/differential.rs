@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::nats::NatsServer;
 use kvfold::{
     Connection, DiscardPolicy, KvError, KvStore, KvUpdate, MemoryConnection, NatsConnection,
-    NatsConnectionConfig, StorageType, StoreConfig, StoreOptions, VersionToken, WatchCursor,
+    StorageType, StoreConfig, StoreOptions, VersionToken,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -117,18 +117,7 @@ fn variant<T>(r: Result<T, KvError>) -> Result<T, KvError> {
 }
 
 async fn watch(store: &Arc<dyn KvStore>, from: Option<u64>, want: Option<usize>) -> Seen {
-    let watcher = store.watcher().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let task = tokio::spawn(async move {
-        match from {
-            Some(rev) => {
-                watcher
-                    .watch_all_from(&WatchCursor::from_u64(rev), tx)
-                    .await
-            }
-            None => watcher.watch_all(tx).await,
-        }
-    });
+    let (mut rx, task) = common::watch::watch_all(store, from, 64);
     let mut got = Vec::new();
     // The memory side decides how many updates there are (it waits for silence);
     // the NATS side then waits for exactly that many.
@@ -300,11 +289,7 @@ fn memory_and_nats_are_observably_identical() {
     let (memory, nats) = rt.block_on(async {
         let memory = MemoryConnection::new();
         memory.connect().await.unwrap();
-        let nats = NatsConnection::new(NatsConnectionConfig {
-            url: server.url(),
-            creds: None,
-            creds_file: None,
-        });
+        let nats = NatsConnection::new(common::nats::client_config(server.url()));
         nats.connect().await.unwrap();
         (memory, nats)
     });

@@ -29,35 +29,18 @@
 //! clean-up path after each primary fault.
 #![cfg(feature = "failpoints")]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kvfold::protocol::identity::BucketIdentity;
 use kvfold::snapshot::fs_faults::{self, Fault, FaultPlan, OpCounts, OpKind};
-use kvfold::{
-    AppendLogConfig, AppendLogSnapshot, KvEntry, KvUpdate, SnapshotError, SnapshotStore,
-    VersionToken, WatchCursor,
-};
+use kvfold::{AppendLogConfig, AppendLogSnapshot, KvUpdate, SnapshotError, SnapshotStore};
 
-/// Updates per batch; batch `i` (1-based) has revisions `3i-2 ..= 3i`.
-const PER_BATCH: u64 = 3;
+mod common;
+
+use common::workload::{self, Model, batch_with, cursor_of, faults_of, state_of};
+
 /// Name prefix of hidden artifact stage directories (docs/artifacts.md).
 const STAGE_PREFIX: &str = ".kvfold-artifact-";
-
-fn put(key: &str, value: &[u8], rev: u64) -> KvUpdate {
-    KvUpdate::Put(KvEntry {
-        key: key.to_owned(),
-        value: value.to_vec(),
-        version: VersionToken::from_u64(rev),
-    })
-}
-
-fn del(key: &str, rev: u64) -> KvUpdate {
-    KvUpdate::Delete {
-        key: key.to_owned(),
-        version: VersionToken::from_u64(rev),
-    }
-}
 
 /// Length of `u<i>`'s value: from batch 41 on 64 KiB, so a store of 60 batches
 /// (the deep tier) has a payload of more than one 1 MiB copy buffer and its
@@ -66,52 +49,13 @@ fn unique_len(i: u64) -> usize {
     if i > 40 { 64 << 10 } else { 40 }
 }
 
-/// Batch `i`: a put of a shared key, a delete or another put, and `u<i>`.
+/// Batch `i` of the shared workload, `u<i>` of [`unique_len`] bytes.
 fn batch(i: u64) -> Vec<KvUpdate> {
-    let r = PER_BATCH * i;
-    let shared = |j: u64| format!("k{}", j % 5);
-    let second = if i.is_multiple_of(3) {
-        del(&shared(i + 2), r - 1)
-    } else {
-        put(&shared(i + 1), b"x", r - 1)
-    };
-    vec![
-        put(&shared(i), &vec![i as u8; (i % 4 * 24) as usize], r - 2),
-        second,
-        put(&format!("u{i}"), &vec![b'v'; unique_len(i)], r),
-    ]
+    batch_with(i, unique_len(i))
 }
-
-fn cursor_of(i: u64) -> WatchCursor {
-    WatchCursor::from_u64(PER_BATCH * i)
-}
-
-type Model = BTreeMap<String, (Vec<u8>, VersionToken)>;
 
 fn model_after(batches: u64) -> Model {
-    let mut model = Model::new();
-    for i in 1..=batches {
-        for u in batch(i) {
-            match u {
-                KvUpdate::Put(e) => {
-                    model.insert(e.key, (e.value, e.version));
-                }
-                KvUpdate::Delete { key, .. } | KvUpdate::Purge { key, .. } => {
-                    model.remove(&key);
-                }
-            }
-        }
-    }
-    model
-}
-
-fn state_of(store: &AppendLogSnapshot) -> Model {
-    store
-        .range("")
-        .expect("range")
-        .into_iter()
-        .map(|e| (e.key, (e.value, e.version)))
-        .collect()
+    workload::model_after(batches, batch)
 }
 
 fn identity() -> BucketIdentity {
@@ -381,11 +325,7 @@ fn walk(op: Operation, shape: Shape, then_fail: Option<OpKind>) -> (OpCounts, Ve
     let mut all = Vec::new();
     let (mut absent, mut complete, mut leftovers, mut stale) = (0u64, 0u64, 0usize, 0u64);
     for kind in OpKind::ALL {
-        let faults: &[Fault] = if kind == OpKind::Write {
-            &[Fault::Eio, Fault::Enospc, Fault::ShortWrite]
-        } else {
-            &[Fault::Eio, Fault::Enospc]
-        };
+        let faults = faults_of(kind);
         for &fault in faults {
             let mut points = 0u64;
             for nth in 1..=10_000u64 {

@@ -18,84 +18,25 @@
 //! a longer workload in both sync modes and also with persistent faults.
 #![cfg(feature = "failpoints")]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use kvfold::snapshot::fs_faults::{self, Fault, FaultPlan, OpCounts, OpKind};
 use kvfold::{
-    AppendLogConfig, AppendLogSnapshot, KvEntry, KvUpdate, SnapshotError, SnapshotStore,
-    VersionToken, WatchCursor,
+    AppendLogConfig, AppendLogSnapshot, KvUpdate, SnapshotError, SnapshotStore, WatchCursor,
 };
 
-/// Updates per batch; batch `i` (1-based) has revisions `3i-2 ..= 3i`.
-const PER_BATCH: u64 = 3;
+mod common;
 
-fn put(key: &str, value: &[u8], rev: u64) -> KvUpdate {
-    KvUpdate::Put(KvEntry {
-        key: key.to_owned(),
-        value: value.to_vec(),
-        version: VersionToken::from_u64(rev),
-    })
-}
+use common::updates::put_value as put;
+use common::workload::{self, Model, PER_BATCH, batch_with, cursor_of, faults_of, fold, state_of};
 
-fn del(key: &str, rev: u64) -> KvUpdate {
-    KvUpdate::Delete {
-        key: key.to_owned(),
-        version: VersionToken::from_u64(rev),
-    }
-}
-
-/// Batch `i`: overwrites and deletes over a few shared keys (so compaction has
-/// something to squeeze), plus the key `u<i>` that only this batch writes.
+/// Batch `i` of the shared workload, `u<i>` empty.
 fn batch(i: u64) -> Vec<KvUpdate> {
-    let r = PER_BATCH * i;
-    let shared = |j: u64| format!("k{}", j % 5);
-    let second = if i.is_multiple_of(3) {
-        del(&shared(i + 2), r - 1)
-    } else {
-        put(&shared(i + 1), b"x", r - 1)
-    };
-    vec![
-        put(&shared(i), &vec![i as u8; (i % 4 * 24) as usize], r - 2),
-        second,
-        put(&format!("u{i}"), b"", r),
-    ]
-}
-
-fn cursor_of(i: u64) -> WatchCursor {
-    WatchCursor::from_u64(PER_BATCH * i)
-}
-
-type Model = BTreeMap<String, (Vec<u8>, VersionToken)>;
-
-fn fold(model: &mut Model, updates: &[KvUpdate]) {
-    for u in updates {
-        match u {
-            KvUpdate::Put(e) => {
-                model.insert(e.key.clone(), (e.value.clone(), e.version.clone()));
-            }
-            KvUpdate::Delete { key, .. } | KvUpdate::Purge { key, .. } => {
-                model.remove(key);
-            }
-        }
-    }
+    batch_with(i, 0)
 }
 
 fn model_after(batches: u64) -> Model {
-    let mut model = Model::new();
-    for i in 1..=batches {
-        fold(&mut model, &batch(i));
-    }
-    model
-}
-
-fn state_of(store: &AppendLogSnapshot) -> Model {
-    store
-        .range("")
-        .expect("range")
-        .into_iter()
-        .map(|e| (e.key, (e.value, e.version)))
-        .collect()
+    workload::model_after(batches, batch)
 }
 
 /// The workload's shape.
@@ -326,11 +267,7 @@ fn walk(shape: &Shape, persistent: bool) -> Vec<(OpKind, Fault, u64)> {
     let mut rows = Vec::new();
     let mut all = Vec::new();
     for kind in OpKind::ALL {
-        let faults: &[Fault] = if kind == OpKind::Write {
-            &[Fault::Eio, Fault::Enospc, Fault::ShortWrite]
-        } else {
-            &[Fault::Eio, Fault::Enospc]
-        };
+        let faults = faults_of(kind);
         for &fault in faults {
             let mut points = 0u64;
             for nth in 1..=10_000u64 {

@@ -1,112 +1,20 @@
 //! The `watch_applied` executor (docs/watch-applied.md, "Executor tests") over the embedded
 //! backend and an in-memory snapshot store with injectable failures.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kvfold::{
-    BatchConfig, Connection, ExportManifest, ExportRequest, FoldProgress, KvEntry, KvError,
-    KvStore, KvUpdate, KvWatcher, MemoryConnection, SnapshotError, SnapshotStore, StoreConfig,
-    WatchCursor, WatchScope, watch_applied, watch_applied_owned,
+    BatchConfig, Connection, ExportRequest, FoldProgress, KvError, KvUpdate, KvWatcher,
+    MemoryConnection, SnapshotError, WatchCursor, WatchScope, watch_applied, watch_applied_owned,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// Every batch a store applied, with its cursor.
-type AppliedBatches = Arc<Mutex<Vec<(Vec<KvUpdate>, WatchCursor)>>>;
+mod common;
 
-/// An in-memory `SnapshotStore` whose next applies can be made to fail or panic.
-#[derive(Default)]
-struct TestStore {
-    entries: BTreeMap<String, KvEntry>,
-    cursor: WatchCursor,
-    fail_next: Arc<Mutex<u32>>,
-    panic_next: Arc<Mutex<bool>>,
-    applied_batches: AppliedBatches,
-}
-
-impl SnapshotStore for TestStore {
-    fn load(_path: &Path) -> Result<(WatchCursor, Self), SnapshotError> {
-        Ok((WatchCursor::none(), TestStore::default()))
-    }
-
-    fn apply(&mut self, batch: &[KvUpdate], cursor: &WatchCursor) -> Result<(), SnapshotError> {
-        if std::mem::take(&mut *self.panic_next.lock().unwrap()) {
-            panic!("store exploded");
-        }
-        {
-            let mut fail = self.fail_next.lock().unwrap();
-            if *fail > 0 {
-                *fail -= 1;
-                return Err(SnapshotError::Backend("injected failure".into()));
-            }
-        }
-        for update in batch {
-            match update {
-                KvUpdate::Put(e) => {
-                    self.entries.insert(e.key.clone(), e.clone());
-                }
-                KvUpdate::Delete { key, .. } | KvUpdate::Purge { key, .. } => {
-                    self.entries.remove(key);
-                }
-            }
-        }
-        self.cursor = cursor.clone();
-        self.applied_batches
-            .lock()
-            .unwrap()
-            .push((batch.to_vec(), cursor.clone()));
-        Ok(())
-    }
-
-    fn get(&self, key: &str) -> Result<Option<KvEntry>, SnapshotError> {
-        Ok(self.entries.get(key).cloned())
-    }
-
-    fn range(&self, prefix: &str) -> Result<Vec<KvEntry>, SnapshotError> {
-        Ok(self
-            .entries
-            .values()
-            .filter(|e| e.key.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
-
-    fn cursor(&self) -> WatchCursor {
-        self.cursor.clone()
-    }
-
-    fn export_to(&mut self, dest_dir: &Path) -> Result<ExportManifest, SnapshotError> {
-        Err(SnapshotError::Backend(format!(
-            "test store cannot export to {}",
-            dest_dir.display()
-        )))
-    }
-}
-
-async fn bucket(name: &str) -> (MemoryConnection, Arc<dyn KvStore>) {
-    let conn = MemoryConnection::new();
-    conn.connect().await.unwrap();
-    let store = conn
-        .store_with_config(StoreConfig {
-            name: name.to_string(),
-            max_history: Some(10),
-            max_bytes: Some(-1),
-            ..StoreConfig::default()
-        })
-        .await
-        .unwrap();
-    (conn, store)
-}
-
-fn cfg(window_ms: u64, max: usize) -> BatchConfig {
-    BatchConfig {
-        window: Duration::from_millis(window_ms),
-        max,
-        channel_capacity: 16,
-    }
-}
+use common::fold::{cfg, memory_bucket as bucket};
+use common::store::TestStore;
+use common::wait::wait_for;
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
@@ -117,16 +25,6 @@ fn parse_value(update: &KvUpdate) -> Option<String> {
             Some(format!("{key}=<deleted>"))
         }
     }
-}
-
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]
@@ -189,9 +87,9 @@ async fn a_transient_store_failure_requeues_and_the_result_is_the_store_cursor()
     let writer = store.writer().unwrap();
     writer.put("a", b"1").await.unwrap();
     let test_store = TestStore::default();
-    let fail = Arc::clone(&test_store.fail_next);
-    let batches = Arc::clone(&test_store.applied_batches);
-    *fail.lock().unwrap() = 1;
+    let ctl = Arc::clone(&test_store.ctl);
+    let batches = test_store.commits();
+    ctl.lock().unwrap().fail_next = 1;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let seen: Seen = Arc::default();
     let seen_in = Arc::clone(&seen);
@@ -222,13 +120,13 @@ async fn a_transient_store_failure_requeues_and_the_result_is_the_store_cursor()
     let end = run.await.unwrap();
     let batches = batches.lock().unwrap().clone();
     assert_eq!(batches.len(), 1, "one cumulative commit: {batches:?}");
-    let keys: Vec<&str> = batches[0].0.iter().map(KvUpdate::key).collect();
+    let keys: Vec<&str> = batches[0].0.iter().map(String::as_str).collect();
     assert_eq!(
         keys,
         vec!["a", "b"],
         "the failed batch first, then the newer update"
     );
-    assert_eq!(batches[0].1.rank(), 2);
+    assert_eq!(batches[0].1, 2);
     assert_eq!(end.result.unwrap().rank(), 2);
     assert_eq!(end.applied.rank(), 2);
     assert!(end.store.is_some());
@@ -239,7 +137,7 @@ async fn a_panicking_store_ends_the_run_and_loses_the_store() {
     let (_conn, store) = bucket("panic").await;
     store.writer().unwrap().put("a", b"1").await.unwrap();
     let test_store = TestStore::default();
-    *test_store.panic_next.lock().unwrap() = true;
+    test_store.ctl.lock().unwrap().panic_next = true;
     let (_shutdown_tx, shutdown) = watch::channel(false);
     let end = watch_applied_owned(
         store.watcher().unwrap(),

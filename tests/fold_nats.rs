@@ -14,42 +14,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::fold::{batch, export, supervise};
 use common::nats::{NatsCluster, NatsServer};
+use common::wait::wait_until;
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, ExportManifest, ExportRequest, KvError, KvStore,
-    KvUpdate, KvWatcher, KvWriter, SnapshotError, SnapshotStore, StoreConfig, VersionToken,
-    WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, Connection, ExportRequest, KvError, KvStore, KvUpdate, KvWatcher, KvWriter,
+    SnapshotStore, StoreConfig, VersionToken, WatchCursor, WatchEnd, WatchScope,
+    watch_applied_owned,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 fn named(name: &str, replicas: usize) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(-1),
-        max_history: Some(10),
-        num_replicas: Some(replicas),
-        ..StoreConfig::default()
-    }
+    common::config::replicated(name, 10, replicas)
 }
 
 use crate::common::nats::connected;
-
-fn batch() -> BatchConfig {
-    BatchConfig {
-        window: Duration::from_millis(5),
-        max: 100,
-        channel_capacity: 256,
-    }
-}
-
-async fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// key → (value, revision).
 type State = BTreeMap<String, (Vec<u8>, u64)>;
@@ -148,35 +128,18 @@ impl Fold {
         path: PathBuf,
         shutdown: watch::Receiver<bool>,
     ) -> (AppendLogSnapshot, Vec<KvError>) {
-        let (mut resume, mut store) = AppendLogSnapshot::load(&path).unwrap();
-        let mut errors = Vec::new();
-        loop {
-            let end = self
-                .run(
-                    Arc::clone(&watcher),
-                    WatchScope::All,
-                    Some(resume),
-                    store,
-                    None,
-                    accept_all,
-                    shutdown.clone(),
-                )
-                .await;
-            store = end.store.expect("the store comes back from every run");
-            assert_eq!(end.applied, store.cursor(), "applied is the store's cursor");
-            match end.result {
-                Ok(_) => return (store, errors),
-                Err(e) => {
-                    println!(
-                        "fold run ended with {e:?}; restarting from {}",
-                        end.applied.rank()
-                    );
-                    errors.push(e);
-                    resume = end.applied;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        supervise(&path, |resume, store| {
+            self.run(
+                Arc::clone(&watcher),
+                WatchScope::All,
+                Some(resume),
+                store,
+                None,
+                accept_all,
+                shutdown.clone(),
+            )
+        })
+        .await
     }
 }
 
@@ -654,20 +617,6 @@ async fn a_fold_survives_an_r3_stream_leader_loss() {
 // ---------------------------------------------------------------------------
 // (f) Export, import, resume the tail.
 // ---------------------------------------------------------------------------
-
-async fn export(
-    tx: &mpsc::Sender<ExportRequest>,
-    dest: &Path,
-) -> Result<ExportManifest, SnapshotError> {
-    let (reply, answer) = oneshot::channel();
-    tx.send(ExportRequest {
-        dest_dir: dest.to_path_buf(),
-        reply,
-    })
-    .await
-    .unwrap();
-    answer.await.expect("the export is answered")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exported_fold_imports_into_a_replica_that_resumes_with_only_the_tail() {

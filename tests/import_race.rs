@@ -14,9 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use kvfold::{
-    AppendLogSnapshot, KvEntry, KvUpdate, SnapshotError, SnapshotStore, VersionToken, WatchCursor,
-};
+use kvfold::{AppendLogSnapshot, SnapshotError, SnapshotStore, WatchCursor};
+
+mod common;
+
+use common::updates::put_value as put;
 
 /// A backend's import: verify the artifact at `.0` and install it at `.1`.
 type ImportResult<S> = Result<(WatchCursor, S), SnapshotError>;
@@ -30,14 +32,6 @@ const CHILD_ENV: &str = "KVFOLD_IMPORT_RACE_CHILD";
 const REPORT: &str = "import-race-report: ";
 /// How long a child waits for the parent's start signal.
 const CHILD_START_WAIT: Duration = Duration::from_secs(20);
-
-fn put(key: &str, value: &[u8], rev: u64) -> KvUpdate {
-    KvUpdate::Put(KvEntry {
-        key: key.to_owned(),
-        value: value.to_vec(),
-        version: VersionToken::from_u64(rev),
-    })
-}
 
 /// The cursor importer `worker`'s artifact holds.
 fn artifact_rev(worker: usize) -> u64 {

@@ -14,6 +14,11 @@ use kvfold::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod common;
+
+use common::config::bucket;
+use common::watch::watch_all;
+
 const START_MS: u64 = 1_700_000_000_000;
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -22,33 +27,6 @@ async fn setup(config: MemoryConfig, bucket: StoreConfig) -> (MemoryConnection, 
     conn.connect().await.unwrap();
     let store = conn.store_with_config(bucket).await.unwrap();
     (conn, store)
-}
-
-fn bucket(name: &str, history: u32) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_history: Some(history),
-        max_bytes: Some(-1),
-        ..StoreConfig::default()
-    }
-}
-
-type Watch = (mpsc::Receiver<KvUpdate>, JoinHandle<Result<(), KvError>>);
-
-fn watch_all(store: &Arc<dyn KvStore>, from: Option<u64>, capacity: usize) -> Watch {
-    let watcher = store.watcher().unwrap();
-    let (tx, rx) = mpsc::channel(capacity);
-    let task = tokio::spawn(async move {
-        match from {
-            Some(rev) => {
-                watcher
-                    .watch_all_from(&WatchCursor::from_u64(rev), tx)
-                    .await
-            }
-            None => watcher.watch_all(tx).await,
-        }
-    });
-    (rx, task)
 }
 
 async fn recv_revisions(rx: &mut mpsc::Receiver<KvUpdate>, n: usize) -> Vec<u64> {

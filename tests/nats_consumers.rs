@@ -7,12 +7,17 @@
 
 mod common;
 
+use common::state_sync::{brief, receive_until, write_superseded_history};
+use common::watch::watch_all;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::config::bucket;
 use common::nats::{NatsCluster, NatsServer, TcpProxy, consumer_count, wait_consumer_count};
-use kvfold::{Connection, KvStore, KvUpdate, StoreConfig, WatchCursor};
+use common::wait::wait_until;
+use kvfold::{Connection, KvStore, StoreConfig, WatchCursor};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -21,31 +26,9 @@ const CLEANUP_WITHIN: Duration = Duration::from_secs(10);
 
 use crate::common::nats::connected;
 
-fn bucket(name: &str, history: u32) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(-1),
-        max_history: Some(history),
-        ..StoreConfig::default()
-    }
-}
-
-fn brief(update: &KvUpdate) -> (String, u64) {
-    (
-        update.key().to_string(),
-        update
-            .version()
-            .as_u64()
-            .expect("NATS versions are revisions"),
-    )
-}
-
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// [`wait_until`] within 30 s.
+async fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(30), check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,26 +39,11 @@ async fn a_state_sync_watch_cut_off_in_its_snapshot_phase_delivers_only_latest_v
     let store = conn.store_with_config(bucket("sync", 10)).await.unwrap();
     let writer = store.writer().unwrap();
     // x0..x9 at revisions 1–10, then y three times (11–13) and z (14).
-    for i in 0..10 {
-        writer.put(&format!("x{i}"), b"x").await.unwrap();
-    }
-    for v in [b"1", b"2", b"3"] {
-        writer.put("y", v).await.unwrap();
-    }
-    writer.put("z", b"z").await.unwrap();
-    let mut expected: Vec<(String, u64)> = (0..10).map(|i| (format!("x{i}"), i + 1)).collect();
-    expected.push(("y".into(), 13));
-    expected.push(("z".into(), 14));
+    let expected = write_superseded_history(writer.as_ref()).await;
 
-    let (tx, mut rx) = mpsc::channel(1);
-    let watcher = store.watcher().unwrap();
-    let task = tokio::spawn(async move { watcher.watch_all(tx).await });
+    let (mut rx, task) = watch_all(&store, None, 1);
     let mut got = Vec::new();
-    let first = tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    got.push(brief(&first));
+    receive_until(&mut rx, &mut got, 1, WAIT).await;
     // The watch now waits on back-pressure a few entries into its snapshot, with
     // the rest of the snapshot pushed to the client. Reconnect under it.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -83,13 +51,7 @@ async fn a_state_sync_watch_cut_off_in_its_snapshot_phase_delivers_only_latest_v
     wait_for("the client notices the cut", || !conn.is_healthy()).await;
     proxy.heal();
     wait_for("the client reconnects", || conn.is_healthy()).await;
-    while got.len() < expected.len() {
-        let update = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("stalled after {got:?}"))
-            .expect("watch runs");
-        got.push(brief(&update));
-    }
+    receive_until(&mut rx, &mut got, expected.len(), WAIT).await;
     assert_eq!(
         got, expected,
         "a state-sync watch delivers the latest entry of every key, never history"

@@ -10,41 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::nats::{NatsCluster, NatsServer, TcpProxy, js_request, stream_purge_below};
+use common::nats::{client_config as config, connected};
+use common::wait::wait_until;
 use kvfold::{
-    Connection, DiscardPolicy, KvError, KvStore, KvUpdate, NatsConnection, NatsConnectionConfig,
-    StorageType, StoreConfig, WatchCursor,
+    Connection, DiscardPolicy, KvError, KvStore, KvUpdate, NatsConnection, StorageType,
+    StoreConfig, WatchCursor,
 };
 use serde_json::json;
 
-fn config(url: String) -> NatsConnectionConfig {
-    NatsConnectionConfig {
-        url,
-        creds: None,
-        creds_file: None,
-    }
-}
-
-async fn connected(url: String) -> NatsConnection {
-    let conn = NatsConnection::new(config(url));
-    conn.connect().await.expect("connects");
-    conn
-}
-
-async fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn named(name: &str) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(-1),
-        max_history: Some(10),
-        ..StoreConfig::default()
-    }
+    common::config::bucket(name, 10)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

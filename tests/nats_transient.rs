@@ -14,21 +14,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::fold::batch;
 use common::nats::NatsCluster;
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, KvError, KvStore, KvUpdate, KvWatcher,
-    SnapshotStore, StoreConfig, WatchCursor, WatchScope, watch_applied_owned,
+    Connection, KvError, KvStore, KvUpdate, KvWatcher, StoreConfig, WatchCursor, WatchScope,
+    watch_applied_owned,
 };
 use tokio::sync::watch;
 
 fn named(name: &str) -> StoreConfig {
-    StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(-1),
-        max_history: Some(10),
-        num_replicas: Some(3),
-        ..StoreConfig::default()
-    }
+    common::config::replicated(name, 10, 3)
 }
 
 use crate::common::nats::connected;
@@ -241,14 +236,6 @@ async fn every_read_and_listing_rides_out_r3_leader_step_downs_and_a_leader_kill
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-fn batch() -> BatchConfig {
-    BatchConfig {
-        window: Duration::from_millis(5),
-        max: 100,
-        channel_capacity: 256,
-    }
-}
-
 /// Folds the bucket into an append log as a service would: a run that ends with an
 /// error is restarted from the store's cursor. Publishes the cursor in `cursor`.
 async fn supervise(
@@ -257,11 +244,9 @@ async fn supervise(
     cursor: Arc<AtomicU64>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<KvError> {
-    let (mut resume, mut store) = AppendLogSnapshot::load(&path).unwrap();
-    let mut errors = Vec::new();
-    loop {
+    let (_, errors) = common::fold::supervise(&path, |resume, store| {
         let published = Arc::clone(&cursor);
-        let end = watch_applied_owned(
+        watch_applied_owned(
             Arc::clone(&watcher),
             WatchScope::All,
             Some(resume),
@@ -274,21 +259,9 @@ async fn supervise(
             move |c: WatchCursor| published.store(c.rank(), Ordering::SeqCst),
             shutdown.clone(),
         )
-        .await;
-        store = end.store.expect("the store comes back from every run");
-        match end.result {
-            Ok(_) => return errors,
-            Err(e) => {
-                println!(
-                    "fold run ended with {e:?}; restarting from {}",
-                    end.applied.rank()
-                );
-                errors.push(e);
-                resume = end.applied;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    })
+    .await;
+    errors
 }
 
 /// After a kill -9 of the stream leader, the fold's cursor moves again within

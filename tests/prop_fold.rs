@@ -19,7 +19,9 @@ use kvfold::protocol::fold::{
 use kvfold::protocol::time::Millis;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use proptest::test_runner::{TestCaseError, TestError, TestRunner};
+
+mod common;
 
 // ===========================================================================
 // Strategies
@@ -170,16 +172,10 @@ proptest! {
     }
 }
 
-/// A fixed-seed runner, independent of `PROPTEST_CASES`, so mutation evidence
-/// and vacuity witnesses never shrink to nothing.
+/// The shared fixed-seed runner (`common::prop`), shrinking up to 4 000
+/// times.
 fn deterministic_runner(cases: u32) -> TestRunner {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 4_000,
-        ..Config::default()
-    };
-    TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+    common::prop::deterministic_runner_shrinking(cases, 4_000)
 }
 
 #[test]

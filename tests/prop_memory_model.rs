@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvfold::{
-    Connection, KvEntry, KvError, KvStore, KvUpdate, MemoryConnection, StoreConfig, VersionToken,
-    WatchCursor,
+    Connection, KvEntry, KvError, KvStore, KvUpdate, MemoryConnection, VersionToken, WatchCursor,
 };
 use proptest::prelude::*;
+
+mod common;
 
 const KEYS: [&str; 4] = ["a", "b", "c.d", "c.e"];
 
@@ -203,12 +204,7 @@ async fn run(history: u32, ops: Vec<Op>, cursor_pick: u64, sabotage: bool) {
     let conn = MemoryConnection::new();
     conn.connect().await.unwrap();
     let store = conn
-        .store_with_config(StoreConfig {
-            name: "model".to_string(),
-            max_history: Some(history),
-            max_bytes: Some(-1),
-            ..StoreConfig::default()
-        })
+        .store_with_config(common::config::bucket("model", history))
         .await
         .unwrap();
     let writer = store.writer().unwrap();

@@ -18,16 +18,10 @@ use std::time::Duration;
 
 use common::nats::{NatsServer, ServerAuth};
 use kvfold::protocol::nats::{REDACTED, ServerListError, UrlCredentials, parse_server_list};
-use kvfold::{Connection, KvError, NatsConnection, NatsConnectionConfig, nats_connect};
+use kvfold::{Connection, KvError, NatsConnection, nats_connect};
 use proptest::prelude::*;
 
-fn config(url: &str) -> NatsConnectionConfig {
-    NatsConnectionConfig {
-        url: url.to_string(),
-        creds: None,
-        creds_file: None,
-    }
-}
+use common::nats::client_config as config;
 
 /// `Debug` of the config and of a connection built from it.
 fn debug_texts(url: &str) -> String {

@@ -169,11 +169,7 @@ fn ct04_a_mid_file_body_len_pointing_past_eof_is_corruption() {
     bytes[p..p + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
     let (_dir, path) = temp_log();
     put_file(&path, &bytes);
-    assert!(matches!(load(&path), Err(SnapshotError::Corrupted)));
-    assert!(matches!(
-        SnapshotWriter::open(&path, DEFAULT_COMPACT_THRESHOLD),
-        Err(SnapshotError::Corrupted)
-    ));
+    assert_refused_as_corrupted(&path);
     assert_eq!(file_bytes(&path), bytes);
 }
 
@@ -200,11 +196,7 @@ fn ct06_a_mid_file_zero_hole_is_corruption_and_left_untouched() {
     bytes[ends[0]..ends[2]].fill(0);
     let (_dir, path) = temp_log();
     put_file(&path, &bytes);
-    assert!(matches!(load(&path), Err(SnapshotError::Corrupted)));
-    assert!(matches!(
-        SnapshotWriter::open(&path, DEFAULT_COMPACT_THRESHOLD),
-        Err(SnapshotError::Corrupted)
-    ));
+    assert_refused_as_corrupted(&path);
     assert_eq!(file_bytes(&path), bytes, "never repaired automatically");
 }
 
@@ -442,11 +434,7 @@ fn ct09_a_corrupted_v2_file_is_refused_and_left_untouched() {
     bytes[ends[0] + 7] ^= 0x20; // the key byte of record 1, with records after it
     let (_dir, path) = temp_log();
     put_file(&path, &bytes);
-    assert!(matches!(load(&path), Err(SnapshotError::Corrupted)));
-    assert!(matches!(
-        SnapshotWriter::open(&path, DEFAULT_COMPACT_THRESHOLD),
-        Err(SnapshotError::Corrupted)
-    ));
+    assert_refused_as_corrupted(&path);
     assert_eq!(file_bytes(&path), bytes);
 }
 

@@ -3,44 +3,17 @@
 //! up in review), and every mutation is caught. Deep bounds: `cargo test
 //! --release --features model-check --test model -- --ignored`.
 
-use std::collections::BTreeSet;
-use std::time::Instant;
-
-use stateright::{Checker, HasDiscoveries, Model};
+use crate::check;
 
 use super::names::*;
 use super::{Bounds, FoldModel, Mutation};
 
-/// Explores the whole state space, asserts every property (and that every
-/// witness was found), and returns the number of unique states.
 fn check_all(model: FoldModel) -> usize {
-    let started = Instant::now();
-    let checker = model.checker().spawn_bfs().join();
-    let count = checker.unique_state_count();
-    eprintln!(
-        "({model}) {:?}: {count} unique states in {:?}",
-        model.bounds,
-        started.elapsed()
-    );
-    checker.assert_properties();
-    count
+    check::check_all("fold", model, &model.bounds)
 }
 
-/// Explores until `property` is discovered and returns the counterexample's
-/// actions (printed for the reader), or `None` if the whole space keeps it.
 fn counterexample(model: FoldModel, property: &'static str) -> Option<String> {
-    let checker = model
-        .checker()
-        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
-        .spawn_bfs()
-        .join();
-    let path = checker.discovery(property)?;
-    let actions = format!("{:?}", path.clone().into_actions());
-    eprintln!(
-        "({model}) \"{property}\" fails after {actions}\nlast state: {:#?}",
-        path.last_state()
-    );
-    Some(actions)
+    check::counterexample(model, property)
 }
 
 // ---------------------------------------------------------------------------

@@ -4,67 +4,21 @@
 //! every mutation is caught. Deep bounds: `cargo test --release --features
 //! model-check --test model lease -- --ignored`.
 
-use std::collections::BTreeSet;
-use std::time::Instant;
-
-use stateright::{Checker, Expectation, HasDiscoveries, Model};
+use crate::check;
 
 use super::names::*;
 use super::{Bounds, LeaseModel, Mutation, Start};
 
-/// Explores the whole state space, asserts every property (and that every
-/// witness was found), and returns the number of unique states.
 fn check_all(model: LeaseModel) -> usize {
-    let started = Instant::now();
-    let checker = model.checker().spawn_bfs().join();
-    let count = checker.unique_state_count();
-    eprintln!(
-        "lease model ({model}) {:?}: {count} unique states in {:?}",
-        model.bounds,
-        started.elapsed()
-    );
-    checker.assert_properties();
-    count
+    check::check_all("lease", model, &model.bounds)
 }
 
-/// Explores until `property` is discovered and returns the counterexample's
-/// actions (printed for the reader), or `None` if the whole space keeps it.
 fn counterexample(model: LeaseModel, property: &'static str) -> Option<String> {
-    let checker = model
-        .checker()
-        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
-        .spawn_bfs()
-        .join();
-    let path = checker.discovery(property)?;
-    let actions = format!("{:?}", path.clone().into_actions());
-    eprintln!(
-        "({model}) \"{property}\" fails after {actions}\nlast state: {:#?}",
-        path.last_state()
-    );
-    Some(actions)
+    check::counterexample(model, property)
 }
 
-/// Explores the whole space and returns every `always` or `eventually` property
-/// with a counterexample, and the number of unique states.
 fn broken_properties(model: LeaseModel) -> (Vec<&'static str>, usize) {
-    let started = Instant::now();
-    let checker = model.checker().spawn_bfs().join();
-    assert!(checker.is_done());
-    let count = checker.unique_state_count();
-    let mut broken: Vec<_> = model
-        .properties()
-        .into_iter()
-        .filter(|p| p.expectation != Expectation::Sometimes)
-        .map(|p| p.name)
-        .filter(|name| checker.discovery(name).is_some())
-        .collect();
-    broken.sort_unstable();
-    eprintln!(
-        "lease model ({model}) {:?}: {count} unique states in {:?}",
-        model.bounds,
-        started.elapsed()
-    );
-    (broken, count)
+    check::broken_properties("lease", model, &model.bounds)
 }
 
 // ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kvfold::conformance::{Hook, Hooks};
-use kvfold::{Connection, KvError, NatsConnection, NatsConnectionConfig};
+use kvfold::{Connection, KvError, NatsConnection};
 use serde_json::json;
 
 use super::nats::{TcpProxy, js_request, stream_delete, stream_purge_below, stream_purge_subject};
@@ -32,11 +32,7 @@ impl NatsHooks {
         let admin = async_nats::connect(list)
             .await
             .expect("admin client connects");
-        let creator = NatsConnection::new(NatsConnectionConfig {
-            url: urls.to_string(),
-            creds: None,
-            creds_file: None,
-        });
+        let creator = NatsConnection::new(super::nats::client_config(urls));
         creator.connect().await.expect("creator connects");
         Self {
             admin,

@@ -5,3 +5,14 @@ pub mod nats;
 
 #[cfg(all(feature = "nats", feature = "conformance"))]
 pub mod hooks;
+
+pub mod config;
+pub mod fold;
+pub mod prop;
+pub mod scripted;
+pub mod state_sync;
+pub mod store;
+pub mod updates;
+pub mod wait;
+pub mod watch;
+pub mod workload;

@@ -3,6 +3,8 @@
 //! fault-injecting `SnapshotStore` wrapper around `AppendLogSnapshot`, driven by one seed.
 
 pub mod board;
+pub mod compare;
+pub mod node;
 pub mod replica;
 pub mod rng;
 pub mod scenario;

@@ -13,8 +13,9 @@ use kvfold::{
 use tokio::sync::watch;
 
 use super::board::{Check, Item, lock};
+use super::compare::{check_domain, check_fold, domain_of};
 use super::store::{SimStore, fold_of};
-use super::world::{World, check_domain, check_fold, domain_of};
+use super::world::World;
 
 const ROUNDS: usize = 2_000;
 

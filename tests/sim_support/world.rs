@@ -10,18 +10,21 @@ use std::time::Duration;
 
 use kvfold::memory::{ManualClock, MemoryServer};
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, ExpiryRepair, ExportManifest, ExportRequest,
-    KvError, KvPurge, KvUpdate, KvWatcher, KvWriter, MemoryConfig, MemoryConnection, SnapshotStore,
-    StoreConfig, WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, BatchConfig, Connection, ExportManifest, ExportRequest, KvError, KvPurge,
+    KvWatcher, KvWriter, MemoryConfig, MemoryConnection, SnapshotStore, StoreConfig, WatchCursor,
+    WatchEnd,
 };
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{JoinError, JoinHandle};
+use tokio::sync::oneshot;
+use tokio::task::JoinError;
 
-use super::board::{Check, Item, Shared, accepted, lock};
+use super::board::{Check, Shared, lock};
 use super::rng::Rng;
 use super::scenario::{Scenario, Shape};
 use super::store::{Mutation, SimStore, entry, fold_of};
 use super::truth::{Fold, Op};
+
+use super::compare::{check_domain, check_fold, domain_of, show};
+use super::node::{Node, spawn_run};
 
 pub const BUCKET: &str = "sim";
 /// Every key the driver writes: three prefixes; `*/r` keys are rejected by `parse`.
@@ -32,130 +35,6 @@ pub const KEYS: [&str; 13] = [
 pub const FOREIGN_KEY: &str = "b/foreign";
 /// Virtual time the final catch-up may take before the fold counts as stuck.
 const CONVERGE_ROUNDS: usize = 2_000;
-
-pub struct Running {
-    handle: JoinHandle<WatchEnd<SimStore>>,
-    shutdown: watch::Sender<bool>,
-    exports: mpsc::Sender<ExportRequest>,
-}
-
-/// A fold process: its store file, the store while no run holds it, and the run.
-pub struct Node {
-    pub id: usize,
-    pub path: PathBuf,
-    pub store: Option<SimStore>,
-    pub resume: Option<WatchCursor>,
-    pub run: Option<Running>,
-}
-
-pub fn spawn_run(
-    node: &mut Node,
-    watcher: Arc<dyn KvWatcher>,
-    scope: WatchScope,
-    config: BatchConfig,
-    board: &Shared,
-) {
-    lock(board).begin_run(node.id);
-    let id = node.id;
-    let (b_parse, b_apply, b_applied) = (Arc::clone(board), Arc::clone(board), Arc::clone(board));
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let (exports, exports_rx) = mpsc::channel(1);
-    let handle = tokio::spawn(watch_applied_owned(
-        watcher,
-        scope,
-        node.resume.clone(),
-        ExpiryRepair::<SimStore>::None,
-        node.store.take(),
-        Some(exports_rx),
-        config,
-        move |u: &KvUpdate| lock(&b_parse).parse(id, u),
-        move |items: Vec<Item>| lock(&b_apply).apply(id, items),
-        move |c: WatchCursor| lock(&b_applied).on_applied(id, c),
-        shutdown_rx,
-    ));
-    node.run = Some(Running {
-        handle,
-        shutdown,
-        exports,
-    });
-}
-
-pub fn show(fold: Option<&(u64, Vec<u8>)>) -> String {
-    match fold {
-        None => "absent".to_string(),
-        Some((rev, v)) => format!("{}@{rev}", String::from_utf8_lossy(v)),
-    }
-}
-
-/// The fold must equal the truth in scope plus the untouched foreign entries;
-/// the only tolerated difference is the `ExpiryRepair::None` exception.
-pub fn check_fold(board: &Shared, what: &str, fold: &Fold, foreign: &Fold) {
-    let mut b = lock(board);
-    let mut expected = b.truth.live_in(&b.prefixes);
-    expected.extend(foreign.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(fold.keys()).collect();
-    for key in keys {
-        let (want, got) = (expected.get(key), fold.get(key));
-        if want == got {
-            continue;
-        }
-        if let (None, Some((rev, value))) = (want, got)
-            && super::truth::in_scope(&b.prefixes, key)
-            && b.truth.kept_by_expiry(key, *rev, value)
-        {
-            b.stats.kept_by_expiry += 1;
-            continue;
-        }
-        let text = format!(
-            "{what}: key {key:?}: truth {}, fold {}",
-            show(want),
-            show(got)
-        );
-        b.violate(Check::FoldTruth, text);
-    }
-}
-
-/// The domain state must equal the fold restricted to what `parse` accepts. One divergence
-/// is tolerated, and only where the truth itself tolerates one: after a store failure the
-/// domain runs ahead of the store (docs/protocols/fold-machine.md, "The flush procedure"),
-/// and when the cursor then expires, `ExpiryRepair::None`'s re-list cannot re-deliver a
-/// delete whose marker was evicted, so each side may keep a different value the key really
-/// had before that delete.
-pub fn check_domain(board: &Shared, what: &str, domain: &Fold, fold: &Fold) {
-    let expected = domain_of(fold);
-    let mut b = lock(board);
-    let truth = b.truth.live_in(&b.prefixes);
-    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(domain.keys()).collect();
-    let mut diff = Vec::new();
-    let mut tolerated = 0;
-    for key in keys {
-        let (want, got) = (expected.get(key), domain.get(key));
-        if want == got {
-            continue;
-        }
-        // Tolerated only for a key the truth deleted: each side absent or holding
-        // a value the exception allows.
-        let kept = |v: Option<&(u64, Vec<u8>)>| {
-            v.is_none_or(|(rev, value)| b.truth.kept_by_expiry(key, *rev, value))
-        };
-        if !truth.contains_key(key) && kept(want) && kept(got) {
-            tolerated += 1;
-        } else {
-            diff.push(format!("{key}: fold {} domain {}", show(want), show(got)));
-        }
-    }
-    b.stats.domain_kept_by_expiry += tolerated;
-    if !diff.is_empty() {
-        b.violate(Check::DomainFold, format!("{what}: {}", diff.join("; ")));
-    }
-}
-
-pub fn domain_of(fold: &Fold) -> Fold {
-    fold.iter()
-        .filter(|(k, _)| accepted(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
 
 pub struct World {
     pub s: Scenario,
@@ -379,9 +258,9 @@ impl World {
         ));
         let mut b = lock(&self.board);
         match &end.result {
-            // A resumed watch that expires falls back to a full watch; a full (state-sync)
-            // watch whose reconnect-resume expires ends the run (docs/repair.md, "The fold
-            // side" W6) and the restart re-lists.
+            // A resumed watch that expires falls back to a full watch; a full
+            // (state-sync) watch whose reconnect-resume expires ends the run
+            // (docs/repair.md) and the restart re-lists.
             Err(KvError::CursorExpired) => b.stats.expired_ends += 1,
             Err(KvError::WatchError(m)) if m.contains("consecutive") => {
                 b.stats.fail_stops += 1;
@@ -777,9 +656,8 @@ impl World {
     }
 
     /// Kills the process wherever the run is (the caller drops the run's future,
-    /// docs/watch-applied.md, "Panics and cancellation"): a store inside a blocking task is
-    /// dropped when that task ends. The disk must then hold exactly what the store had
-    /// committed.
+    /// docs/watch-applied.md, "Panics and cancellation"): a store inside a blocking task is dropped when that task
+    /// ends. The disk must then hold exactly what the store had committed.
     async fn kill(&mut self) {
         let Some(run) = self.main.run.take() else {
             return;

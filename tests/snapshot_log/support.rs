@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kvfold::protocol::log::{self, LogFormat};
-use kvfold::snapshot::Snapshot;
-use kvfold::{KvEntry, KvUpdate, VersionToken, WatchCursor};
+use kvfold::snapshot::{DEFAULT_COMPACT_THRESHOLD, Snapshot, SnapshotWriter, load};
+use kvfold::{KvEntry, KvUpdate, SnapshotError, VersionToken, WatchCursor};
 
 /// One record of a test log.
 #[derive(Debug, Clone)]
@@ -215,4 +215,14 @@ pub fn assert_compact_v3(bytes: &[u8]) {
     assert_eq!(r.format, Some(LogFormat::V3));
     assert_eq!(r.tail, log::Tail::Clean);
     assert!(r.already_compact, "file left compact");
+}
+
+/// Both readers, `load` and `SnapshotWriter::open`, refuse the file at `path`
+/// as corrupted.
+pub fn assert_refused_as_corrupted(path: &Path) {
+    assert!(matches!(load(path), Err(SnapshotError::Corrupted)));
+    assert!(matches!(
+        SnapshotWriter::open(path, DEFAULT_COMPACT_THRESHOLD),
+        Err(SnapshotError::Corrupted)
+    ));
 }
