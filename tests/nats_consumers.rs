@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::config::bucket;
-use common::nats::{NatsCluster, NatsServer, TcpProxy, consumer_count, wait_consumer_count};
+use common::nats::{
+    NatsCluster, NatsServer, Stopped, TcpProxy, consumer_count, wait_consumer_count,
+};
 use common::wait::wait_until;
 use kvfold::{Connection, KvStore, StoreConfig, WatchCursor};
 use tokio::sync::mpsc;
@@ -184,30 +186,6 @@ async fn dropped_watches_and_listings_leave_no_consumer_behind() {
     // A complete listing leaves nothing either.
     assert_eq!(store.reader().keys("").await.unwrap().len(), KEYS);
     assert_eq!(consumer_count(&raw, stream).await, baseline);
-}
-
-/// Sends SIGCONT to a SIGSTOPped process when dropped (also on a panic).
-struct Stopped(u32);
-
-impl Stopped {
-    fn stop(pid: u32) -> Self {
-        signal("-STOP", pid);
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        signal("-CONT", self.0);
-    }
-}
-
-fn signal(which: &str, pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {which} {pid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

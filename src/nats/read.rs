@@ -12,9 +12,13 @@ use time::format_description::well_known::Rfc3339;
 
 use super::bucket::NatsBucket;
 use super::consumer::{ConsumerSpec, Deliver, PushConsumer, Received};
-use super::request::{Failure, OP_TIMEOUT, read_error, request_once, with_retry};
+use super::info::stream_info;
+use super::request::{Failure, OP_TIMEOUT, api_once, read_error, request_once, with_retry};
 use crate::kv::{KvEntry, KvError, KvReader, VersionToken};
-use crate::protocol::nats::{MessageHeaders, WireKind, wire_kind};
+use crate::protocol::nats::{
+    ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, MessageHeaders, WireKind, sentinel_filter,
+    wire_kind,
+};
 use crate::protocol::refusal::{require_key, require_prefix};
 use crate::protocol::subject::{filter_patterns, key_in_scope};
 
@@ -97,16 +101,64 @@ impl NatsBucket {
         }))
     }
 
-    /// Runs the listing consumer over `prefix`, calling `f` for every key whose
-    /// latest message is a non-empty value, in revision order.
+    /// The sync point of a listing: the stream's last sequence, read from the
+    /// stream leader, and the key of the message there (`None` when the stream
+    /// is empty, or the message is gone by the time it is asked for).
+    async fn sync_point(&self) -> Result<(u64, Option<String>), KvError> {
+        let info = stream_info(&self.client, &self.name)
+            .await
+            .map_err(|failure| read_error(failure, &self.name))?;
+        let point = info.facts().last_sequence;
+        if point == 0 {
+            return Ok((0, None));
+        }
+        let api = format!("STREAM.MSG.GET.{}", self.stream_name);
+        let body = serde_json::json!({ "seq": point });
+        let reply = with_retry(|bound| {
+            let (api, body) = (&api, &body);
+            async move {
+                match api_once(&self.client, api, body, bound).await {
+                    Ok(reply) => Ok(Some(reply)),
+                    Err(Failure::Js(facts)) if facts.err_code == NO_MESSAGE_FOUND => Ok(None),
+                    Err(failure) => Err(failure),
+                }
+            }
+        })
+        .await
+        .map_err(|failure| read_error(failure, &self.name))?;
+        let key = reply.and_then(|reply| {
+            let subject = reply.get("message")?.get("subject")?.as_str()?;
+            subject
+                .strip_prefix(&self.subject_prefix())
+                .map(str::to_string)
+        });
+        Ok((point, key))
+    }
+
+    /// One listing attempt over `prefix`, calling `f` for every key whose latest
+    /// message is a non-empty value, in revision order, and judging at the end
+    /// whether the consumer's replica held everything written before the
+    /// listing began (`protocol::nats::ListingSync`).
     async fn listing(
         &self,
         prefix: &str,
         headers_only: bool,
         f: &mut (dyn FnMut(KvEntry) + Send),
-    ) -> Result<(), KvError> {
+    ) -> Result<ListingVerdict, KvError> {
         require_prefix(prefix).map_err(KvError::OperationFailed)?;
-        let filters: Vec<String> = filter_patterns(&[prefix])
+        let (point, sentinel) = self.sync_point().await?;
+        let patterns = filter_patterns(&[prefix]);
+        let mut keys = patterns.clone();
+        match (point, sentinel) {
+            (0, _) => {}
+            (_, Some(sentinel)) => keys.extend(sentinel_filter(&sentinel, &patterns)),
+            // The message at the sync point vanished (purged or aged out) between
+            // the two requests: this attempt cannot be judged.
+            (_, None) => {
+                return Ok(ListingVerdict::Stale { point, highest: 0 });
+            }
+        }
+        let filters: Vec<String> = keys
             .into_iter()
             .map(|p| format!("$KV.{}.{p}", self.name))
             .collect();
@@ -119,15 +171,19 @@ impl NatsBucket {
         let mut consumer = PushConsumer::create(&self.client, &self.name, &spec)
             .await
             .map_err(|failure| read_error(failure, &self.name))?;
-        let result = self.drain_listing(&mut consumer, prefix, f).await;
+        let mut sync = ListingSync::new(point);
+        let result = self
+            .drain_listing(&mut consumer, prefix, &mut sync, f)
+            .await;
         consumer.delete().await;
-        result
+        result.map(|()| sync.verdict())
     }
 
     async fn drain_listing(
         &self,
         consumer: &mut PushConsumer,
         prefix: &str,
+        sync: &mut ListingSync,
         f: &mut (dyn FnMut(KvEntry) + Send),
     ) -> Result<(), KvError> {
         let expected = consumer.pending_at_create;
@@ -165,6 +221,9 @@ impl NatsBucket {
                 }
             };
             received += 1;
+            if let Some(fields) = delivery.fields {
+                sync.on_delivery(fields.stream_sequence);
+            }
             let message = &delivery.message;
             let Some(key) = message.subject.as_str().strip_prefix(&key_prefix) else {
                 continue;
@@ -197,23 +256,58 @@ impl NatsBucket {
         Ok(())
     }
 
+    /// Every key in scope with its latest value, by key: listing attempts until
+    /// one is complete, each collected afresh (a stale attempt's keys are
+    /// dropped, not merged).
     async fn sorted_listing(
         &self,
         prefix: &str,
         headers_only: bool,
     ) -> Result<Vec<KvEntry>, KvError> {
-        let mut by_key: BTreeMap<String, KvEntry> = BTreeMap::new();
-        let mut keep = |entry: KvEntry| {
-            let newer = by_key
-                .get(&entry.key)
-                .is_none_or(|old| old.version.as_u64() <= entry.version.as_u64());
-            if newer {
-                by_key.insert(entry.key.clone(), entry);
+        let mut last = ListingVerdict::Complete;
+        for attempt in 1..=MAX_LISTING_ATTEMPTS {
+            let mut by_key: BTreeMap<String, KvEntry> = BTreeMap::new();
+            let mut keep = |entry: KvEntry| {
+                let newer = by_key
+                    .get(&entry.key)
+                    .is_none_or(|old| old.version.as_u64() <= entry.version.as_u64());
+                if newer {
+                    by_key.insert(entry.key.clone(), entry);
+                }
+            };
+            last = self.listing(prefix, headers_only, &mut keep).await?;
+            if last == ListingVerdict::Complete {
+                return Ok(by_key.into_values().collect());
             }
-        };
-        self.listing(prefix, headers_only, &mut keep).await?;
-        Ok(by_key.into_values().collect())
+            tracing::debug!(
+                target: "kvfold::nats",
+                bucket = %self.name,
+                attempt,
+                verdict = ?last,
+                "listing consumer was behind the stream; listing again"
+            );
+            tokio::time::sleep(STALE_LISTING_BACKOFF * attempt).await;
+        }
+        Err(stale_listing(&last))
     }
+}
+
+/// JetStream's "no message found" (`err_code` 10037).
+const NO_MESSAGE_FOUND: i64 = 10037;
+
+/// Pause before listing again after a stale attempt, times the attempt number.
+const STALE_LISTING_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The error of a listing that never saw its sync point.
+fn stale_listing(verdict: &ListingVerdict) -> KvError {
+    let (point, highest) = match verdict {
+        ListingVerdict::Stale { point, highest } => (*point, *highest),
+        ListingVerdict::Complete => (0, 0),
+    };
+    KvError::OperationFailed(format!(
+        "listing incomplete: the consumer's replica was behind the stream (saw up to \
+         revision {highest} of {point}); retry"
+    ))
 }
 
 #[async_trait]
@@ -236,9 +330,14 @@ impl KvReader for NatsBucket {
         prefix: &str,
         f: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), KvError> {
-        // A last-per-subject consumer delivers each key once: memory stays bounded by one key.
+        // A last-per-subject consumer delivers each key once: memory stays bounded by one
+        // key. Keys already passed cannot be taken back, so a stale attempt is an error
+        // (the keys so far are a partial list), never a short answer.
         let mut each = |entry: KvEntry| f(entry.key);
-        self.listing(prefix, true, &mut each).await
+        match self.listing(prefix, true, &mut each).await? {
+            ListingVerdict::Complete => Ok(()),
+            stale => Err(stale_listing(&stale)),
+        }
     }
 
     async fn scan(&self, prefix: &str) -> Result<Vec<KvEntry>, KvError> {

@@ -27,7 +27,7 @@
 //! One file a job under `nats/`: `binary.rs` (finding and checking the
 //! binary), `ready.rs` (free ports, the readiness probe), `raw.rs` (the
 //! synchronous probe client), `server.rs` (one process), `cluster.rs`,
-//! `proxy.rs` and `jetstream.rs`. They share this module's imports, constants
+//! `proxy.rs`, `jetstream.rs` and `stopped.rs` (SIGSTOP/SIGCONT). They share this module's imports, constants
 //! and small helpers (`use super::*`), and everything public is re-exported
 //! here, so tests name it `common::nats::X`.
 #![allow(dead_code)]
@@ -83,7 +83,8 @@ mod proxy;
 mod raw;
 mod ready;
 mod server;
+mod stopped;
 
 // Each test binary uses only part of the harness: an unused re-export is fine.
 #[allow(unused_imports)]
-pub use {binary::*, cluster::*, jetstream::*, proxy::*, raw::*, ready::*, server::*};
+pub use {binary::*, cluster::*, jetstream::*, proxy::*, raw::*, ready::*, server::*, stopped::*};
