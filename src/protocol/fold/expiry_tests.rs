@@ -1,8 +1,8 @@
 //! Exact sequences of the fold machine's arming step and its expiry row K1
 //! (docs/protocols/fold-machine.md, "Arming and expiry"), one scenario per test.
 
+use super::tests::put;
 use super::*;
-use crate::kv::{KvEntry, VersionToken};
 use crate::protocol::RepairMode;
 use crate::protocol::identity::IdentityRefusal;
 use crate::protocol::repair::ArmRefusal;
@@ -25,14 +25,6 @@ fn config(store: Option<u64>, armed: bool) -> FoldConfig {
 
 fn cur(rev: u64) -> WatchCursor {
     WatchCursor::from_u64(rev)
-}
-
-fn put(rev: u64) -> KvUpdate {
-    KvUpdate::Put(KvEntry {
-        key: format!("k{rev}"),
-        value: vec![1],
-        version: VersionToken::from_u64(rev),
-    })
 }
 
 fn drain(m: &mut M) -> Vec<C<u64>> {

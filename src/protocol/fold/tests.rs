@@ -24,7 +24,7 @@ fn config(window_ms: u64, max: usize, store: Option<u64>, armed: bool) -> FoldCo
     }
 }
 
-fn put(rev: u64) -> KvUpdate {
+pub(super) fn put(rev: u64) -> KvUpdate {
     KvUpdate::Put(KvEntry {
         key: format!("k{rev}"),
         value: vec![1],
