@@ -16,8 +16,8 @@ use super::info::stream_info;
 use super::request::{Failure, OP_TIMEOUT, api_once, read_error, request_once, with_retry};
 use crate::kv::{KvEntry, KvError, KvReader, VersionToken};
 use crate::protocol::nats::{
-    ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, MessageHeaders, WireKind, sentinel_filter,
-    wire_kind,
+    ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, MessageHeaders, WireKind, listing_point,
+    sentinel_filter, wire_kind,
 };
 use crate::protocol::refusal::{require_key, require_prefix};
 use crate::protocol::subject::{filter_patterns, key_in_scope};
@@ -101,19 +101,20 @@ impl NatsBucket {
         }))
     }
 
-    /// The sync point of a listing: the stream's last sequence, read from the
-    /// stream leader, and the key of the message there (`None` when the stream
-    /// is empty, or the message is gone by the time it is asked for).
+    /// The sync point of a listing (`protocol::nats::listing_point`) and its
+    /// sentinel key: the stream's last sequence, read from the stream leader, and
+    /// the key of the message there.
     async fn sync_point(&self) -> Result<(u64, Option<String>), KvError> {
-        let info = stream_info(&self.client, &self.name)
+        let facts = stream_info(&self.client, &self.name)
             .await
-            .map_err(|failure| read_error(failure, &self.name))?;
-        let point = info.facts().last_sequence;
-        if point == 0 {
+            .map_err(|failure| read_error(failure, &self.name))?
+            .facts();
+        let (first, last) = (facts.first_sequence, facts.last_sequence);
+        if listing_point(first, last, true) == 0 {
             return Ok((0, None));
         }
         let api = format!("STREAM.MSG.GET.{}", self.stream_name);
-        let body = serde_json::json!({ "seq": point });
+        let body = serde_json::json!({ "seq": last });
         let reply = with_retry(|bound| {
             let (api, body) = (&api, &body);
             async move {
@@ -132,7 +133,7 @@ impl NatsBucket {
                 .strip_prefix(&self.subject_prefix())
                 .map(str::to_string)
         });
-        Ok((point, key))
+        Ok((listing_point(first, last, key.is_some()), key))
     }
 
     /// One listing attempt over `prefix`, calling `f` for every key whose latest
@@ -149,14 +150,8 @@ impl NatsBucket {
         let (point, sentinel) = self.sync_point().await?;
         let patterns = filter_patterns(&[prefix]);
         let mut keys = patterns.clone();
-        match (point, sentinel) {
-            (0, _) => {}
-            (_, Some(sentinel)) => keys.extend(sentinel_filter(&sentinel, &patterns)),
-            // The message at the sync point vanished (purged or aged out) between
-            // the two requests: this attempt cannot be judged.
-            (_, None) => {
-                return Ok(ListingVerdict::Stale { point, highest: 0 });
-            }
+        if let Some(sentinel) = sentinel {
+            keys.extend(sentinel_filter(&sentinel, &patterns));
         }
         let filters: Vec<String> = keys
             .into_iter()

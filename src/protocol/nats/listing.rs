@@ -33,6 +33,20 @@ pub fn sentinel_filter(sentinel_key: &str, patterns: &[String]) -> Option<String
     }
 }
 
+/// The sync point a listing is judged against: the stream's last sequence when
+/// the stream holds messages (`first_sequence <= last_sequence`) and the message
+/// there was found (its key is the sentinel); otherwise 0 — unverified, any
+/// answer counts. An empty stream has no key to miss; a last message removed on
+/// its own (an age limit empties the stream instead) leaves nothing a replica
+/// could prove it holds, and listing again would never change that.
+pub fn listing_point(first_sequence: u64, last_sequence: u64, sentinel_found: bool) -> u64 {
+    if last_sequence == 0 || first_sequence > last_sequence || !sentinel_found {
+        0
+    } else {
+        last_sequence
+    }
+}
+
 /// How a listing ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ListingVerdict {
@@ -127,6 +141,18 @@ mod tests {
         sync.on_delivery(25);
         sync.on_delivery(4);
         assert_eq!(sync.verdict(), ListingVerdict::Complete);
+    }
+
+    #[test]
+    fn only_a_stream_with_its_last_message_found_has_a_sync_point() {
+        assert_eq!(listing_point(1, 20, true), 20);
+        assert_eq!(listing_point(20, 20, true), 20);
+        // Every message aged out: first = last + 1.
+        assert_eq!(listing_point(3, 2, true), 0);
+        assert_eq!(listing_point(3, 2, false), 0);
+        assert_eq!(listing_point(0, 0, false), 0);
+        // The last message is gone on its own.
+        assert_eq!(listing_point(1, 20, false), 0);
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub use errors::{
     CreateOutcome, ErrorClass, ErrorFacts, PermissionOp, PermissionViolation, TRANSIENT_ERR_CODES,
     classify_error, classify_stream_create, parse_permission_violation, violation_blocks_request,
 };
-pub use listing::{ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, sentinel_filter};
+pub use listing::{
+    ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, listing_point, sentinel_filter,
+};
 pub use message::{MessageHeaders, WireKind, decode_kv_message, wire_kind};
 pub use push::{ClientLink, Liveness, PushTracker, PushVerdict};
 pub use retry::{
