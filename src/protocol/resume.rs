@@ -987,5 +987,5 @@ impl ResumeGuard {
 }
 
 #[cfg(test)]
-#[path = "resume_tests.rs"]
+#[path = "resume_tests/mod.rs"]
 mod tests;
