@@ -417,3 +417,42 @@ fn bad_identity_bytes_are_refused_with_a_typed_error() {
         Err(IdentityDecodeError::BadName)
     );
 }
+
+#[test]
+fn identity_refusals_name_both_buckets() {
+    assert_eq!(id("cfg", 5).to_string(), "\"cfg\" (created at 5 ms)");
+    assert_eq!(
+        IdentityRefusal::OtherBucket {
+            recorded: id("cfg", 5),
+            actual: id("big", 6),
+        }
+        .to_string(),
+        "bucket identity mismatch: the snapshot store holds a fold of bucket \"cfg\" \
+         (created at 5 ms), not of bucket \"big\" (created at 6 ms)"
+    );
+    assert_eq!(
+        IdentityRefusal::Recreated {
+            recorded: id("cfg", 5),
+            actual: id("cfg", 7),
+        }
+        .to_string(),
+        "bucket identity mismatch: the snapshot store holds a fold of bucket \"cfg\" \
+         (created at 5 ms); the bucket was recreated since (\"cfg\" (created at 7 ms)), \
+         so its revisions start over"
+    );
+}
+
+#[test]
+fn identity_bytes_at_the_cap_are_read() {
+    let identity = id("cfg", CREATED);
+    let mut bytes = encode_identity(&identity);
+    bytes.resize(MAX_IDENTITY_BYTES, b' ');
+    assert_eq!(decode_identity(&bytes), Ok(identity));
+    bytes.push(b' ');
+    assert_eq!(
+        decode_identity(&bytes),
+        Err(IdentityDecodeError::TooLarge {
+            len: MAX_IDENTITY_BYTES + 1
+        })
+    );
+}

@@ -273,6 +273,13 @@ mod tests {
         assert!(pattern_matches("a.>", "a.b"));
         assert!(!pattern_matches("a.>", "a"));
         assert!(!pattern_matches("a.>", "ab.c"));
+        // `>` needs at least one token after the stem: the stem alone is no match.
+        assert!(!pattern_matches("a.>", "a."));
+        assert!(pattern_matches("a.>", "a.b.c"));
+        // A pattern without `>` matches exactly its own key.
+        assert!(pattern_matches("a.b", "a.b"));
+        assert!(!pattern_matches("a.b", "a.c"));
+        assert!(!pattern_matches("a.b", "a.b.c"));
     }
 
     #[test]
@@ -360,5 +367,11 @@ mod tests {
         // A cut never splits a character.
         let wide = "ä".repeat(100);
         assert!(shown(&wide).starts_with("\"ää"));
+        // Byte 64 inside a character: the cut steps back to byte 63.
+        let odd = format!("a{}", "ä".repeat(100));
+        assert_eq!(shown(&odd), format!("{:?}… (201 bytes)", &odd[..63]));
+        // Exactly 64 bytes are shown whole.
+        let full = "k".repeat(64);
+        assert_eq!(shown(&full), format!("{full:?}"));
     }
 }
