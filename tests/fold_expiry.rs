@@ -6,121 +6,27 @@
 //! applied and committed ahead of a re-list, or before the run ends with an
 //! identity refusal.
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kvfold::protocol::identity::{BucketIdentity, is_identity_refusal};
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, BucketStatus, ExpiryRepair, ExportManifest, KvEntry, KvError,
-    KvUpdate, KvWatcher, MemoryConnection, RestoreSource, RestoredFold, Retention, SnapshotError,
-    SnapshotStore, VersionToken, WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, BatchConfig, ExpiryRepair, ExportManifest, KvError, KvUpdate,
+    MemoryConnection, RestoreSource, RestoredFold, SnapshotError, SnapshotStore, WatchCursor,
+    WatchEnd, WatchScope, watch_applied_owned,
 };
-use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
 
-const CREATED_MS: u64 = 1_767_225_600_000;
+mod common;
 
-fn status(created_ms: u64, first: u64, last: u64) -> BucketStatus {
-    BucketStatus::new(
-        "cfg",
-        first,
-        last,
-        created_ms,
-        Retention {
-            evicts_current_values: false,
-            first_revision: first,
-        },
-    )
-}
-
-fn put(key: &str, rev: u64) -> KvUpdate {
-    KvUpdate::Put(KvEntry {
-        key: key.to_string(),
-        value: b"v".to_vec(),
-        version: VersionToken::from_u64(rev),
-    })
-}
+use common::expiring::{CREATED_MS, Expiring, status};
+use common::updates::put;
 
 fn keys(updates: &[KvUpdate]) -> Vec<String> {
     updates.iter().map(|u| u.key().to_string()).collect()
-}
-
-/// A bucket whose resumed watch forwards `before` and then reports the cursor
-/// expired, whose state-sync watch delivers `listing`, and whose status readings
-/// are `statuses` in turn (the last one repeats). Counts its watch calls.
-struct Expiring {
-    before: Vec<KvUpdate>,
-    listing: Vec<KvUpdate>,
-    statuses: Mutex<VecDeque<BucketStatus>>,
-    watches: AtomicUsize,
-}
-
-impl Expiring {
-    fn new(before: Vec<KvUpdate>, listing: Vec<KvUpdate>, statuses: Vec<BucketStatus>) -> Self {
-        Self {
-            before,
-            listing,
-            statuses: Mutex::new(statuses.into()),
-            watches: AtomicUsize::new(0),
-        }
-    }
-}
-
-async fn send_all(updates: &[KvUpdate], tx: &Sender<KvUpdate>) -> bool {
-    for update in updates {
-        if tx.send(update.clone()).await.is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-#[async_trait]
-impl KvWatcher for Expiring {
-    async fn watch_all(&self, tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watches.fetch_add(1, Ordering::SeqCst);
-        send_all(&self.listing, &tx).await;
-        Ok(())
-    }
-
-    async fn watch_prefix(&self, _p: &str, tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watch_all(tx).await
-    }
-
-    async fn watch_prefixes(&self, _p: &[&str], tx: Sender<KvUpdate>) -> Result<(), KvError> {
-        self.watch_all(tx).await
-    }
-
-    async fn watch_all_from(
-        &self,
-        _cursor: &WatchCursor,
-        tx: Sender<KvUpdate>,
-    ) -> Result<(), KvError> {
-        self.watches.fetch_add(1, Ordering::SeqCst);
-        if send_all(&self.before, &tx).await {
-            Err(KvError::CursorExpired)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn bucket_name(&self) -> Option<&str> {
-        Some("cfg")
-    }
-
-    async fn status(&self) -> Result<Option<BucketStatus>, KvError> {
-        let mut statuses = self.statuses.lock().unwrap();
-        let next = if statuses.len() > 1 {
-            statuses.pop_front()
-        } else {
-            statuses.front().cloned()
-        };
-        Ok(next)
-    }
 }
 
 /// A store at cursor 3 that recorded `cfg` created at `CREATED_MS`.

@@ -7,6 +7,7 @@ pub mod nats;
 pub mod hooks;
 
 pub mod config;
+pub mod expiring;
 pub mod fold;
 pub mod prop;
 pub mod scripted;

@@ -71,7 +71,7 @@ fn arming_refuses_every_repair_mode_with_the_user_facing_text() {
             Err(ArmRefused::NotImplemented { mode })
         );
     }
-    // arm_repair's own refusal wins over "not implemented".
+    // arm_repair's own refusal (a store is needed) is checked before the unavailable mode.
     for mode in [RepairMode::Restore, RepairMode::Auto] {
         assert_eq!(
             arm_expiry(mode, false),
