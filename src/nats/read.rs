@@ -16,8 +16,8 @@ use super::info::stream_info;
 use super::request::{Failure, OP_TIMEOUT, api_once, read_error, request_once, with_retry};
 use crate::kv::{KvEntry, KvError, KvReader, VersionToken};
 use crate::protocol::nats::{
-    ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, MessageHeaders, WireKind, listing_point,
-    sentinel_filter, wire_kind,
+    ListingNext, ListingSync, ListingVerdict, MessageHeaders, WireKind, after_listing,
+    listing_point, sentinel_filter, wire_kind,
 };
 use crate::protocol::refusal::{require_key, require_prefix};
 use crate::protocol::subject::{filter_patterns, key_in_scope};
@@ -259,8 +259,8 @@ impl NatsBucket {
         prefix: &str,
         headers_only: bool,
     ) -> Result<Vec<KvEntry>, KvError> {
-        let mut last = ListingVerdict::Complete;
-        for attempt in 1..=MAX_LISTING_ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let mut by_key: BTreeMap<String, KvEntry> = BTreeMap::new();
             let mut keep = |entry: KvEntry| {
                 let newer = by_key
@@ -270,28 +270,28 @@ impl NatsBucket {
                     by_key.insert(entry.key.clone(), entry);
                 }
             };
-            last = self.listing(prefix, headers_only, &mut keep).await?;
-            if last == ListingVerdict::Complete {
-                return Ok(by_key.into_values().collect());
+            let verdict = self.listing(prefix, headers_only, &mut keep).await?;
+            match after_listing(verdict, attempt, true) {
+                ListingNext::Done => return Ok(by_key.into_values().collect()),
+                ListingNext::Fail => return Err(stale_listing(&verdict)),
+                ListingNext::ListAgain { after_ms } => {
+                    tracing::debug!(
+                        target: "kvfold::nats",
+                        bucket = %self.name,
+                        attempt,
+                        ?verdict,
+                        "listing consumer was behind the stream; listing again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                    attempt += 1;
+                }
             }
-            tracing::debug!(
-                target: "kvfold::nats",
-                bucket = %self.name,
-                attempt,
-                verdict = ?last,
-                "listing consumer was behind the stream; listing again"
-            );
-            tokio::time::sleep(STALE_LISTING_BACKOFF * attempt).await;
         }
-        Err(stale_listing(&last))
     }
 }
 
 /// JetStream's "no message found" (`err_code` 10037).
 const NO_MESSAGE_FOUND: i64 = 10037;
-
-/// Pause before listing again after a stale attempt, times the attempt number.
-const STALE_LISTING_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The error of a listing that never saw its sync point.
 fn stale_listing(verdict: &ListingVerdict) -> KvError {
@@ -329,9 +329,10 @@ impl KvReader for NatsBucket {
         // key. Keys already passed cannot be taken back, so a stale attempt is an error
         // (the keys so far are a partial list), never a short answer.
         let mut each = |entry: KvEntry| f(entry.key);
-        match self.listing(prefix, true, &mut each).await? {
-            ListingVerdict::Complete => Ok(()),
-            stale => Err(stale_listing(&stale)),
+        let verdict = self.listing(prefix, true, &mut each).await?;
+        match after_listing(verdict, 1, false) {
+            ListingNext::Done => Ok(()),
+            ListingNext::Fail | ListingNext::ListAgain { .. } => Err(stale_listing(&verdict)),
         }
     }
 

@@ -62,6 +62,39 @@ pub enum ListingVerdict {
     },
 }
 
+/// Pause before listing again after stale attempt `n`: `n` times this.
+pub const STALE_LISTING_BACKOFF_MS: u64 = 50;
+
+/// What the executor does after a listing attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListingNext {
+    /// The answer stands.
+    Done,
+    /// Drop this attempt's answer and list again after `after_ms`.
+    ListAgain {
+        /// Pause before the next attempt.
+        after_ms: u64,
+    },
+    /// End with the "listing incomplete" error: the attempts are spent, or the
+    /// caller already holds part of this attempt's answer.
+    Fail,
+}
+
+/// The step after attempt `attempt` (from 1) ended with `verdict`. `restartable`
+/// says whether the attempt's answer can still be thrown away (`keys`, `scan`)
+/// or was already handed to the caller (`for_each_key`).
+pub fn after_listing(verdict: ListingVerdict, attempt: u32, restartable: bool) -> ListingNext {
+    match verdict {
+        ListingVerdict::Complete => ListingNext::Done,
+        ListingVerdict::Stale { .. } if restartable && attempt < MAX_LISTING_ATTEMPTS => {
+            ListingNext::ListAgain {
+                after_ms: STALE_LISTING_BACKOFF_MS.saturating_mul(u64::from(attempt)),
+            }
+        }
+        ListingVerdict::Stale { .. } => ListingNext::Fail,
+    }
+}
+
 /// Tracks one listing attempt against its sync point.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ListingSync {
@@ -153,6 +186,38 @@ mod tests {
         assert_eq!(listing_point(0, 0, false), 0);
         // The last message is gone on its own.
         assert_eq!(listing_point(1, 20, false), 0);
+    }
+
+    #[test]
+    fn a_stale_attempt_lists_again_until_the_attempts_are_spent() {
+        let stale = ListingVerdict::Stale {
+            point: 9,
+            highest: 4,
+        };
+        assert_eq!(
+            after_listing(ListingVerdict::Complete, 1, true),
+            ListingNext::Done
+        );
+        assert_eq!(
+            after_listing(ListingVerdict::Complete, 1, false),
+            ListingNext::Done
+        );
+        assert_eq!(
+            after_listing(stale, 1, true),
+            ListingNext::ListAgain { after_ms: 50 }
+        );
+        assert_eq!(
+            after_listing(stale, MAX_LISTING_ATTEMPTS - 1, true),
+            ListingNext::ListAgain {
+                after_ms: 50 * u64::from(MAX_LISTING_ATTEMPTS - 1)
+            }
+        );
+        assert_eq!(
+            after_listing(stale, MAX_LISTING_ATTEMPTS, true),
+            ListingNext::Fail
+        );
+        // Keys already handed to the caller cannot be taken back.
+        assert_eq!(after_listing(stale, 1, false), ListingNext::Fail);
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub use errors::{
     classify_error, classify_stream_create, parse_permission_violation, violation_blocks_request,
 };
 pub use listing::{
-    ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, listing_point, sentinel_filter,
+    ListingNext, ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, STALE_LISTING_BACKOFF_MS,
+    after_listing, listing_point, sentinel_filter,
 };
 pub use message::{MessageHeaders, WireKind, decode_kv_message, wire_kind};
 pub use push::{ClientLink, Liveness, PushTracker, PushVerdict};
