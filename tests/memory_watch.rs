@@ -243,7 +243,7 @@ async fn floor_guard_trips_in_band_before_the_post_eviction_message() {
 /// `CursorExpired` past an eviction and delivers nothing beyond the gap. (On
 /// the memory backend the lagging slot's own position check also catches this,
 /// so this test does not single out `guard_mode`; its unit test in
-/// `src/protocol/resume_tests/` does.)
+/// `src/protocol/resume/tests/` does.)
 #[tokio::test]
 async fn an_empty_prefix_resume_is_floor_guarded_like_watch_all() {
     for prefixes in [vec![""], vec!["k", ""]] {

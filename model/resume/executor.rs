@@ -47,6 +47,9 @@ pub enum Outstanding {
         /// The start sequence the guard asked for.
         start_sequence: u64,
     },
+    /// `CreateSnapshotConsumer` (a `fresh` guard's own consumer, G26); the
+    /// `StartStateSync` action completes it at once.
+    Snapshot,
 }
 
 /// `ExpiryCause` without its numbers.
@@ -254,10 +257,9 @@ impl ResumeModel {
                 GuardCommand::CreateConsumer { start_sequence } => {
                     watch.outstanding = Some(Outstanding::Create { start_sequence });
                 }
-                // Only `ResumeGuard::syncing` asks for it; the model drives
-                // `resumed` and `fresh` guards.
+                // A `fresh` guard asks for it once, at the start (G26).
                 GuardCommand::CreateSnapshotConsumer => {
-                    watch.seen.insert(Seen::CONTRACT_BROKEN);
+                    watch.outstanding = Some(Outstanding::Snapshot);
                 }
                 GuardCommand::DropConsumer => {
                     watch.consumer = None;

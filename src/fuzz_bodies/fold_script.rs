@@ -7,6 +7,7 @@
 //! The tracker records facts (what was fed, what came out, what completed); it never
 //! re-implements a decision of the machine.
 
+mod describe;
 mod driver;
 mod tracker;
 

@@ -172,15 +172,8 @@ impl<G: Guard> Run<G> {
             stream.apply(&mut now, action);
         }
         let (guard, consumer, vouched, resume) = match setup.start {
-            None => (
-                G::fresh(setup.scope, Millis(now)),
-                Some(Consumer {
-                    next: 0,
-                    delivered_any: false,
-                }),
-                None,
-                None,
-            ),
+            // The guard asks for its own consumer (G26); `pump` creates it.
+            None => (G::fresh(setup.scope, Millis(now)), None, None, None),
             Some((pick, with_time)) => {
                 let revision = cursor_revision(&stream, pick);
                 let written_ms = if with_time {
@@ -475,10 +468,22 @@ impl<G: Guard> Run<G> {
                     self.on_create(cause, start_sequence)?;
                 }
                 GuardCommand::CreateSnapshotConsumer => {
-                    return violated(
-                        Property::DriveContract,
-                        "CreateSnapshotConsumer from a resumed or fresh guard",
-                    );
+                    if !matches!(cause, Cause::Start) || self.resume.is_some() {
+                        return violated(
+                            Property::DriveContract,
+                            "CreateSnapshotConsumer other than a fresh guard's first command",
+                        );
+                    }
+                    // The harness's state-sync consumer replays the stream from its
+                    // start (every key's latest entry is in it) and exists at once.
+                    self.consumer = Some(Consumer {
+                        next: 0,
+                        delivered_any: false,
+                    });
+                    self.feed(GuardEvent::SnapshotCreated {
+                        now: Millis(self.now),
+                        pending: 0,
+                    })?;
                 }
                 GuardCommand::DropConsumer => {
                     if !matches!(cause, Cause::Reconnected) {

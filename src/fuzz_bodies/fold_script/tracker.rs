@@ -491,7 +491,7 @@ impl Tracker {
             FoldEvent::WatchEnded { end, .. } => {
                 self.ending = Some((Ending::Watch(end.clone()), self.step));
             }
-            // Row K1 decides only (exact rows: src/protocol/fold/expiry_tests.rs); the
+            // Row K1 decides only (exact rows: src/protocol/fold/tests/expiry.rs); the
             // scripts do not generate it.
             FoldEvent::WatchExpired { .. } => {}
         }

@@ -563,9 +563,4 @@ pub enum FoldNotice {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "expiry_tests.rs"]
-mod expiry_tests;

@@ -1,17 +1,15 @@
-//! Resume safety: the retention classification (`LogLimits`), the resume pre- and
-//! post-checks (`plan_resume`, `recheck_resume`) and the `ResumeGuard` machine that
-//! every backend's watch drives. Pure and sans-IO: facts and time come in as data.
+//! The `ResumeGuard` machine (docs/protocols/resume-guard.md, "The machine").
 
 use std::collections::VecDeque;
-use std::fmt;
 
-use super::time::Millis;
-use super::{gap_holds_no_eviction, resume_start_sequence, resume_window_ok};
-use crate::kv::{KvError, WatchCursor};
-
-/// A bucket created more than this long after a cursor's write time cannot hold
-/// the cursor's message (it was recreated); the slack absorbs server clock skew.
-pub const RECREATE_SLACK_MS: u64 = 60_000;
+use super::{
+    ExpiryCause, GuardCommand, GuardEvent, GuardMode, ResumeCursor, StreamFacts, Unexpected,
+    plan_resume, recheck_resume,
+};
+use crate::kv::KvError;
+use crate::protocol::nats::is_cursor_expired_text;
+use crate::protocol::time::Millis;
+use crate::protocol::{resume_start_sequence, resume_window_ok};
 
 /// With no traffic, a `Dense` guard asks for a stream probe this often.
 pub const FLOOR_PROBE_IDLE_MS: u64 = 30_000;
@@ -25,371 +23,6 @@ pub const MAX_STALE_RESYNCS: u32 = 16;
 /// still owes revisions up to its sync point is taken for a consumer stuck on a
 /// replica behind the stream, and replaced (an addition; counts as a stale resync).
 pub const SYNC_STALL_MS: u64 = 5_000;
-
-/// The limits of a bucket's log that decide whether current values can vanish.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LogLimits {
-    /// Age limit in ms; 0 = none.
-    pub max_age_ms: u64,
-    /// Per-message TTLs are allowed.
-    pub allow_msg_ttl: bool,
-    /// Discard policy is Old.
-    pub discard_old: bool,
-    /// Byte limit; `<= 0` = unlimited.
-    pub max_bytes: i64,
-    /// Message limit; `<= 0` = unlimited.
-    pub max_msgs: i64,
-}
-
-impl LogLimits {
-    /// True when the limits can remove a key's latest value while it is live:
-    /// an age limit, per-message TTL, or discard-old with a byte or message limit.
-    pub fn evicts_current_values(&self) -> bool {
-        self.max_age_ms > 0
-            || self.allow_msg_ttl
-            || (self.discard_old && (self.max_bytes > 0 || self.max_msgs > 0))
-    }
-
-    /// True when age is the only thing that can remove a current value.
-    pub fn evicts_only_by_age(&self) -> bool {
-        self.max_age_ms > 0
-            && !self.allow_msg_ttl
-            && !(self.discard_old && (self.max_bytes > 0 || self.max_msgs > 0))
-    }
-}
-
-/// What a probe of the stream (bucket log) reports.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct StreamFacts {
-    /// Oldest retained sequence (revision).
-    pub first_sequence: u64,
-    /// Newest sequence ever stored.
-    pub last_sequence: u64,
-    /// Stream creation time (server clock, Unix ms), if reported.
-    pub created_ms: Option<u64>,
-    /// Server clock at the probe (Unix ms), if reported.
-    pub server_now_ms: Option<u64>,
-    /// The stream's limits.
-    pub limits: LogLimits,
-}
-
-/// A resume position: the revision after which delivery continues, and its write time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ResumeCursor {
-    /// The last applied revision.
-    pub revision: u64,
-    /// Its write time (server Unix ms), when known.
-    pub written_ms: Option<u64>,
-}
-
-impl ResumeCursor {
-    /// `None` when the cursor has no u64 revision or revision 0: such a cursor means "full watch".
-    pub fn of(cursor: &WatchCursor) -> Option<Self> {
-        let revision = cursor.as_u64().filter(|&r| r != 0)?;
-        Some(Self {
-            revision,
-            written_ms: cursor.written_ms(),
-        })
-    }
-}
-
-/// Why a resume point is not usable.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ExpiryCause {
-    /// The cursor's successor is below the stream's first sequence.
-    BelowFloor {
-        /// The resume revision.
-        revision: u64,
-        /// The stream's first sequence.
-        first_sequence: u64,
-    },
-    /// The cursor is above the stream's last sequence (lost tail or recreated stream).
-    AheadOfStream {
-        /// The resume revision.
-        revision: u64,
-        /// The stream's last sequence.
-        last_sequence: u64,
-    },
-    /// The stream was created more than the slack after the cursor's write.
-    Recreated {
-        /// Stream creation time (Unix ms).
-        created_ms: u64,
-        /// The cursor's write time (Unix ms).
-        written_ms: u64,
-    },
-    /// The server refused the start position.
-    ServerRefused,
-    /// While streaming, the floor passed the frontier's successor.
-    FloorPassed {
-        /// The last revision forwarded.
-        frontier: u64,
-        /// The stream's first sequence.
-        first_sequence: u64,
-    },
-}
-
-impl fmt::Display for ExpiryCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExpiryCause::BelowFloor {
-                revision,
-                first_sequence,
-            } => write!(
-                f,
-                "cursor {revision} is below the retention floor (first revision {first_sequence})"
-            ),
-            ExpiryCause::AheadOfStream {
-                revision,
-                last_sequence,
-            } => write!(
-                f,
-                "cursor {revision} is ahead of the bucket (last revision {last_sequence})"
-            ),
-            ExpiryCause::Recreated {
-                created_ms,
-                written_ms,
-            } => write!(
-                f,
-                "bucket created at {created_ms} ms, after the cursor's write at {written_ms} ms: it was recreated"
-            ),
-            ExpiryCause::ServerRefused => write!(f, "the server refused the start position"),
-            ExpiryCause::FloorPassed {
-                frontier,
-                first_sequence,
-            } => write!(
-                f,
-                "retention floor {first_sequence} passed the watch frontier {frontier}"
-            ),
-        }
-    }
-}
-
-/// The pre-check before a resumed consumer is created (docs/protocols/resume-guard.md,
-/// "Kernels"): `Ok(e)` = resume after revision `e`.
-pub fn plan_resume(cursor: &ResumeCursor, facts: &StreamFacts) -> Result<u64, ExpiryCause> {
-    let revision = cursor.revision;
-    if revision > facts.last_sequence {
-        return Err(ExpiryCause::AheadOfStream {
-            revision,
-            last_sequence: facts.last_sequence,
-        });
-    }
-    if let (Some(created_ms), Some(written_ms)) = (facts.created_ms, cursor.written_ms)
-        && created_ms > written_ms.saturating_add(RECREATE_SLACK_MS)
-    {
-        return Err(ExpiryCause::Recreated {
-            created_ms,
-            written_ms,
-        });
-    }
-    if resume_window_ok(revision, facts.first_sequence) {
-        return Ok(revision);
-    }
-    if let (Some(written_ms), Some(now_ms)) = (cursor.written_ms, facts.server_now_ms)
-        && gap_holds_no_eviction(
-            facts.limits.evicts_only_by_age(),
-            facts.limits.max_age_ms,
-            now_ms.saturating_sub(written_ms),
-        )
-    {
-        return Ok(facts.first_sequence.saturating_sub(1).max(revision));
-    }
-    Err(ExpiryCause::BelowFloor {
-        revision,
-        first_sequence: facts.first_sequence,
-    })
-}
-
-/// The post-check after the consumer exists (eviction may race its creation).
-pub fn recheck_resume(effective: u64, facts: &StreamFacts) -> Result<(), ExpiryCause> {
-    if effective > facts.last_sequence {
-        return Err(ExpiryCause::AheadOfStream {
-            revision: effective,
-            last_sequence: facts.last_sequence,
-        });
-    }
-    if !resume_window_ok(effective, facts.first_sequence) {
-        return Err(ExpiryCause::BelowFloor {
-            revision: effective,
-            first_sequence: facts.first_sequence,
-        });
-    }
-    Ok(())
-}
-
-/// How a guard judges gaps in delivered revisions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GuardMode {
-    /// Unfiltered (All-scope) watch: every revision is delivered, so a gap is evidence.
-    Dense,
-    /// Filtered watch: gaps are expected and cannot be judged.
-    Sparse,
-}
-
-/// How a watch over `prefixes` is guarded (an addition): [`GuardMode::Dense`]
-/// when the scope is unfiltered (some prefix is `""`, so the consumer delivers
-/// every revision of the bucket and a gap is evidence of eviction), otherwise
-/// [`GuardMode::Sparse`]. Both backends take the mode from here, so
-/// `watch_prefix_from("")` is guarded exactly like `watch_all_from`.
-pub fn guard_mode(prefixes: &[&str]) -> GuardMode {
-    if prefixes.contains(&"") {
-        GuardMode::Dense
-    } else {
-        GuardMode::Sparse
-    }
-}
-
-/// An input to the [`ResumeGuard`]; every event carries the caller's `now`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum GuardEvent {
-    /// A stream probe answered.
-    StreamProbed {
-        /// Caller's time.
-        now: Millis,
-        /// The stream's facts.
-        facts: StreamFacts,
-    },
-    /// A stream probe failed.
-    ProbeFailed {
-        /// Caller's time.
-        now: Millis,
-        /// What failed.
-        error: KvError,
-    },
-    /// The consumer of the last `CreateConsumer` exists.
-    ConsumerCreated {
-        /// Caller's time.
-        now: Millis,
-    },
-    /// The last-per-subject consumer of the last `CreateSnapshotConsumer` exists
-    /// (an addition).
-    SnapshotCreated {
-        /// Caller's time.
-        now: Millis,
-        /// How many deliveries its snapshot holds, as the consumer reported at
-        /// creation (NATS: `num_pending` of the creation reply).
-        pending: u64,
-    },
-    /// Creating the consumer failed with this server text.
-    ConsumerFailed {
-        /// Caller's time.
-        now: Millis,
-        /// The error text.
-        error_text: String,
-    },
-    /// A delivery arrived (revision and write time from its version, when known).
-    Delivered {
-        /// Caller's time.
-        now: Millis,
-        /// The delivered revision, when readable.
-        revision: Option<u64>,
-        /// Its write time (Unix ms), when known.
-        written_ms: Option<u64>,
-    },
-    /// The client (re)connected since the executor last checked.
-    Reconnected {
-        /// Caller's time.
-        now: Millis,
-    },
-    /// The consumer can no longer guarantee complete, ordered delivery (lost
-    /// deliveries, missed heartbeats, an ended subscription). The message it
-    /// came with, if any, is not handed in (rows G24, G25).
-    ConsumerFault {
-        /// Caller's time.
-        now: Millis,
-        /// The client (re)connected since the executor last reported it: the
-        /// fault may be what the reconnect left behind.
-        reconnected: bool,
-        /// What the executor saw.
-        error_text: String,
-    },
-    /// Time passed.
-    Tick {
-        /// Caller's time.
-        now: Millis,
-    },
-}
-
-impl GuardEvent {
-    fn name(&self) -> &'static str {
-        match self {
-            GuardEvent::StreamProbed { .. } => "StreamProbed",
-            GuardEvent::ProbeFailed { .. } => "ProbeFailed",
-            GuardEvent::ConsumerCreated { .. } => "ConsumerCreated",
-            GuardEvent::SnapshotCreated { .. } => "SnapshotCreated",
-            GuardEvent::ConsumerFailed { .. } => "ConsumerFailed",
-            GuardEvent::Delivered { .. } => "Delivered",
-            GuardEvent::Reconnected { .. } => "Reconnected",
-            GuardEvent::ConsumerFault { .. } => "ConsumerFault",
-            GuardEvent::Tick { .. } => "Tick",
-        }
-    }
-
-    fn now(&self) -> Millis {
-        match self {
-            GuardEvent::StreamProbed { now, .. }
-            | GuardEvent::ProbeFailed { now, .. }
-            | GuardEvent::ConsumerCreated { now }
-            | GuardEvent::SnapshotCreated { now, .. }
-            | GuardEvent::ConsumerFailed { now, .. }
-            | GuardEvent::Delivered { now, .. }
-            | GuardEvent::Reconnected { now }
-            | GuardEvent::ConsumerFault { now, .. }
-            | GuardEvent::Tick { now } => *now,
-        }
-    }
-}
-
-/// What the executor must do next for the guard.
-#[must_use]
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum GuardCommand {
-    /// Read fresh stream facts; feed `StreamProbed` or `ProbeFailed`.
-    ProbeStream,
-    /// Create the watch's consumer starting at this sequence; feed `ConsumerCreated` or `ConsumerFailed`.
-    CreateConsumer {
-        /// First sequence to deliver.
-        start_sequence: u64,
-    },
-    /// Create the watch's last-per-subject consumer (the latest entry of every key
-    /// in scope, in revision order, then live changes); feed `SnapshotCreated` or
-    /// `ConsumerFailed`. Only a [`ResumeGuard::syncing`] guard asks for it (an addition).
-    CreateSnapshotConsumer,
-    /// Drop the consumer and any delivery not yet handed in.
-    DropConsumer,
-    /// Pass the last delivered entry on.
-    Forward,
-    /// Drop the last delivered entry: it is at or below the frontier.
-    Skip {
-        /// The dropped revision.
-        revision: u64,
-    },
-    /// End the watch with `KvError::CursorExpired`.
-    Expired(ExpiryCause),
-    /// End the watch with this error.
-    Fail(KvError),
-}
-
-/// An event the guard's current phase does not accept; the guard is unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Unexpected {
-    /// The phase the guard was in.
-    pub phase: &'static str,
-    /// The event it was fed.
-    pub event: &'static str,
-}
-
-impl fmt::Display for Unexpected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "resume guard in phase {} does not accept {}",
-            self.phase, self.event
-        )
-    }
-}
-
-impl std::error::Error for Unexpected {}
 
 /// The snapshot phase of a [`ResumeGuard::syncing`] guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -488,13 +121,13 @@ pub struct ResumeGuard {
 }
 
 impl ResumeGuard {
-    /// A guard for a resumed watch from `cursor`; queues the pre-check `ProbeStream`.
-    pub fn resumed(cursor: ResumeCursor, mode: GuardMode, now: Millis) -> Self {
-        let mut guard = Self {
-            phase: Phase::PreCheck,
+    /// A guard in `phase` with nothing vouched for and nothing queued.
+    fn blank(phase: Phase, mode: GuardMode, judging: GuardMode, now: Millis) -> Self {
+        Self {
+            phase,
             scope_mode: mode,
-            judging: mode,
-            cursor: Some(cursor),
+            judging,
+            cursor: None,
             effective: 0,
             frontier: None,
             held: None,
@@ -506,7 +139,13 @@ impl ResumeGuard {
             sync_deadline: None,
             now,
             commands: VecDeque::new(),
-        };
+        }
+    }
+
+    /// A guard for a resumed watch from `cursor`; queues the pre-check `ProbeStream`.
+    pub fn resumed(cursor: ResumeCursor, mode: GuardMode, now: Millis) -> Self {
+        let mut guard = Self::blank(Phase::PreCheck, mode, mode, now);
+        guard.cursor = Some(cursor);
         guard.commands.push_back(GuardCommand::ProbeStream);
         guard
     }
@@ -522,33 +161,23 @@ impl ResumeGuard {
     /// snapshot is complete syncs again the same way; after it, the watch resumes
     /// from its frontier as a resumed watch does (G16). Deliveries are judged `Sparse`.
     pub fn syncing(mode: GuardMode, now: Millis) -> Self {
-        let mut guard = Self::fresh(mode, now);
+        let mut guard = Self::blank(Phase::SyncProbe, mode, GuardMode::Sparse, now);
         guard.syncs = true;
-        guard.phase = Phase::SyncProbe;
         guard.commands.push_back(GuardCommand::ProbeStream);
         guard
     }
 
-    /// A guard for a state-sync watch: streaming at once, no frontier yet,
-    /// deliveries judged `Sparse`; `mode` (the scope's) applies after a reconnect.
+    /// A guard for a state-sync watch without the snapshot check: it asks for its
+    /// last-per-subject consumer at once (`CreateSnapshotConsumer`, row G26; no sync
+    /// point, so the count in `SnapshotCreated` is not used), then streams with no
+    /// frontier yet, judging deliveries `Sparse`; `mode` (the scope's) applies
+    /// after a reconnect. A failed creation ends the watch (G20).
     pub fn fresh(mode: GuardMode, now: Millis) -> Self {
-        Self {
-            phase: Phase::Streaming,
-            scope_mode: mode,
-            judging: GuardMode::Sparse,
-            cursor: None,
-            effective: 0,
-            frontier: None,
-            held: None,
-            deadline: None,
-            syncs: false,
-            sync_point: 0,
-            sync: None,
-            stale_resyncs: 0,
-            sync_deadline: None,
-            now,
-            commands: VecDeque::new(),
-        }
+        let mut guard = Self::blank(Phase::SyncCreating, mode, GuardMode::Sparse, now);
+        guard
+            .commands
+            .push_back(GuardCommand::CreateSnapshotConsumer);
+        guard
     }
 
     /// The highest revision the guard has vouched for.
@@ -865,7 +494,7 @@ impl ResumeGuard {
             }
             // G3
             (Phase::Creating, GuardEvent::ConsumerFailed { error_text, .. }) => {
-                if super::nats::is_cursor_expired_text(&error_text) {
+                if is_cursor_expired_text(&error_text) {
                     self.finish(GuardCommand::Expired(ExpiryCause::ServerRefused));
                 } else {
                     self.finish(GuardCommand::Fail(KvError::WatchError(error_text)));
@@ -985,7 +614,3 @@ impl ResumeGuard {
         Ok(())
     }
 }
-
-#[cfg(test)]
-#[path = "resume_tests/mod.rs"]
-mod tests;

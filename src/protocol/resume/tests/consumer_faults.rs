@@ -23,7 +23,7 @@ fn g25_a_fault_without_a_reconnect_ends_the_watch() {
 
 #[test]
 fn g25_a_fault_on_a_fresh_guard_without_a_reconnect_ends_the_watch() {
-    let mut guard = ResumeGuard::fresh(GuardMode::Dense, Millis(0));
+    let mut guard = fresh_streaming(GuardMode::Dense);
     assert_eq!(step(&mut guard, fault(1, false)), fault_failure());
     assert!(guard.is_done());
 }
@@ -94,7 +94,7 @@ fn g24_a_fault_after_a_reconnect_in_the_snapshot_phase_syncs_again() {
 fn g25_a_fault_after_a_reconnect_that_keeps_the_consumer_ends_the_watch() {
     // G17 keeps a fresh guard's consumer across a reconnect: the fault is that
     // consumer's own.
-    let mut guard = ResumeGuard::fresh(GuardMode::Dense, Millis(0));
+    let mut guard = fresh_streaming(GuardMode::Dense);
     assert_eq!(step(&mut guard, fault(1, true)), fault_failure());
     assert!(guard.is_done());
 }

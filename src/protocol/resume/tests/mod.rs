@@ -1,9 +1,10 @@
 //! Unit tests of the resume kernels (docs/protocols/resume-guard.md, "Kernels") and the
-//! `ResumeGuard` transition table G1–G25 ("The machine"). Machine tests feed events and
+//! `ResumeGuard` transition table G1–G26 ("The machine"). Machine tests feed events and
 //! compare the drained commands with the exact expected list (openraft / raft-rs style).
 
 use super::*;
-use crate::kv::VersionToken;
+use crate::kv::{KvError, VersionToken, WatchCursor};
+use crate::protocol::time::Millis;
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -172,6 +173,30 @@ fn streaming_from(cursor: ResumeCursor, mode: GuardMode) -> ResumeGuard {
     assert_eq!(step(&mut guard, probed(0, facts(1, 100))), vec![]);
     assert!(guard.is_streaming());
     assert_eq!(guard.frontier(), Some(cursor.revision));
+    guard
+}
+
+/// A `fresh` (state-sync) guard whose own last-per-subject consumer exists
+/// (G26, then G19 with no sync point): `Streaming`, no frontier, nothing queued.
+fn fresh_streaming(mode: GuardMode) -> ResumeGuard {
+    let mut guard = ResumeGuard::fresh(mode, Millis(0));
+    assert_eq!(
+        drain(&mut guard),
+        vec![GuardCommand::CreateSnapshotConsumer]
+    );
+    assert!(!guard.is_streaming());
+    assert_eq!(
+        step(
+            &mut guard,
+            GuardEvent::SnapshotCreated {
+                now: Millis(0),
+                pending: 3
+            }
+        ),
+        vec![]
+    );
+    assert!(guard.is_streaming());
+    assert!(!guard.is_syncing(), "no sync point: no snapshot window");
     guard
 }
 

@@ -4,6 +4,8 @@
 //! and `put(k, "v")` 38.
 
 use super::*;
+use crate::kv::KvUpdate;
+use crate::stores::StorageType;
 use EntryKind::{DeleteMarker, ExpiryMarker, PurgeMarker, Value};
 
 const CREATED: u64 = 1_000;

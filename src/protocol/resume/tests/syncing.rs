@@ -329,3 +329,60 @@ fn g21_an_unfiltered_snapshot_that_stalls_below_the_sync_point_syncs_again() {
     assert_eq!(sparse.poll_timeout(), None);
     assert_eq!(step(&mut sparse, tick(10 * SYNC_STALL_MS)), vec![]);
 }
+
+// ---------------------------------------------------------------------------
+// ResumeGuard::fresh: G26, the guard asks for its own consumer
+// ---------------------------------------------------------------------------
+
+#[test]
+fn g26_a_fresh_guard_asks_for_its_last_per_subject_consumer() {
+    let mut guard = ResumeGuard::fresh(GuardMode::Dense, Millis(0));
+    assert_eq!(
+        drain(&mut guard),
+        vec![GuardCommand::CreateSnapshotConsumer]
+    );
+    assert!(!guard.is_streaming());
+    assert_eq!(guard.poll_timeout(), None);
+    // Nothing is delivered before the consumer exists.
+    let before = guard.clone();
+    assert_eq!(
+        guard.handle(delivered(1, 1)),
+        Err(Unexpected {
+            phase: "SyncCreating",
+            event: "Delivered"
+        })
+    );
+    assert_eq!(guard, before, "a refused event changes nothing");
+    // No sync point: the snapshot count opens no window and arms no stall timer.
+    assert_eq!(step(&mut guard, snapshot_created(2, 6)), vec![]);
+    assert!(guard.is_streaming());
+    assert!(!guard.is_syncing());
+    assert_eq!(guard.poll_timeout(), None);
+    assert_eq!(guard.frontier(), None);
+    // Deliveries are judged Sparse until a reconnect: no probe on a gap.
+    assert_eq!(
+        step(&mut guard, delivered(3, 4)),
+        vec![GuardCommand::Forward]
+    );
+    assert_eq!(
+        step(&mut guard, delivered(4, 9)),
+        vec![GuardCommand::Forward]
+    );
+    assert_eq!(guard.frontier(), Some(9));
+}
+
+#[test]
+fn g26_g20_a_fresh_guard_whose_consumer_fails_ends_the_watch() {
+    let mut guard = ResumeGuard::fresh(GuardMode::Sparse, Millis(0));
+    assert_eq!(
+        drain(&mut guard),
+        vec![GuardCommand::CreateSnapshotConsumer]
+    );
+    assert_eq!(
+        step(&mut guard, create_failed(1, "no responders")),
+        vec![GuardCommand::Fail(KvError::WatchError(
+            "no responders".into()
+        ))]
+    );
+    assert!(guard.is_done());
+}

@@ -145,7 +145,7 @@ fn g16_unknown_write_time_after_a_supersession_resume() {
 
 #[test]
 fn g16_fresh_guard_judges_sparse_until_a_reconnect_switches_to_dense() {
-    let mut guard = ResumeGuard::fresh(GuardMode::Dense, Millis(0));
+    let mut guard = fresh_streaming(GuardMode::Dense);
     assert_eq!(drain(&mut guard), vec![]);
     assert!(guard.is_streaming());
     assert_eq!(guard.frontier(), None);
@@ -189,7 +189,7 @@ fn g16_fresh_guard_judges_sparse_until_a_reconnect_switches_to_dense() {
 
 #[test]
 fn g16_fresh_sparse_guard_stays_sparse_after_a_reconnect() {
-    let mut guard = ResumeGuard::fresh(GuardMode::Sparse, Millis(0));
+    let mut guard = fresh_streaming(GuardMode::Sparse);
     let _ = step(&mut guard, delivered(1, 3));
     let _ = step(&mut guard, reconnected(2));
     let _ = step(&mut guard, probed(3, facts(1, 20)));
@@ -204,7 +204,7 @@ fn g16_fresh_sparse_guard_stays_sparse_after_a_reconnect() {
 
 #[test]
 fn g16_fresh_guard_reresume_has_no_write_time_unless_delivered() {
-    let mut guard = ResumeGuard::fresh(GuardMode::Sparse, Millis(0));
+    let mut guard = fresh_streaming(GuardMode::Sparse);
     let _ = step(&mut guard, delivered_at(1, 3, T0));
     let _ = step(&mut guard, reconnected(2));
     let recreated = StreamFacts {
@@ -222,7 +222,7 @@ fn g16_fresh_guard_reresume_has_no_write_time_unless_delivered() {
 
 #[test]
 fn g17_reconnect_without_a_frontier_keeps_streaming() {
-    let mut guard = ResumeGuard::fresh(GuardMode::Dense, Millis(0));
+    let mut guard = fresh_streaming(GuardMode::Dense);
     let before = guard.clone();
     assert_eq!(step(&mut guard, reconnected(0)), vec![]);
     assert_eq!(guard, before);
@@ -237,7 +237,7 @@ fn g17_reconnect_without_a_frontier_keeps_streaming() {
         vec![GuardCommand::Skip { revision: 1 }]
     );
     // Unknown revisions never give a frontier: a reconnect still keeps streaming.
-    let mut unknown_only = ResumeGuard::fresh(GuardMode::Dense, Millis(0));
+    let mut unknown_only = fresh_streaming(GuardMode::Dense);
     let _ = step(&mut unknown_only, delivered_unknown(1));
     assert_eq!(step(&mut unknown_only, reconnected(2)), vec![]);
     assert!(unknown_only.is_streaming());

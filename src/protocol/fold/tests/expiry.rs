@@ -1,7 +1,7 @@
 //! Exact sequences of the fold machine's arming step and its expiry row K1
 //! (docs/protocols/fold-machine.md, "Arming and expiry"), one scenario per test.
 
-use super::tests::put;
+use super::put;
 use super::*;
 use crate::protocol::RepairMode;
 use crate::protocol::identity::IdentityRefusal;
