@@ -5,6 +5,7 @@
 use super::support::{Ctx, Need, Scope, config, ensure, expect_err};
 use super::{Hooks, Outcome, Profile};
 use crate::kv::{KvError, VersionToken, WatchCursor};
+use crate::protocol::refusal::require_prefix;
 use crate::stores::Connection;
 
 /// Keys every backend must refuse (docs/semantics.md, "Keys, prefixes, bucket names").
@@ -129,7 +130,14 @@ pub async fn key_validation(
                     "{label} delivered {} updates",
                     got.len()
                 );
-                expect_err!(cx, result, KvError::WatchError(_), "{label}");
+                // One refusal text on every backend (protocol::refusal).
+                let expected = require_prefix(prefix).err();
+                match result {
+                    Err(KvError::WatchError(text)) if Some(&text) == expected.as_ref() => {}
+                    other => cx.fail(format_args!(
+                        "{label}: expected Err(WatchError({expected:?})), got {other:?}"
+                    )),
+                }
             }
         }
     }

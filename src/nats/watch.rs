@@ -20,8 +20,9 @@ use super::request::{read_error, watch_error};
 use crate::kv::{BucketStatus, KvError, KvUpdate, KvWatcher, Retention, WatchCursor};
 use crate::protocol::nats::Liveness;
 use crate::protocol::nats::decode_kv_message;
+use crate::protocol::refusal::require_prefix;
 use crate::protocol::resume::{GuardEvent, ResumeCursor, ResumeGuard, StreamFacts, guard_mode};
-use crate::protocol::subject::{filter_patterns, key_in_scope, prefix_is_valid};
+use crate::protocol::subject::{filter_patterns, key_in_scope};
 use crate::protocol::time::Millis;
 use crate::stores::guard_drive::{self, GuardIo};
 
@@ -297,9 +298,7 @@ impl NatsBucket {
         tx: Sender<KvUpdate>,
     ) -> Result<(), KvError> {
         for prefix in prefixes {
-            if !prefix_is_valid(prefix) {
-                return Err(KvError::WatchError(format!("invalid prefix {prefix:?}")));
-            }
+            require_prefix(prefix).map_err(KvError::WatchError)?;
         }
         if prefixes.is_empty() {
             return Ok(());
