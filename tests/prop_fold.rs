@@ -111,6 +111,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => any::<bool>().prop_map(|store_lost| Event::RepairFailed { store_lost }),
         1 => Just(Event::Shutdown),
         1 => end.prop_map(Event::WatchEnded),
+        1 => (0u8..4).prop_map(|facts| Event::WatchExpired { facts }),
     ]
 }
 
@@ -207,6 +208,7 @@ fn scripts_reach_every_interesting_path() {
             c.memos += d.memos;
             c.finishes += d.finishes;
             c.moved_back += d.moved_back;
+            c.expiries += d.expiries;
             Ok(())
         })
         .expect("the production machine keeps every invariant");
@@ -229,6 +231,7 @@ fn scripts_reach_every_interesting_path() {
     assert!(c.late_updates > 0, "a late update closed its window: {c:?}");
     assert!(c.exports > 0 && c.memos > 0, "{c:?}");
     assert!(c.relists > 0, "a relist was acknowledged: {c:?}");
+    assert!(c.expiries > 0, "a cursor expiry was answered (row K1): {c:?}");
     assert!(
         c.restores > 0 && c.refusals > 0,
         "restores committed and refused: {c:?}"

@@ -180,6 +180,13 @@ pub enum Event {
     Shutdown,
     /// `WatchEnded`.
     WatchEnded(End),
+    /// `WatchExpired` (row K1) with the bucket facts chosen by `facts % 4`:
+    /// 0 = nothing reported; 1 = the same bucket, past the cursor; 2 = a bucket
+    /// recreated since the run started; 3 = the same bucket, behind the cursor.
+    WatchExpired {
+        /// Which facts the executor reports.
+        facts: u8,
+    },
 }
 
 /// One step of a script.
@@ -451,6 +458,10 @@ const OP_CORRECTIONS: u8 = 19;
 const OP_REPAIR_FAILED: u8 = 20;
 const OP_SHUTDOWN: u8 = 21;
 const OP_WATCH_ENDED: u8 = 22;
+/// `Follow` of a selector at or above `FOLLOW_BELOW` (any code without a meaning
+/// reads the same way).
+const OP_FOLLOW_BYTE: u8 = 23;
+const OP_WATCH_EXPIRED: u8 = 24;
 /// Flag bit on the opcode (`ExportDone.ok`, `RepairFailed.store_lost`).
 const OP_FLAG: u8 = 0x20;
 
@@ -522,6 +533,9 @@ fn decode_step(input: &mut Input<'_>) -> Step {
         OP_REPAIR_FAILED => Event::RepairFailed { store_lost: flag },
         OP_SHUTDOWN => Event::Shutdown,
         OP_WATCH_ENDED => Event::WatchEnded(decode_end(input.byte())),
+        OP_WATCH_EXPIRED => Event::WatchExpired {
+            facts: input.byte() % 4,
+        },
         _ => return Step::Follow(input.byte()),
     };
     Step::Inject(event)
@@ -531,7 +545,7 @@ fn encode_step(step: Step, out: &mut Vec<u8>) {
     let op = |code: u8| FOLLOW_BELOW + code;
     match step {
         Step::Follow(sel) if sel < FOLLOW_BELOW => out.push(sel),
-        Step::Follow(sel) => out.extend([op(23), sel]),
+        Step::Follow(sel) => out.extend([op(OP_FOLLOW_BYTE), sel]),
         Step::Advance(ms) => out.extend([op(OP_ADVANCE), ms]),
         Step::Rewind(ms) => out.extend([op(OP_REWIND), ms]),
         Step::Inject(event) => match event {
@@ -597,6 +611,7 @@ fn encode_step(step: Step, out: &mut Vec<u8>) {
                 };
                 out.extend([op(OP_WATCH_ENDED), byte]);
             }
+            Event::WatchExpired { facts } => out.extend([op(OP_WATCH_EXPIRED), facts % 4]),
         },
     }
 }

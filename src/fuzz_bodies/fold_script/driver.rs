@@ -14,6 +14,7 @@ use crate::protocol::fold::{
     ChunkSource, FoldEvent, FoldMachine, FoldNotice, FoldPhase, Pending, RepairIo, RepairKind,
     StoreOutcome, TaskEnd, TaskOutcome, Wants,
 };
+use crate::protocol::identity::{BucketFacts, BucketIdentity};
 use crate::protocol::time::Millis;
 
 /// Lines of trace a violation carries.
@@ -337,6 +338,10 @@ impl<M: Subject> Driver<M> {
                     now,
                     end: TaskEnd::Panicked("watch task panicked".into()),
                 },
+                155 => self.expired(now, 1),
+                187 => self.expired(now, 2),
+                219 => self.expired(now, 0),
+                251 => self.expired(now, 3),
                 _ => match sel % 32 {
                     16..=19 => {
                         // The executor's sleep fires at the deadline.
@@ -377,6 +382,29 @@ impl<M: Subject> Driver<M> {
             },
         };
         Some(event)
+    }
+
+    /// `WatchExpired` for the run's resume cursor with the facts `facts % 4`
+    /// selects (see `Event::WatchExpired`).
+    fn expired(&self, now: Millis, facts: u8) -> FoldEvent<Item> {
+        let started = BucketIdentity::new("b", 1_000);
+        let cursor = self.machine.resume_cursor().clone();
+        let past = cursor.as_u64().unwrap_or(0) + 10;
+        let (started_on, bucket) = match facts % 4 {
+            0 => (None, None),
+            1 => (Some(started.clone()), Some((started, past))),
+            2 => (Some(started), Some((BucketIdentity::new("b", 9_000), past))),
+            _ => (Some(started.clone()), Some((started, 0))),
+        };
+        FoldEvent::WatchExpired {
+            now,
+            cursor,
+            started_on,
+            bucket: bucket.map(|(identity, last_revision)| BucketFacts {
+                identity,
+                last_revision,
+            }),
+        }
     }
 
     fn follow_update(&mut self, sel: u8) -> FoldEvent<Item> {
@@ -562,6 +590,7 @@ impl<M: Subject> Driver<M> {
                 },
             },
             Event::Shutdown => FoldEvent::Shutdown { now },
+            Event::WatchExpired { facts } => self.expired(now, facts),
             Event::WatchEnded(end) => FoldEvent::WatchEnded {
                 now,
                 end: match end {
@@ -601,7 +630,8 @@ impl<M: Subject> Driver<M> {
                 | FoldEvent::WindowElapsed { .. }
                 | FoldEvent::ExportRequested { .. }
                 | FoldEvent::Shutdown { .. }
-                | FoldEvent::WatchEnded { .. },
+                | FoldEvent::WatchEnded { .. }
+                | FoldEvent::WatchExpired { .. },
             ) => true,
             (Wants::Any, FoldEvent::RepairRequested { .. }) => self.armed,
             _ => false,

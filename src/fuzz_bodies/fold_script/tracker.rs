@@ -177,6 +177,8 @@ pub struct Counts {
     pub finishes: u64,
     /// `CursorMovedBack` notices.
     pub moved_back: u64,
+    /// Cursor expiries answered (row K1).
+    pub expiries: u64,
 }
 
 /// The tracker.
@@ -225,6 +227,8 @@ pub(super) struct Tracker {
     step: usize,
     /// The commands of the current step so far.
     step_commands: usize,
+    /// A `WatchExpired` was accepted in this step; its `AnswerExpiry` is owed.
+    expiry_owed: bool,
     pub(super) counts: Counts,
 }
 
@@ -281,6 +285,7 @@ impl Tracker {
             now: Millis(0),
             step: 0,
             step_commands: 0,
+            expiry_owed: false,
             counts: Counts::default(),
         }
     }
@@ -491,9 +496,9 @@ impl Tracker {
             FoldEvent::WatchEnded { end, .. } => {
                 self.ending = Some((Ending::Watch(end.clone()), self.step));
             }
-            // Row K1 decides only (exact rows: src/protocol/fold/tests/expiry.rs); the
-            // scripts do not generate it.
-            FoldEvent::WatchExpired { .. } => {}
+            // Row K1 decides only (exact rows: src/protocol/fold/tests/expiry.rs): its
+            // one command is the answer, in this step.
+            FoldEvent::WatchExpired { .. } => self.expiry_owed = true,
         }
         Ok(())
     }

@@ -32,6 +32,13 @@ impl Tracker {
                 self.outstanding
             )
         })?;
+        // Row K1 is a decision only: the step of a `WatchExpired` queues its
+        // answer and nothing else.
+        ensure(
+            !self.expiry_owed || matches!(command, FoldCommand::AnswerExpiry(_)),
+            0,
+            || format!("{command:?} queued for a WatchExpired"),
+        )?;
         match command {
             FoldCommand::SetTimer(Some(deadline)) => {
                 let expected = self.now.plus_ms(self.window_ms);
@@ -140,7 +147,13 @@ impl Tracker {
             FoldCommand::ReplyRestore(reply) => self.reply_restore(reply)?,
             FoldCommand::Finish(result) => self.finish(result)?,
             // The answer to a `WatchExpired` (row K1) touches neither batch nor cursor.
-            FoldCommand::AnswerExpiry(_) => {}
+            FoldCommand::AnswerExpiry(_) => {
+                ensure(self.expiry_owed, 0, || {
+                    "AnswerExpiry without a WatchExpired".into()
+                })?;
+                self.expiry_owed = false;
+                self.counts.expiries += 1;
+            }
         }
         Ok(())
     }
@@ -569,6 +582,9 @@ impl Tracker {
         before_committed: &WatchCursor,
         committed_event: bool,
     ) -> Check {
+        ensure(!self.expiry_owed, 0, || {
+            "a WatchExpired was not answered in its step".into()
+        })?;
         // Invariant 12: the memo never clears.
         ensure(
             !before_applied.seen_evicting() || now.applied.seen_evicting(),
