@@ -231,7 +231,10 @@ fn scripts_reach_every_interesting_path() {
     assert!(c.late_updates > 0, "a late update closed its window: {c:?}");
     assert!(c.exports > 0 && c.memos > 0, "{c:?}");
     assert!(c.relists > 0, "a relist was acknowledged: {c:?}");
-    assert!(c.expiries > 0, "a cursor expiry was answered (row K1): {c:?}");
+    assert!(
+        c.expiries > 0,
+        "a cursor expiry was answered (row K1): {c:?}"
+    );
     assert!(
         c.restores > 0 && c.refusals > 0,
         "restores committed and refused: {c:?}"

@@ -573,3 +573,26 @@ fn an_overran_completion_leaves_the_next_round_to_sight_the_new_revision() {
         })
     );
 }
+
+#[test]
+fn decision_texts() {
+    let texts = [
+        LeaseDecision::Live {
+            expires_at_unix: 1_700,
+        }
+        .to_string(),
+        LeaseDecision::Settling {
+            takeover_at: Millis(2_500),
+        }
+        .to_string(),
+        LeaseDecision::TakeOver.to_string(),
+    ];
+    assert_eq!(
+        texts,
+        [
+            "live until 1700",
+            "expired, takeover allowed at 2500 ms",
+            "take over",
+        ]
+    );
+}

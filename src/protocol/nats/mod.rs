@@ -233,6 +233,31 @@ mod tests {
         );
     }
 
+    /// The unit switches exactly at 1 µs, 1 ms and 1 s (Go's `Duration.String`).
+    #[test]
+    fn go_duration_unit_boundaries() {
+        let cases = [
+            (Duration::from_nanos(999), "999ns"),
+            (Duration::from_nanos(1_000), "1µs"),
+            (Duration::from_nanos(999_999), "999.999µs"),
+            (Duration::from_nanos(1_000_000), "1ms"),
+            (Duration::from_nanos(999_999_999), "999.999999ms"),
+            (Duration::from_nanos(1_000_000_000), "1s"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(go_duration_string(d), text, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn ttl_error_texts() {
+        assert_eq!(TtlError::TooShort.to_string(), "ttl must be at least 1 s");
+        assert_eq!(
+            TtlError::TooLong.to_string(),
+            "ttl is too long (above i64::MAX nanoseconds)"
+        );
+    }
+
     #[test]
     fn retry_delays() {
         let got: Vec<_> = (0..=7).map(retry_delay).collect();

@@ -207,6 +207,42 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    /// The refusal texts name what is wrong and what to do.
+    #[test]
+    fn refusal_texts() {
+        assert_eq!(
+            ArmRefusal::NeedsStore.to_string(),
+            "a restore repair replaces the fold and needs a snapshot store; pass a store or use ExpiryRepair::None"
+        );
+        let texts = [
+            RestoreRefusal::NoScope.to_string(),
+            RestoreRefusal::ScopeNotCovered {
+                exporter: s(&["a."]),
+                watcher: s(&[""]),
+            }
+            .to_string(),
+            RestoreRefusal::NotAhead {
+                artifact: 3,
+                local: 5,
+            }
+            .to_string(),
+            RestoreRefusal::OutsideRetention {
+                artifact: 3,
+                first_revision: 9,
+            }
+            .to_string(),
+        ];
+        assert_eq!(
+            texts,
+            [
+                "the artifact records no scope (exported outside watch_applied), so its coverage is unknown",
+                "the artifact's scope [\"a.\"] does not cover this watch's scope [\"\"]",
+                "the artifact (revision 3) is not ahead of the local fold (revision 5)",
+                "resuming after the artifact (revision 3) would skip evicted messages: the bucket starts at 9",
+            ]
+        );
+    }
+
     #[test]
     fn eviction_is_observed_only_once_it_happened() {
         let r = |e, f| {

@@ -430,15 +430,6 @@ impl ResumeGuard {
                     self.check_spent_snapshot();
                 }
             }
-            // G8 during the snapshot phase
-            (Phase::Streaming, GuardEvent::Delivered { revision: None, .. })
-                if self.sync.is_some() =>
-            {
-                if let Some(sync) = self.sync.as_mut() {
-                    sync.left = sync.left.saturating_sub(1);
-                }
-                self.commands.push_back(GuardCommand::Forward);
-            }
             // G22 / G23 / G16 / G17
             (Phase::Streaming, GuardEvent::Reconnected { .. }) => self.reconnected(),
             // G24 / G25
@@ -560,8 +551,11 @@ impl ResumeGuard {
                     }
                 }
             }
-            // G8
+            // G8 (during the snapshot phase it spends one of the snapshot's deliveries)
             (Phase::Streaming, GuardEvent::Delivered { revision: None, .. }) => {
+                if let Some(sync) = self.sync.as_mut() {
+                    sync.left = sync.left.saturating_sub(1);
+                }
                 self.commands.push_back(GuardCommand::Forward);
             }
             // G9

@@ -499,5 +499,40 @@ fn window_rounds_up_to_whole_milliseconds() {
     assert_eq!(c.resume, WatchCursor::none());
 }
 
+#[test]
+fn batch_cap_is_max_but_at_least_one() {
+    let cap = |max| FoldConfig::new(Duration::from_millis(1), max, None, None, false).batch_cap();
+    assert_eq!((cap(0), cap(1), cap(7)), (1, 1, 7));
+}
+
+#[test]
+fn refusal_and_unexpected_texts() {
+    let texts = [
+        RestoreRefused::NotAhead {
+            artifact: cur(4),
+            applied: cur(9),
+        }
+        .to_string(),
+        RestoreRefused::EvictedDuringListing {
+            artifact: cur(4),
+            first_revision: 12,
+        }
+        .to_string(),
+        Unexpected {
+            phase: FoldPhase::Idle,
+            event: "BacklogDrained",
+        }
+        .to_string(),
+    ];
+    assert_eq!(
+        texts,
+        [
+            "restore refused: artifact cursor 4 is not ahead of the applied cursor 9",
+            "restore refused: the bucket evicted past the artifact cursor 4 (first revision 12) during the listing",
+            "fold machine in phase Idle does not accept BacklogDrained",
+        ]
+    );
+}
+
 mod expiry;
 mod repairs;

@@ -303,6 +303,54 @@ fn restore_evicted_during_listing_is_refused_with_nothing_folded() {
     assert_eq!(m.committed(), &cur(3));
 }
 
+/// A repair I/O answer of the wrong kind is refused, named by its kind.
+#[test]
+fn a_repair_io_answer_of_the_wrong_kind_is_named_in_the_refusal() {
+    let mut m = M::new(config(10, 2, Some(4), true));
+    m.handle(FoldEvent::RepairRequested {
+        now: Millis(1),
+        kind: RepairKind::Relist,
+    })
+    .unwrap();
+    m.handle(FoldEvent::BacklogDrained { now: Millis(2) })
+        .unwrap();
+    assert_eq!(drain(&mut m), vec![C::DiffRelist]);
+    let wrong: [(RepairIo<u64>, &str); 4] = [
+        (
+            RepairIo::RestoreDiffed {
+                rewrite: 0,
+                delete_candidates: 0,
+            },
+            "RepairIo::RestoreDiffed",
+        ),
+        (
+            RepairIo::LiveFiltered { remaining: 0 },
+            "RepairIo::LiveFiltered",
+        ),
+        (
+            RepairIo::Retention {
+                first_revision: None,
+            },
+            "RepairIo::Retention",
+        ),
+        (
+            RepairIo::Corrections { items: vec![] },
+            "RepairIo::Corrections",
+        ),
+    ];
+    for (result, name) in wrong {
+        let before = m.clone();
+        let refused = m
+            .handle(FoldEvent::RepairIo {
+                now: Millis(3),
+                result,
+            })
+            .unwrap_err();
+        assert_eq!(refused.event, name);
+        assert_eq!(m, before);
+    }
+}
+
 #[test]
 fn corrections_of_the_wrong_shape_are_rejected_unchanged() {
     let mut m = M::new(config(10, 1, Some(0), true));

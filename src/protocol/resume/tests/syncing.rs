@@ -243,6 +243,34 @@ fn g19_an_empty_bucket_has_nothing_to_sync() {
     assert!(!purged.is_syncing());
 }
 
+/// A stream holding one message (first = last) has a sync point: a snapshot
+/// spent before reaching it is behind (only a stream with first > last is empty).
+#[test]
+fn g18_a_single_message_stream_has_a_sync_point() {
+    let mut guard = ResumeGuard::syncing(GuardMode::Dense, Millis(0));
+    let _ = drain(&mut guard);
+    let _ = step(&mut guard, probed(1, facts(7, 7)));
+    assert_eq!(
+        step(&mut guard, snapshot_created(2, 0)),
+        vec![GuardCommand::DropConsumer, GuardCommand::ProbeStream]
+    );
+}
+
+/// A delivery without a readable revision (G8) still spends one of the snapshot's
+/// deliveries: what comes after the count at or below the sync point is history.
+#[test]
+fn g8_an_unreadable_snapshot_delivery_spends_the_snapshot_count() {
+    let mut guard = synced(GuardMode::Sparse, 1);
+    assert_eq!(
+        step(&mut guard, delivered_unknown(3)),
+        vec![GuardCommand::Forward]
+    );
+    assert_eq!(
+        step(&mut guard, delivered(4, 5)),
+        vec![GuardCommand::DropConsumer, GuardCommand::ProbeStream]
+    );
+}
+
 #[test]
 fn g21_stale_snapshot_consumers_are_replaced_a_bounded_number_of_times() {
     let mut guard = synced(GuardMode::Sparse, 0);
