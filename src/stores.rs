@@ -47,6 +47,25 @@ pub struct ConnectionCapabilities {
     pub global_ordering: bool,
 }
 
+impl ConnectionCapabilities {
+    /// What a JetStream KV connection offers (the NATS backend, and the memory
+    /// backend that keeps its semantics): streaming and server-side prefix
+    /// watches, purge and atomic CAS, no transactions, no value cap of its own,
+    /// no order across buckets. `ttl` = per-key TTLs work (server API level ≥ 1).
+    pub fn jetstream_kv(ttl: bool) -> Self {
+        Self {
+            streaming_watch: true,
+            prefix_watch: true,
+            ttl,
+            purge: true,
+            cas: true,
+            transactions: false,
+            max_value_size: 0,
+            global_ordering: false,
+        }
+    }
+}
+
 /// A named KV store (bucket). Every accessor returns a cheap handle bound to the
 /// bucket's **name**; handles outlive the `KvStore`.
 pub trait KvStore: Send + Sync {

@@ -179,16 +179,7 @@ impl Connection for MemoryConnection {
     }
 
     fn capabilities(&self) -> ConnectionCapabilities {
-        ConnectionCapabilities {
-            streaming_watch: true,
-            prefix_watch: true,
-            ttl: self.inner.server.inner.config.ttl_supported,
-            purge: true,
-            cas: true,
-            transactions: false,
-            max_value_size: 0,
-            global_ordering: false,
-        }
+        ConnectionCapabilities::jetstream_kv(self.inner.server.inner.config.ttl_supported)
     }
 
     async fn store_with_options(

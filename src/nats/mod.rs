@@ -258,16 +258,7 @@ impl Connection for NatsConnection {
     }
 
     fn capabilities(&self) -> ConnectionCapabilities {
-        ConnectionCapabilities {
-            streaming_watch: true,
-            prefix_watch: true,
-            ttl: self.api_level_1.load(Ordering::SeqCst),
-            purge: true,
-            cas: true,
-            transactions: false,
-            max_value_size: 0,
-            global_ordering: false,
-        }
+        ConnectionCapabilities::jetstream_kv(self.api_level_1.load(Ordering::SeqCst))
     }
 
     async fn store_with_options(
