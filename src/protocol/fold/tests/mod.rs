@@ -534,5 +534,68 @@ fn refusal_and_unexpected_texts() {
     );
 }
 
+/// Row U2: a batch filled while batching is flushed, and the machine goes back
+/// to idle (not to draining a backlog, row D1); the store is attached.
+#[test]
+fn a_batch_filled_while_batching_flushes_back_to_idle() {
+    let mut m = M::new(config(10, 2, Some(0), false));
+    assert!(m.has_store());
+    update(&mut m, 0, 1, Some(1));
+    update(&mut m, 1, 2, Some(2));
+    let _ = drain(&mut m);
+    committed(&mut m, 2);
+    assert_eq!(drain(&mut m), vec![C::OnApplied(cur(2))]);
+    assert_eq!(m.phase(), FoldPhase::Idle);
+    assert_eq!(m.wants(), Wants::Any);
+}
+
+/// The batch is full when either the parsed items or the raw updates reach
+/// `max`: with a store, updates the parser rejected fill it too.
+#[test]
+fn rejected_parses_fill_the_batch_for_the_store() {
+    let mut m = M::new(config(10, 2, Some(0), false));
+    update(&mut m, 0, 1, None);
+    update(&mut m, 1, 2, None);
+    assert_eq!(
+        drain(&mut m),
+        vec![
+            C::SetTimer(Some(Millis(10))),
+            C::SetTimer(None),
+            C::StoreApply {
+                raw: vec![put(1), put(2)],
+                cursor: cur(2)
+            },
+        ]
+    );
+}
+
+/// `CursorMovedBack` is noticed for a revision below the applied cursor, never
+/// for the same revision or a later one.
+#[test]
+fn only_a_lower_revision_is_noticed_as_moving_back() {
+    let mut m = M::new(config(10, 1, None, false));
+    update(&mut m, 0, 9, Some(9));
+    let _ = drain(&mut m);
+    assert_eq!(m.applied(), &cur(9));
+    update(&mut m, 1, 9, Some(9));
+    update(&mut m, 2, 10, Some(10));
+    let notices: Vec<_> = std::iter::from_fn(|| m.poll_notice()).collect();
+    assert!(
+        !notices
+            .iter()
+            .any(|n| matches!(n, FoldNotice::CursorMovedBack { .. })),
+        "{notices:?}"
+    );
+    update(&mut m, 3, 4, Some(4));
+    let notices: Vec<_> = std::iter::from_fn(|| m.poll_notice()).collect();
+    assert!(
+        notices.contains(&FoldNotice::CursorMovedBack {
+            from: cur(10),
+            to: cur(4)
+        }),
+        "{notices:?}"
+    );
+}
+
 mod expiry;
 mod repairs;

@@ -303,6 +303,49 @@ fn restore_evicted_during_listing_is_refused_with_nothing_folded() {
     assert_eq!(m.committed(), &cur(3));
 }
 
+/// A chunk may hold exactly `max` corrections; one more is refused.
+#[test]
+fn a_chunk_of_exactly_max_corrections_is_accepted() {
+    let start = || {
+        let mut m = M::new(config(10, 2, Some(4), true));
+        m.handle(FoldEvent::RepairRequested {
+            now: Millis(1),
+            kind: RepairKind::Relist,
+        })
+        .unwrap();
+        m.handle(FoldEvent::BacklogDrained { now: Millis(2) })
+            .unwrap();
+        m.handle(FoldEvent::RepairIo {
+            now: Millis(3),
+            result: RepairIo::RelistDiffed { stale: 3 },
+        })
+        .unwrap();
+        let _ = drain(&mut m);
+        m
+    };
+    let chunk = |n: usize| RepairIo::Corrections {
+        items: (0..n)
+            .map(|i| (synthetic_delete(&format!("gone{i}")), None))
+            .collect(),
+    };
+    let mut m = start();
+    assert_eq!(
+        m.handle(FoldEvent::RepairIo {
+            now: Millis(4),
+            result: chunk(2),
+        }),
+        Ok(())
+    );
+    let mut m = start();
+    assert!(
+        m.handle(FoldEvent::RepairIo {
+            now: Millis(4),
+            result: chunk(3),
+        })
+        .is_err()
+    );
+}
+
 /// A repair I/O answer of the wrong kind is refused, named by its kind.
 #[test]
 fn a_repair_io_answer_of_the_wrong_kind_is_named_in_the_refusal() {
