@@ -271,6 +271,10 @@ fn a_tombstone_is_taken_over_by_cas_on_its_revision() {
             expected: v(9)
         }]
     );
+    let refused = m
+        .handle(LeaseEvent::EntryRead { result: Ok(None) })
+        .unwrap_err();
+    assert_eq!((refused.phase, refused.event), ("Updating", "EntryRead"));
     m.handle(LeaseEvent::Updated {
         result: Err(KvError::RevisionMismatch),
     })
@@ -403,13 +407,68 @@ fn errors_and_vanished_keys_end_the_round() {
 #[test]
 fn out_of_order_events_are_rejected_unchanged() {
     let mut m = LeaseMachine::new("me", 60, clock(1_000, 5), None, 0);
+    assert!(!m.is_done());
     let before = m.clone();
-    assert!(
-        m.handle(LeaseEvent::EntryRead { result: Ok(None) })
-            .is_err()
+    let refused = m
+        .handle(LeaseEvent::EntryRead { result: Ok(None) })
+        .unwrap_err();
+    assert_eq!((refused.phase, refused.event), ("Creating", "EntryRead"));
+    assert_eq!(
+        refused.to_string(),
+        "lease machine in phase Creating does not accept EntryRead"
     );
-    assert!(m.handle(LeaseEvent::Updated { result: Ok(v(1)) }).is_err());
+    let refused = m
+        .handle(LeaseEvent::Updated { result: Ok(v(1)) })
+        .unwrap_err();
+    assert_eq!(refused.event, "Updated");
     assert_eq!(m, before);
+    drain(&mut m);
+    m.handle(LeaseEvent::Created {
+        result: Err(KvError::AlreadyExists),
+    })
+    .unwrap();
+    let refused = m
+        .handle(LeaseEvent::Created { result: Ok(v(1)) })
+        .unwrap_err();
+    assert_eq!((refused.phase, refused.event), ("Reading", "Created"));
+    m.handle(LeaseEvent::EntryRead {
+        result: Ok(entry(&record_json(990, 1_050), 4)),
+    })
+    .unwrap();
+    let refused = m
+        .handle(LeaseEvent::Updated { result: Ok(v(5)) })
+        .unwrap_err();
+    assert_eq!((refused.phase, refused.event), ("Done", "Updated"));
+}
+
+/// An entry is judged at the clock its answer arrived with, not at the round's
+/// start: a lease live at the start but expired when its entry was read is not
+/// reported live (the sighting is dated at the read).
+#[test]
+fn an_entry_is_judged_at_the_clock_of_its_answer() {
+    let mut m = LeaseMachine::new("me", 60, clock(1_000, 5), None, 2_000);
+    drain(&mut m);
+    m.handle_at(
+        LeaseEvent::Created {
+            result: Err(KvError::AlreadyExists),
+        },
+        clock(1_000, 5),
+    )
+    .unwrap();
+    let _ = drain(&mut m);
+    m.handle_at(
+        LeaseEvent::EntryRead {
+            result: Ok(entry(&record_json(990, 1_050), 4)),
+        },
+        clock(1_100, 100_000),
+    )
+    .unwrap();
+    assert!(
+        !matches!(m.decision(), Some(LeaseDecision::Live { .. })),
+        "{:?}",
+        m.decision()
+    );
+    assert_eq!(m.sighting(), Some(&seen(4, 100_000)));
 }
 
 // ---------------------------------------------------------------------------

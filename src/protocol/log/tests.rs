@@ -286,6 +286,9 @@ fn header_dispatch_rules() {
         (b"KVFX\x03\0\0\0abcd", Err(invalid(0, Violation::BadMagic))),
         (b"KVFL\x03\0\0\0abcd", Err(corrupted(0))),
         (&[0u8; 13], Err(invalid(0, Violation::BadMagic))),
+        // H4 is for files shorter than the v2 header only: six bytes that are a
+        // zero-filled v2 header but no v3 prefix are not a log.
+        (b"\0GSS\x02\0", Err(invalid(0, Violation::NotALog))),
     ];
     for (bytes, want) in cases {
         let got = scan(bytes).map(|s| s.format);
@@ -543,6 +546,27 @@ fn encode_compact_writes_header_puts_and_a_cursor_only_when_it_has_bytes() {
     let bad = [(long_key.as_str(), &b""[..], &v1)];
     assert!(encode_compact(LogFormat::V3, bad, &memo, &mut out).is_err());
     assert_eq!(out, vec![7]);
+    // The count is of the bytes appended, not of the whole buffer.
+    let mut out = vec![7, 7, 7];
+    let n = encode_compact(LogFormat::V3, entries, &memo, &mut out).unwrap();
+    assert_eq!(n, out.len() - 3);
+}
+
+/// The longest cursor kvfold builds (a timed version with the memo: 20 bytes,
+/// `MAX_CURSOR_LEN`) is written in both formats and read back unchanged.
+#[test]
+fn a_cursor_of_the_maximum_length_round_trips() {
+    let cursor = WatchCursor::from_version(VersionToken::from_u64(9).written_at(1_700_000_000_000))
+        .remembering(true);
+    assert_eq!(cursor.to_bytes().len(), MAX_CURSOR_LEN);
+    for format in [LogFormat::V2, LogFormat::V3] {
+        let mut out = Vec::new();
+        encode_header(format, &mut out);
+        let header = out.len();
+        let n = encode_cursor(format, &cursor, &mut out).unwrap();
+        assert_eq!(n, out.len() - header);
+        assert_eq!(replay(&out).unwrap().cursor, cursor, "{format:?}");
+    }
 }
 
 #[test]
