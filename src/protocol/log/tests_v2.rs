@@ -175,6 +175,15 @@ fn v2_classification_table() {
         with(&bad),
         Ok(torn(h, TornKind::Partial)),
     ));
+    // CRC mismatch with exactly 6 (non-zero) bytes after the record: not a torn tail
+    let mut bad = put.clone();
+    bad[12] ^= 1;
+    bad.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+    cases.push((
+        "crc mismatch with 6 bytes after",
+        with(&bad),
+        Err(corrupted(h)),
+    ));
     // CRC mismatch followed by zeros only
     let mut bad = put.clone();
     bad[12] ^= 1;
