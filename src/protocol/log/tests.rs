@@ -332,6 +332,29 @@ fn a_zero_hole_mid_file_is_corruption() {
     assert_eq!(scan(&bytes), Err(corrupted(ends[1])));
 }
 
+/// The bounds of rules R2, R4 and R3c: what is exactly a record head, or
+/// exactly a whole record, before the trailing zeros is judged, not taken for a
+/// torn tail.
+#[test]
+fn a_bad_record_that_ends_where_the_zeros_begin_is_corruption() {
+    let p = V3_HEADER_LEN;
+    // R2/R4: exactly nine bytes of a head that does not verify, nothing after.
+    let garbage = [0xA5u8; V3_RECORD_HEAD_LEN];
+    assert_eq!(scan(&with_header(&garbage)), Err(corrupted(p)));
+    // R4: the same head, then zeros that begin right after it.
+    let mut bytes = with_header(&garbage);
+    bytes.extend_from_slice(&[0; 32]);
+    assert_eq!(scan(&bytes), Err(corrupted(p)));
+    // R3c: an authentic head, a body that does not verify, and zeros that begin
+    // right after the record's last (non-zero) byte.
+    let mut record = hex(V3_PUT_A_X_1);
+    assert_ne!(record.last(), Some(&0));
+    record[V3_RECORD_HEAD_LEN + 3] ^= 1;
+    let mut bytes = with_header(&record);
+    bytes.extend_from_slice(&[0; 32]);
+    assert_eq!(scan(&bytes), Err(corrupted(p)));
+}
+
 #[test]
 fn trailing_zeros_after_a_complete_record_are_a_zero_fill_tail() {
     let (mut bytes, _) = sample_v3();
