@@ -774,3 +774,14 @@ fn a_malformed_bucket_is_refused_strictly() {
         Err(ManifestError::DuplicateField("bucket".into()))
     );
 }
+
+#[test]
+fn a_found_entry_names_its_path_whatever_its_kind() {
+    for entry in [
+        FoundEntry::File("data/a".into()),
+        FoundEntry::Dir("data/a".into()),
+        FoundEntry::Other("data/a".into()),
+    ] {
+        assert_eq!(entry.path(), "data/a", "{entry:?}");
+    }
+}

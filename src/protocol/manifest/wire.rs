@@ -355,10 +355,6 @@ impl<'de> Visitor<'de> for StringSeed {
     fn visit_str<E: de::Error>(self, value: &str) -> Result<String, E> {
         Ok(value.to_owned())
     }
-
-    fn visit_string<E: de::Error>(self, value: String) -> Result<String, E> {
-        Ok(value)
-    }
 }
 
 /// Reads a non-negative JSON integer that fits a `u64`. Negative integers and
