@@ -161,10 +161,10 @@ fn human_rate(per_sec: f64) -> String {
     }
 }
 
-/// Rounds of interleaved paired trials: `KVFOLD_BENCH_ROUNDS`, default 15 (1 outside
+/// Rounds of interleaved paired trials: `KVFOLD_BENCH_ROUNDS`, default 25 (1 outside
 /// bench mode).
 pub fn rounds() -> usize {
-    size("KVFOLD_BENCH_ROUNDS", 15, 1)
+    size("KVFOLD_BENCH_ROUNDS", 25, 1)
 }
 
 /// Interleaved paired trials, the ratio the docs quote: `rounds` rounds, each timing
