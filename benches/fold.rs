@@ -1,7 +1,8 @@
 //! The fold without a server (docs/performance.md): `watch_applied` over the embedded
 //! backend (`MemoryConnection`) with no store and into a fresh `AppendLogSnapshot` (sync
 //! off), and `watch_applied` over a scripted watcher delivering 1000 updates with no store,
-//! paired with a hand-rolled loop doing the same batching over a tokio channel.
+//! paired with a hand-rolled loop doing the same batching over a tokio channel. Each
+//! pair ends with a `RATIO` and a `PAIRED` line (docs/performance.md).
 //!
 //! Run: `cargo bench --bench fold`; `KVFOLD_BENCH_MEM_KEYS` sets the memory bucket's key
 //! count (default 100000).

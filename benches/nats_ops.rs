@@ -1,7 +1,8 @@
 //! Request/response operations against a real nats-server (docs/performance.md): put,
 //! get, CAS update and pipelined put through kvfold's `NatsConnection`, each paired with
 //! raw async-nats (`jetstream::kv::Store`) doing the same work on the same bucket of the
-//! same server in the same run; every pair ends with a `RATIO` line.
+//! same server in the same run; every pair ends with a `RATIO` and a `PAIRED`
+//! line (docs/performance.md, "How a ratio is measured").
 //!
 //! Run: `cargo bench --bench nats_ops`. The server is started here (NATS_SERVER_BIN or
 //! `nats-server` on PATH) on a free loopback port and killed at the end.

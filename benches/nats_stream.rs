@@ -2,7 +2,8 @@
 //! through kvfold's `watch_all`, and `watch_applied` folding the same bucket (no store, and
 //! into a fresh `AppendLogSnapshot` with sync off), each paired with raw async-nats
 //! replaying the same N entries (`kv::Store::watch_with_history(">")`, the client's own
-//! state-sync watch) in the same run; every pair ends with a `RATIO` line.
+//! state-sync watch) in the same run; every pair ends with a `RATIO` and a `PAIRED`
+//! line (docs/performance.md, "How a ratio is measured").
 //!
 //! Run: `cargo bench --bench nats_stream`; `KVFOLD_BENCH_KEYS` sets N (default 20000).
 
