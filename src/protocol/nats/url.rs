@@ -746,4 +746,87 @@ mod tests {
         let token = parsed("nats://SECRETTOKEN@h");
         assert!(!format!("{token:?}").contains("SECRET"));
     }
+
+    /// The texts themselves: `Debug` shows the shape of a list, never a secret,
+    /// and each refusal says what to do.
+    #[test]
+    fn debug_and_error_texts() {
+        assert_eq!(
+            format!("{:?}", parsed("nats://SECRETTOKEN@h")),
+            r#"ServerList { servers: ["nats://h"], credentials: Some(Token([redacted])), credentials_differ: false }"#
+        );
+        assert_eq!(
+            format!("{:?}", parsed("nats://u:SECRET@h").credentials),
+            "Some(UserPassword([redacted]))"
+        );
+        let texts: Vec<String> = [
+            ServerListError::Ambiguous,
+            ServerListError::Unreadable,
+            ServerListError::TooLong,
+            ServerListError::NotUtf8,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert!(
+            texts[0].contains("write ',' inside credentials as %2C"),
+            "{}",
+            texts[0]
+        );
+        assert!(
+            texts[1].contains("percent-encode special characters"),
+            "{}",
+            texts[1]
+        );
+        assert_eq!(
+            texts[2],
+            "the server URL list is longer than 16384 bytes or 512 comma-separated pieces"
+        );
+        assert_eq!(
+            texts[3],
+            "the percent-decoded credentials in the server URL are not UTF-8"
+        );
+    }
+
+    /// A list of exactly `MAX_SERVER_LIST_BYTES` bytes is read; one byte more is not.
+    #[test]
+    fn the_length_limit_is_exact() {
+        let at_limit = |extra: usize| {
+            let prefix = "nats://u:p@";
+            format!(
+                "{prefix}{}",
+                "a".repeat(MAX_SERVER_LIST_BYTES - prefix.len() + extra)
+            )
+        };
+        assert_eq!(at_limit(0).len(), MAX_SERVER_LIST_BYTES);
+        assert_eq!(parsed(&at_limit(0)).servers.len(), 1);
+        assert_eq!(
+            parse_server_list(&at_limit(1)),
+            Err(ServerListError::TooLong)
+        );
+    }
+
+    /// Entries after the one with credentials that are plain hosts stay entries
+    /// of their own (an entry spans pieces only up to an `@`).
+    #[test]
+    fn plain_hosts_after_credentials_are_servers() {
+        let list = parsed("nats://u:p@h,x,y");
+        assert_eq!(list.servers, ["nats://h", "x", "y"]);
+        assert_eq!(
+            redact_server_list("nats://u:p@h,x,y"),
+            "nats://[redacted]@h,x,y"
+        );
+    }
+
+    /// In a list with several readings, user info of an entry that starts after
+    /// the first is masked too (here `b,c`, or `c`, read with the later scheme).
+    #[test]
+    fn an_ambiguous_list_masks_the_credentials_of_later_entries() {
+        let url = "nats://a@h1,nats://b,c@h2";
+        assert_eq!(parse_server_list(url), Err(ServerListError::Ambiguous));
+        assert_eq!(
+            redact_server_list(url),
+            "nats://[redacted]@h1,nats://[redacted]@h2"
+        );
+    }
 }
