@@ -595,6 +595,13 @@ mod tests {
     }
 
     #[test]
+    fn lower_and_upper_case_hex_digits_decode_alike() {
+        assert_eq!(percent_decode("%2c%2C%3a%3A%7e%7E").unwrap(), ",,::~~");
+        assert_eq!(percent_decode("%af%AF").map_err(|_| ()), Err(()));
+        assert_eq!(percent_decode("%c3%a9%C3%A9").unwrap(), "éé");
+    }
+
+    #[test]
     fn malformed_escapes_stay_and_non_utf8_is_refused() {
         assert_eq!(percent_decode("a%2").unwrap(), "a%2");
         assert_eq!(percent_decode("a%zz").unwrap(), "a%zz");
