@@ -144,6 +144,15 @@ fn v2_classification_table() {
         with(&type0),
         Err(invalid(h, Violation::UnknownKind(0))),
     ));
+    // type 0 after a CRC, with data beyond the CRC's four bytes, then zeros: the zeros
+    // begin too late for a torn CRC, so the record is an unknown type
+    let mut type0_then_zeros = vec![1, 2, 3, 4, 0, 7, 7, 7, 7, 7];
+    type0_then_zeros.resize(40, 0);
+    cases.push((
+        "type 0, data, then zeros",
+        with(&type0_then_zeros),
+        Err(invalid(h, Violation::UnknownKind(0))),
+    ));
     // ver_len > 10 (checked before the CRC)
     let mut ver = put.clone();
     ver[13] = 11;

@@ -242,8 +242,6 @@ struct Analysis<'a> {
     pieces: Vec<Piece>,
     /// `lows[j]`: the first piece an entry ending at piece `j` may start at.
     lows: Vec<usize>,
-    /// `ends[k]`: a reading of pieces `k..` exists.
-    ends: Vec<bool>,
     /// Number of readings, saturated at 2.
     readings: u8,
 }
@@ -276,7 +274,6 @@ impl<'a> Analysis<'a> {
             url,
             pieces,
             lows,
-            ends: vec![false; n + 1],
             readings: 0,
         };
         // Readings of the prefix 0..k, saturated at 2.
@@ -284,20 +281,12 @@ impl<'a> Analysis<'a> {
         starts[0] = 1;
         for j in 0..n {
             for i in analysis.candidate_starts(j) {
-                if starts[i] > 0 && analysis.entry(i, j).is_some() {
+                if starts[i] != 0 && analysis.entry(i, j).is_some() {
                     starts[j + 1] = starts[j + 1].saturating_add(starts[i]).min(2);
                 }
             }
         }
         analysis.readings = starts[n];
-        analysis.ends[n] = true;
-        for i in (0..n).rev() {
-            analysis.ends[i] = (i..n).any(|j| {
-                analysis.ends[j + 1]
-                    && analysis.candidate_starts(j).contains(&i)
-                    && analysis.entry(i, j).is_some()
-            });
-        }
         Some(analysis)
     }
 
@@ -334,14 +323,21 @@ impl<'a> Analysis<'a> {
     }
 
     /// The entries of the only reading (call only when `readings == 1`).
+    ///
+    /// Once any reading exists, a reading of the pieces from every position `k`
+    /// exists too (the reading either has an entry boundary at `k`, or an entry
+    /// `a..=b` around it, and then `k..=b` is an entry as well: same last piece,
+    /// and `k` is a candidate start of `b`). So every entry that starts where the
+    /// previous one ended leads to a complete reading, and with exactly one reading
+    /// the first entry found from each start is the reading's.
     fn unique_reading(&self) -> Vec<Entry> {
         let n = self.pieces.len();
         let mut out = Vec::new();
         let mut i = 0;
-        while i < n {
+        loop {
             let next = (i..n).find_map(|j| {
                 let entry = self.entry(i, j)?;
-                (self.ends[j + 1] && self.candidate_starts(j).contains(&i)).then_some((j, entry))
+                self.candidate_starts(j).contains(&i).then_some((j, entry))
             });
             let Some((j, entry)) = next else {
                 break;
@@ -369,11 +365,12 @@ impl<'a> Analysis<'a> {
                     continue;
                 };
                 starts_ok[j + 1] = true;
-                if self.ends[j + 1]
-                    && let Entry::Server {
-                        userinfo: Some(info),
-                        ..
-                    } = entry
+                // Every entry reached from the start lies on a complete reading
+                // (see `unique_reading`), so its user info is user info in some reading.
+                if let Entry::Server {
+                    userinfo: Some(info),
+                    ..
+                } = entry
                 {
                     delta[info.start] += 1;
                     delta[info.end] -= 1;
