@@ -7,7 +7,7 @@ use super::{ExpiryCause, StreamFacts};
 use crate::kv::KvError;
 use crate::protocol::time::Millis;
 
-/// An input to the [`ResumeGuard`]; every event carries the caller's `now`.
+/// An input to the [`ResumeGuard`](super::ResumeGuard); every event carries the caller's `now`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum GuardEvent {
     /// A stream probe answered.
@@ -121,8 +121,8 @@ pub enum GuardCommand {
     },
     /// Create the watch's last-per-subject consumer (the latest entry of every key
     /// in scope, in revision order, then live changes); feed `SnapshotCreated` or
-    /// `ConsumerFailed`. Only a state-sync guard ([`ResumeGuard::syncing`],
-    /// [`ResumeGuard::fresh`]) asks for it (an addition).
+    /// `ConsumerFailed`. Only a state-sync guard ([`ResumeGuard::syncing`](super::ResumeGuard::syncing),
+    /// [`ResumeGuard::fresh`](super::ResumeGuard::fresh)) asks for it (an addition).
     CreateSnapshotConsumer,
     /// Drop the consumer and any delivery not yet handed in.
     DropConsumer,
