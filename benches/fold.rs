@@ -17,12 +17,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use criterion::{Criterion, SamplingMode, Throughput};
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection as _, ExpiryRepair, KvEntry, KvError, KvUpdate,
-    KvWatcher, MemoryConnection, SnapshotStore, StoreConfig, VersionToken, WatchCursor, WatchScope,
-    watch_applied_owned,
+    BatchConfig, Connection as _, KvEntry, KvError, KvUpdate, KvWatcher, MemoryConnection,
+    StoreConfig, VersionToken,
 };
 use tokio::runtime::Runtime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Samples per figure.
 const SAMPLES: usize = 10;
@@ -36,46 +35,6 @@ fn main() {
     memory(&mut c, &rt, keys);
     scripted(&mut c, &rt);
     c.final_summary();
-}
-
-/// Runs `watch_applied_owned` over `watcher` from a state-sync start until the applied
-/// cursor reaches `last`; `parse` keeps nothing and `apply` does nothing. A fresh store
-/// (when `with_store`) is opened before the clock starts and closed after it stops.
-async fn fold_once(watcher: Arc<dyn KvWatcher>, last: u64, with_store: bool) -> Duration {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = with_store.then(|| {
-        AppendLogSnapshot::load(&dir.path().join("fold.snap"))
-            .expect("open a new store")
-            .1
-    });
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let start = Instant::now();
-    let end = watch_applied_owned(
-        watcher,
-        WatchScope::All,
-        None,
-        ExpiryRepair::None,
-        store,
-        None,
-        BatchConfig::default(),
-        |_: &KvUpdate| Some(()),
-        |_: Vec<()>| {},
-        move |cursor: WatchCursor| {
-            if cursor.rank() >= last {
-                let _ = shutdown_tx.send(true);
-            }
-        },
-        shutdown,
-    )
-    .await;
-    let elapsed = start.elapsed();
-    let cursor = end.result.expect("the fold ends cleanly");
-    assert!(cursor.rank() >= last, "the fold covered the bucket");
-    if let Some(store) = &end.store {
-        assert_eq!(store.cursor().rank(), cursor.rank(), "the store committed");
-    }
-    drop(end.store);
-    elapsed
 }
 
 fn timed<F>(rt: &Runtime, figure: &str, side: &str, iters: u64, mut one: F) -> Duration
@@ -125,14 +84,14 @@ fn memory(c: &mut Criterion, rt: &Runtime, keys: usize) {
     g.bench_function("append_log", |b| {
         b.iter_custom(|iters| {
             timed(rt, figure, "append_log", iters, || {
-                Box::pin(fold_once(Arc::clone(&watcher), last, true))
+                Box::pin(support::fold::fold_once(Arc::clone(&watcher), last, true))
             })
         })
     });
     g.bench_function("no_store", |b| {
         b.iter_custom(|iters| {
             timed(rt, figure, "no_store", iters, || {
-                Box::pin(fold_once(Arc::clone(&watcher), last, false))
+                Box::pin(support::fold::fold_once(Arc::clone(&watcher), last, false))
             })
         })
     });
@@ -143,8 +102,8 @@ fn memory(c: &mut Criterion, rt: &Runtime, keys: usize) {
         ("append_log", "no_store"),
         support::rounds(),
         keys as u64,
-        || rt.block_on(fold_once(Arc::clone(&watcher), last, true)),
-        || rt.block_on(fold_once(Arc::clone(&watcher), last, false)),
+        || rt.block_on(support::fold::fold_once(Arc::clone(&watcher), last, true)),
+        || rt.block_on(support::fold::fold_once(Arc::clone(&watcher), last, false)),
     );
     drop(conn);
 }
@@ -247,7 +206,7 @@ fn scripted(c: &mut Criterion, rt: &Runtime) {
                 let watcher: Arc<dyn KvWatcher> = Arc::new(Scripted {
                     updates: Arc::clone(&updates),
                 });
-                Box::pin(fold_once(watcher, last, false))
+                Box::pin(support::fold::fold_once(watcher, last, false))
             })
         })
     });
@@ -270,7 +229,7 @@ fn scripted(c: &mut Criterion, rt: &Runtime) {
             let watcher: Arc<dyn KvWatcher> = Arc::new(Scripted {
                 updates: Arc::clone(&updates),
             });
-            rt.block_on(fold_once(watcher, last, false))
+            rt.block_on(support::fold::fold_once(watcher, last, false))
         },
         || rt.block_on(channel_loop(Arc::clone(&updates), last)),
     );

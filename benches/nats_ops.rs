@@ -24,9 +24,7 @@ use bytes::Bytes;
 use common::nats::NatsServer;
 use criterion::{Criterion, Throughput};
 use futures_util::StreamExt as _;
-use kvfold::{
-    Connection as _, KvReader, KvWriter, NatsConnection, NatsConnectionConfig, StoreConfig,
-};
+use kvfold::{KvReader, KvWriter, NatsConnection};
 use tokio::runtime::Runtime;
 
 const BUCKET: &str = "bench_ops";
@@ -93,27 +91,7 @@ fn main() {
 }
 
 async fn connect(url: &str) -> Clients {
-    let conn = NatsConnection::new(NatsConnectionConfig {
-        url: url.to_string(),
-        creds: None,
-        creds_file: None,
-    });
-    conn.connect().await.expect("kvfold connects");
-    let store = conn
-        .store_with_config(StoreConfig {
-            name: BUCKET.to_string(),
-            max_history: Some(1),
-            max_bytes: Some(-1),
-            ..StoreConfig::default()
-        })
-        .await
-        .expect("kvfold creates the bucket");
-    let client = async_nats::connect(url).await.expect("raw client connects");
-    // The same bucket kvfold created: identical stream configuration for both sides.
-    let raw = jetstream::new(client)
-        .get_key_value(BUCKET)
-        .await
-        .expect("raw client opens the bucket");
+    let support::bucket::Bucket { store, raw, conn } = support::bucket::open(url, BUCKET).await;
     Clients {
         kv_writer: store.writer().expect("NATS writes"),
         kv_reader: store.reader(),

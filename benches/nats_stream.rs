@@ -22,13 +22,9 @@ use bytes::Bytes;
 use common::nats::NatsServer;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use futures_util::StreamExt as _;
-use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection as _, ExpiryRepair, KvUpdate, KvWatcher,
-    NatsConnection, NatsConnectionConfig, SnapshotStore, StoreConfig, WatchCursor, WatchScope,
-    watch_applied_owned,
-};
+use kvfold::{KvUpdate, KvWatcher, NatsConnection};
 use tokio::runtime::Runtime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 const BUCKET: &str = "bench_replay";
 /// Samples per figure.
@@ -68,26 +64,7 @@ fn main() {
 /// Creates the bucket (through kvfold, history 1) and writes `keys` keys with raw
 /// pipelined puts (not measured).
 async fn fill(url: &str, keys: usize) -> Setup {
-    let conn = NatsConnection::new(NatsConnectionConfig {
-        url: url.to_string(),
-        creds: None,
-        creds_file: None,
-    });
-    conn.connect().await.expect("kvfold connects");
-    let store = conn
-        .store_with_config(StoreConfig {
-            name: BUCKET.to_string(),
-            max_history: Some(1),
-            max_bytes: Some(-1),
-            ..StoreConfig::default()
-        })
-        .await
-        .expect("kvfold creates the bucket");
-    let client = async_nats::connect(url).await.expect("raw client connects");
-    let raw = jetstream::new(client)
-        .get_key_value(BUCKET)
-        .await
-        .expect("raw client opens the bucket");
+    let support::bucket::Bucket { store, raw, conn } = support::bucket::open(url, BUCKET).await;
     let value = Bytes::from(support::value());
     let mut puts = futures_util::stream::iter(0..keys)
         .map(|i| {
@@ -202,46 +179,10 @@ fn replay(c: &mut Criterion, rt: &Runtime, setup: &Setup) {
     );
 }
 
-/// One `watch_applied` run from a state-sync start until its applied cursor reaches the
-/// bucket's last revision: `parse` keeps nothing, `apply` does nothing, so the figure is
-/// the fold's own cost (and the store's, when `with_store`). A fresh store is opened
-/// before the clock starts and closed after it stops.
+/// One `watch_applied` run over the bucket until its applied cursor reaches the
+/// bucket's last revision (`support::fold::fold_once`).
 async fn kvfold_fold(setup: &Setup, with_store: bool) -> Duration {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = with_store.then(|| {
-        AppendLogSnapshot::load(&dir.path().join("fold.snap"))
-            .expect("open a new store")
-            .1
-    });
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let last = setup.last_revision;
-    let start = Instant::now();
-    let end = watch_applied_owned(
-        Arc::clone(&setup.watcher),
-        WatchScope::All,
-        None,
-        ExpiryRepair::None,
-        store,
-        None,
-        BatchConfig::default(),
-        |_: &KvUpdate| Some(()),
-        |_: Vec<()>| {},
-        move |cursor: WatchCursor| {
-            if cursor.rank() >= last {
-                let _ = shutdown_tx.send(true);
-            }
-        },
-        shutdown,
-    )
-    .await;
-    let elapsed = start.elapsed();
-    let cursor = end.result.expect("the fold ends cleanly");
-    assert!(cursor.rank() >= last, "the fold covered the bucket");
-    if let Some(store) = &end.store {
-        assert_eq!(store.cursor().rank(), cursor.rank(), "the store committed");
-    }
-    drop(end.store);
-    elapsed
+    support::fold::fold_once(Arc::clone(&setup.watcher), setup.last_revision, with_store).await
 }
 
 fn fold(c: &mut Criterion, rt: &Runtime, setup: &Setup) {

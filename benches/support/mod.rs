@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use criterion::Criterion;
 
+#[cfg(feature = "nats")]
+pub mod bucket;
+pub mod fold;
+
 /// Value size of every written entry, in bytes (the figures use 128).
 pub const VALUE_BYTES: usize = 128;
 
