@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,21 +33,6 @@ fn main() {
     memory(&mut c, &rt, keys);
     scripted(&mut c, &rt);
     c.final_summary();
-}
-
-fn timed<F>(rt: &Runtime, figure: &str, side: &str, iters: u64, mut one: F) -> Duration
-where
-    F: FnMut() -> Pin<Box<dyn Future<Output = Duration> + Send>>,
-{
-    let elapsed = rt.block_on(async {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            total += one().await;
-        }
-        total
-    });
-    support::record(figure, side, iters, elapsed);
-    elapsed
 }
 
 /// `watch_applied` over a `MemoryConnection` bucket of `keys` keys (one revision each).
@@ -83,15 +66,15 @@ fn memory(c: &mut Criterion, rt: &Runtime, keys: usize) {
         .throughput(Throughput::Elements(keys as u64));
     g.bench_function("append_log", |b| {
         b.iter_custom(|iters| {
-            timed(rt, figure, "append_log", iters, || {
-                Box::pin(support::fold::fold_once(Arc::clone(&watcher), last, true))
+            support::timed(rt, figure, "append_log", iters, async || {
+                support::fold::fold_once(Arc::clone(&watcher), last, true).await
             })
         })
     });
     g.bench_function("no_store", |b| {
         b.iter_custom(|iters| {
-            timed(rt, figure, "no_store", iters, || {
-                Box::pin(support::fold::fold_once(Arc::clone(&watcher), last, false))
+            support::timed(rt, figure, "no_store", iters, async || {
+                support::fold::fold_once(Arc::clone(&watcher), last, false).await
             })
         })
     });
@@ -202,18 +185,18 @@ fn scripted(c: &mut Criterion, rt: &Runtime) {
         .throughput(Throughput::Elements(SCRIPTED as u64));
     g.bench_function("watch_applied_no_store", |b| {
         b.iter_custom(|iters| {
-            timed(rt, figure, "watch_applied", iters, || {
+            support::timed(rt, figure, "watch_applied", iters, async || {
                 let watcher: Arc<dyn KvWatcher> = Arc::new(Scripted {
                     updates: Arc::clone(&updates),
                 });
-                Box::pin(support::fold::fold_once(watcher, last, false))
+                support::fold::fold_once(watcher, last, false).await
             })
         })
     });
     g.bench_function("channel_loop", |b| {
         b.iter_custom(|iters| {
-            timed(rt, figure, "channel_loop", iters, || {
-                Box::pin(channel_loop(Arc::clone(&updates), last))
+            support::timed(rt, figure, "channel_loop", iters, async || {
+                channel_loop(Arc::clone(&updates), last).await
             })
         })
     });

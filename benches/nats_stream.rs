@@ -139,33 +139,20 @@ async fn raw_replay(setup: &Setup) -> Duration {
     elapsed
 }
 
-fn timed<F>(rt: &Runtime, figure: &str, side: &str, iters: u64, mut one: F) -> Duration
-where
-    F: AsyncFnMut() -> Duration,
-{
-    let elapsed = rt.block_on(async {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            total += one().await;
-        }
-        total
-    });
-    support::record(figure, side, iters, elapsed);
-    elapsed
-}
-
 fn replay(c: &mut Criterion, rt: &Runtime, setup: &Setup) {
     let figure = "nats_stream/replay";
     let mut g = group(c, figure, setup.keys);
     g.bench_function("kvfold_watch_all", |b| {
         b.iter_custom(|iters| {
-            timed(rt, figure, "kvfold", iters, async || {
+            support::timed(rt, figure, "kvfold", iters, async || {
                 kvfold_replay(setup).await
             })
         })
     });
     g.bench_function("raw_watch_with_history", |b| {
-        b.iter_custom(|iters| timed(rt, figure, "raw", iters, async || raw_replay(setup).await))
+        b.iter_custom(|iters| {
+            support::timed(rt, figure, "raw", iters, async || raw_replay(setup).await)
+        })
     });
     g.finish();
     support::report(figure, "kvfold", "raw", setup.keys as u64, SAMPLES);
@@ -190,20 +177,22 @@ fn fold(c: &mut Criterion, rt: &Runtime, setup: &Setup) {
     let mut g = group(c, figure, setup.keys);
     g.bench_function("kvfold_append_log", |b| {
         b.iter_custom(|iters| {
-            timed(rt, figure, "kvfold_append_log", iters, async || {
+            support::timed(rt, figure, "kvfold_append_log", iters, async || {
                 kvfold_fold(setup, true).await
             })
         })
     });
     g.bench_function("kvfold_no_store", |b| {
         b.iter_custom(|iters| {
-            timed(rt, figure, "kvfold_no_store", iters, async || {
+            support::timed(rt, figure, "kvfold_no_store", iters, async || {
                 kvfold_fold(setup, false).await
             })
         })
     });
     g.bench_function("raw_watch_with_history", |b| {
-        b.iter_custom(|iters| timed(rt, figure, "raw", iters, async || raw_replay(setup).await))
+        b.iter_custom(|iters| {
+            support::timed(rt, figure, "raw", iters, async || raw_replay(setup).await)
+        })
     });
     g.finish();
     let n = setup.keys as u64;

@@ -232,3 +232,26 @@ fn emit(line: &str) {
         writeln!(file, "{line}").unwrap_or_else(|e| panic!("write {path}: {e}"));
     }
 }
+
+/// Runs `one` `iters` times on `rt`, records the total as `side` of `figure`
+/// (for [`report`]) and returns it for criterion's `iter_custom`.
+pub fn timed<F>(
+    rt: &tokio::runtime::Runtime,
+    figure: &str,
+    side: &str,
+    iters: u64,
+    mut one: F,
+) -> Duration
+where
+    F: AsyncFnMut() -> Duration,
+{
+    let elapsed = rt.block_on(async {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            total += one().await;
+        }
+        total
+    });
+    record(figure, side, iters, elapsed);
+    elapsed
+}
