@@ -121,6 +121,10 @@ pub enum Mutation {
     /// "Advance the cursor before apply returns": the executor performs each
     /// `Apply` after the `StoreApply` / `OnApplied` that follows it.
     CursorBeforeApply,
+    /// "Move the cursor while the in-flight apply has not committed": the executor
+    /// reports each store apply committed as soon as it starts it, while the store
+    /// task still runs (it may yet fail, crash or tear).
+    CommitBeforeDurable,
 }
 
 impl Mutation {
@@ -131,6 +135,7 @@ impl Mutation {
             Mutation::DropFailedBatch => "drop-failed-batch",
             Mutation::ResumeFromApplied => "resume-from-applied",
             Mutation::CursorBeforeApply => "cursor-before-apply",
+            Mutation::CommitBeforeDurable => "commit-before-durable",
         }
     }
 }
@@ -187,8 +192,13 @@ impl Seen {
     /// The machine rejected an event the executor fed, or queued a command
     /// behind one awaiting its completion (or behind `Finish`).
     pub const CONTRACT_BROKEN: Seen = Seen(1 << 4);
+    /// `on_applied` announced a cursor while the store apply carrying it was
+    /// still in flight.
+    pub const ANNOUNCED_IN_FLIGHT: Seen = Seen(1 << 15);
+    /// Witness: an update was delivered while a store apply was in flight.
+    pub const RECEIVED_IN_FLIGHT: Seen = Seen(1 << 16);
     /// Every bit an `always` property forbids.
-    pub const VIOLATIONS: Seen = Seen((1 << 5) - 1);
+    pub const VIOLATIONS: Seen = Seen(((1 << 5) - 1) | (1 << 15));
     /// A process crashed.
     pub const CRASHED: Seen = Seen(1 << 5);
     /// A store write was torn.
@@ -322,6 +332,12 @@ pub mod names {
         "a stored or announced cursor never covers an unapplied update";
     /// Exports hand out a complete fold.
     pub const ARTIFACT_COMPLETE: &str = "every exported artifact is complete up to its cursor";
+    /// Store applies in flight: a cursor is announced only once the store apply
+    /// carrying it completed.
+    pub const ANNOUNCED_AFTER_COMMIT: &str =
+        "on_applied never announces a cursor whose store apply is still in flight";
+    /// Witness.
+    pub const RECEIVED_IN_FLIGHT: &str = "an update is received while a store apply is in flight";
     /// The executor contract (docs/architecture.md, "Kernels and machines").
     pub const DRIVE_LOOP: &str = "the machine keeps the drive-loop contract";
     /// Every maximal run converges.
@@ -456,31 +472,34 @@ impl Model for FoldModel {
                     actions.push(Action::Crash);
                 }
             }
-            None if run.machine.wants() == Wants::Any => {
-                let deliverable = run.consumer.deliverable(&state.log);
-                if deliverable.is_some() {
-                    actions.push(Action::Deliver);
-                }
-                if run.machine.poll_timeout().is_some() {
-                    actions.push(Action::Tick);
-                }
-                if used.exports < b.exports {
-                    actions.push(Action::Export);
-                }
-                if used.shutdowns < b.shutdowns {
-                    actions.push(Action::Shutdown);
-                }
-                if deliverable.is_none()
-                    && state.log.len() == usize::from(b.writes)
-                    && used.ends < b.ends
-                {
-                    actions.push(Action::End);
-                }
-                if crash_left {
-                    actions.push(Action::Crash);
-                }
-            }
             None => {}
+        }
+        // A streaming flush leaves its store apply in flight while the machine
+        // receives on (docs/protocols/fold-machine.md, "Store applies in flight").
+        if run.machine.wants() == Wants::Any {
+            let deliverable = run.consumer.deliverable(&state.log);
+            if deliverable.is_some() {
+                actions.push(Action::Deliver);
+            }
+            if run.machine.poll_timeout().is_some() {
+                actions.push(Action::Tick);
+            }
+            if used.exports < b.exports {
+                actions.push(Action::Export);
+            }
+            if used.shutdowns < b.shutdowns {
+                actions.push(Action::Shutdown);
+            }
+            if deliverable.is_none()
+                && state.log.len() == usize::from(b.writes)
+                && used.ends < b.ends
+            {
+                actions.push(Action::End);
+            }
+            // With a store apply in flight, `CrashBefore` is this crash.
+            if crash_left && run.job.is_none() {
+                actions.push(Action::Crash);
+            }
         }
     }
 
@@ -506,7 +525,7 @@ impl Model for FoldModel {
                 self.feed(&mut state, FoldEvent::WindowElapsed { now });
             }
             Action::Commit => {
-                let Some(Job::Store { raw, cursor }) = state.run.job.clone() else {
+                let Some(Job::Store { raw, cursor, .. }) = state.run.job.clone() else {
                     return None;
                 };
                 self.store_commit(&mut state, &raw, cursor);
@@ -518,7 +537,7 @@ impl Model for FoldModel {
             }
             Action::CrashBefore => self.crash(&mut state),
             Action::CrashAfter => {
-                let Some(Job::Store { raw, cursor }) = state.run.job.clone() else {
+                let Some(Job::Store { raw, cursor, .. }) = state.run.job.clone() else {
                     return None;
                 };
                 self.store_commit(&mut state, &raw, cursor);
@@ -569,6 +588,9 @@ impl Model for FoldModel {
             Property::always(ARTIFACT_COMPLETE, |_, s: &FoldState| {
                 !s.seen.contains(Seen::ARTIFACT_INCOMPLETE)
             }),
+            Property::always(ANNOUNCED_AFTER_COMMIT, |_, s: &FoldState| {
+                !s.seen.contains(Seen::ANNOUNCED_IN_FLIGHT)
+            }),
             Property::always(DRIVE_LOOP, |_, s: &FoldState| {
                 !s.seen.contains(Seen::CONTRACT_BROKEN)
             }),
@@ -576,7 +598,10 @@ impl Model for FoldModel {
         ];
         // Vacuity witnesses, for the paths the bounds allow.
         type Condition = fn(&FoldModel, &FoldState) -> bool;
-        let witnesses: [(bool, &'static str, Condition); 8] = [
+        let witnesses: [(bool, &'static str, Condition); 9] = [
+            (true, RECEIVED_IN_FLIGHT, |_, s| {
+                s.seen.contains(Seen::RECEIVED_IN_FLIGHT)
+            }),
             (b.failures > 0, CUMULATIVE_COMMIT, |_, s| {
                 s.seen.contains(Seen::CUMULATIVE_COMMIT)
             }),

@@ -209,6 +209,8 @@ fn scripts_reach_every_interesting_path() {
             c.finishes += d.finishes;
             c.moved_back += d.moved_back;
             c.expiries += d.expiries;
+            c.received_in_flight += d.received_in_flight;
+            c.in_flight_completions += d.in_flight_completions;
             Ok(())
         })
         .expect("the production machine keeps every invariant");
@@ -242,6 +244,10 @@ fn scripts_reach_every_interesting_path() {
     assert!(
         c.corrections > 0 && c.moved_back > 0 && c.finishes > 0,
         "{c:?}"
+    );
+    assert!(
+        c.received_in_flight > 0 && c.in_flight_completions > 0,
+        "updates received beside a store apply in flight, which then completed: {c:?}"
     );
 }
 
@@ -360,6 +366,53 @@ impl Subject for AppliesAfterCursor {
             self.queue.extend(held);
         }
         self.queue.pop_front()
+    }
+    fn resume_cursor(&self) -> &WatchCursor {
+        self.inner.resume_cursor()
+    }
+    forward_getters!();
+}
+
+/// Mutant "move the cursor while the in-flight apply has not committed": every
+/// `StoreApply` is followed at once by the `OnApplied` of its cursor, whose real
+/// announcement after the commit is dropped (invariant 6: nothing but a timer or an
+/// expiry answer beside a store apply in flight).
+#[derive(Clone, Debug, PartialEq)]
+struct AnnouncesInFlight {
+    inner: FoldMachine<Item>,
+    queue: VecDeque<FoldCommand<Item>>,
+    /// Announced early: the machine's own `OnApplied` of it is dropped.
+    announced: Option<WatchCursor>,
+}
+
+impl Subject for AnnouncesInFlight {
+    fn new(config: FoldConfig) -> Self {
+        Self {
+            inner: FoldMachine::new(config),
+            queue: VecDeque::new(),
+            announced: None,
+        }
+    }
+    fn handle(&mut self, event: FoldEvent<Item>) -> Result<(), Unexpected> {
+        self.inner.handle(event)
+    }
+    fn poll_command(&mut self) -> Option<FoldCommand<Item>> {
+        if let Some(command) = self.queue.pop_front() {
+            return Some(command);
+        }
+        loop {
+            match self.inner.poll_command()? {
+                FoldCommand::StoreApply { raw, cursor } => {
+                    self.queue.push_back(FoldCommand::OnApplied(cursor.clone()));
+                    self.announced = Some(cursor.clone());
+                    return Some(FoldCommand::StoreApply { raw, cursor });
+                }
+                FoldCommand::OnApplied(cursor) if self.announced.as_ref() == Some(&cursor) => {
+                    self.announced = None;
+                }
+                command => return Some(command),
+            }
+        }
     }
     fn resume_cursor(&self) -> &WatchCursor {
         self.inner.resume_cursor()
@@ -589,6 +642,18 @@ fn mutant_moving_the_cursor_before_apply_is_caught() {
     assert_eq!(v.invariant, 1, "{v}");
     let v = find_violation::<AppliesAfterCursor>(256, 1).expect("found by search");
     assert_eq!(v.invariant, 1);
+}
+
+#[test]
+fn mutant_moving_the_cursor_while_the_apply_is_in_flight_is_caught() {
+    let script = Script {
+        config: store_config(0),
+        steps: vec![put(true)],
+    };
+    let v = run_with::<AnnouncesInFlight>(&script).expect_err("caught");
+    assert_eq!(v.invariant, 6, "{v}");
+    let v = find_violation::<AnnouncesInFlight>(256, 6).expect("found by search");
+    assert_eq!(v.invariant, 6);
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub enum Job {
         raw: Vec<KvUpdate>,
         /// The cursor to make durable with it.
         cursor: WatchCursor,
+        /// The `CommitBeforeDurable` mutant already reported it committed: its
+        /// outcome never reaches the machine.
+        reported: bool,
     },
     /// `RunExport`: the export task runs.
     Export,
@@ -135,11 +138,19 @@ impl FoldModel {
         let commands = self.drain(&mut state.run.machine);
         while state.run.machine.poll_notice().is_some() {}
         let mut finished = None;
+        let mut started_store = false;
         for command in commands {
-            if state.run.job.is_some() && self.mutation != Mutation::CursorBeforeApply
-                || finished.is_some()
-            {
-                // Nothing may follow a command awaiting its completion, or Finish.
+            // While a store apply is in flight only timers may be queued (the machine
+            // receives on); nothing may follow an export awaiting its completion, or
+            // Finish.
+            let awaited = match &state.run.job {
+                Some(Job::Store { reported, .. }) => {
+                    !*reported && !matches!(command, FoldCommand::SetTimer(_))
+                }
+                Some(Job::Export) => true,
+                None => false,
+            };
+            if awaited && self.mutation != Mutation::CursorBeforeApply || finished.is_some() {
                 state.seen.insert(Seen::CONTRACT_BROKEN);
                 return;
             }
@@ -148,9 +159,24 @@ impl FoldModel {
                 FoldCommand::Apply(items) => apply(state, &items),
                 FoldCommand::StoreApply { raw, cursor } => {
                     check_cursor(state, &cursor);
-                    state.run.job = Some(Job::Store { raw, cursor });
+                    let reported = self.mutation == Mutation::CommitBeforeDurable;
+                    state.run.job = Some(Job::Store {
+                        raw,
+                        cursor,
+                        reported,
+                    });
+                    started_store = true;
                 }
-                FoldCommand::OnApplied(cursor) => check_cursor(state, &cursor),
+                FoldCommand::OnApplied(cursor) => {
+                    check_cursor(state, &cursor);
+                    if let Some(Job::Store {
+                        cursor: writing, ..
+                    }) = &state.run.job
+                        && cursor.rank() <= writing.rank()
+                    {
+                        state.seen.insert(Seen::ANNOUNCED_IN_FLIGHT);
+                    }
+                }
                 FoldCommand::RunExport => state.run.job = Some(Job::Export),
                 FoldCommand::Finish(result) => finished = Some(result),
                 _ => {
@@ -162,6 +188,11 @@ impl FoldModel {
         }
         if let Some(result) = finished {
             self.restart_in_process(state, result.is_ok());
+        } else if started_store && self.mutation == Mutation::CommitBeforeDurable {
+            // The mutant reports the store apply committed while it still runs.
+            let now = Millis(state.run.clock);
+            let outcome = StoreOutcome::Committed;
+            self.feed(state, FoldEvent::StoreApplied { now, outcome });
         }
     }
 
@@ -236,10 +267,14 @@ impl FoldModel {
 
     /// The outcome of the outstanding `StoreApply` reaches the machine.
     pub(super) fn store_answered(&self, state: &mut FoldState, committed: bool) {
-        let Some(Job::Store { raw, .. }) = state.run.job.take() else {
+        let Some(Job::Store { raw, reported, .. }) = state.run.job.take() else {
             state.seen.insert(Seen::CONTRACT_BROKEN);
             return;
         };
+        if reported {
+            // The mutant told the machine already; a failure is never re-queued.
+            return;
+        }
         let now = Millis(state.run.clock);
         let outcome = if committed {
             if state.run.requeued {
@@ -279,6 +314,9 @@ impl FoldModel {
     /// The consumer delivers its next revision.
     pub(super) fn deliver(&self, state: &mut FoldState, rev: u8) {
         state.run.consumer.next = rev + 1;
+        if matches!(state.run.job, Some(Job::Store { .. })) {
+            state.seen.insert(Seen::RECEIVED_IN_FLIGHT);
+        }
         let event = update_event(&state.log, rev, state.run.clock);
         if let FoldEvent::Update {
             parsed: Some(item), ..

@@ -22,12 +22,12 @@ fn counterexample(model: FoldModel, property: &'static str) -> Option<String> {
 
 #[test]
 fn production_fold_machine_keeps_every_property() {
-    assert_eq!(check_all(FoldModel::new(Bounds::DEFAULT)), 1_037_878);
+    assert_eq!(check_all(FoldModel::new(Bounds::DEFAULT)), 2_713_684);
 }
 
 #[test]
 fn production_fold_machine_keeps_every_property_with_exports() {
-    assert_eq!(check_all(FoldModel::new(Bounds::EXPORT)), 698_590);
+    assert_eq!(check_all(FoldModel::new(Bounds::EXPORT)), 1_821_122);
 }
 
 // ---------------------------------------------------------------------------
@@ -50,6 +50,12 @@ fn mutant_resuming_from_the_in_memory_cursor_is_caught() {
 fn mutant_advancing_the_cursor_before_apply_is_caught() {
     let model = FoldModel::new(Bounds::DEFAULT).mutated(Mutation::CursorBeforeApply);
     assert!(counterexample(model, CURSOR_AFTER_APPLY).is_some());
+}
+
+#[test]
+fn mutant_moving_the_cursor_before_the_in_flight_apply_committed_is_caught() {
+    let model = FoldModel::new(Bounds::DEFAULT).mutated(Mutation::CommitBeforeDurable);
+    assert!(counterexample(model, ANNOUNCED_AFTER_COMMIT).is_some());
 }
 
 /// The store mutants also break convergence on a path where every `always`

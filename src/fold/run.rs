@@ -18,7 +18,7 @@ use crate::fold::BatchConfig;
 use crate::kv::{KvError, KvUpdate, KvWatcher, WatchCursor};
 use crate::protocol::fold::{
     ExpiryAction, ExportReply, FoldCommand, FoldConfig, FoldEvent, FoldMachine, FoldNotice,
-    StoreOutcome, TaskEnd, TaskOutcome, Wants, arm_expiry,
+    Pending, StoreOutcome, TaskEnd, TaskOutcome, Wants, arm_expiry,
 };
 use crate::protocol::time::Millis;
 use crate::repair::ExpiryRepair;
@@ -143,6 +143,36 @@ fn emit(notice: FoldNotice, export_slot: &ExportSlot) {
                 tracing::error!(target: "kvfold::fold", cursor = cursor.rank(), "watch finished with an error");
             }
         }
+    }
+}
+
+/// What the store task of a `StoreApply` hands back: the store, the raw batch (for a
+/// failure's re-queue) and the result.
+type StoreDone<S> = (S, Vec<KvUpdate>, Result<(), SnapshotError>);
+
+/// The store task of the `StoreApply` in flight.
+type StoreJoin<S> = JoinHandle<StoreDone<S>>;
+
+/// Turns a finished store task into the machine's `StoreOutcome`, putting the store back.
+fn store_outcome<S>(
+    joined: Result<StoreDone<S>, tokio::task::JoinError>,
+    store: &mut Option<S>,
+) -> StoreOutcome {
+    match joined {
+        Ok((s, _, Ok(()))) => {
+            *store = Some(s);
+            StoreOutcome::Committed
+        }
+        Ok((s, raw, Err(e))) => {
+            *store = Some(s);
+            StoreOutcome::Failed {
+                raw,
+                error: e.to_string(),
+            }
+        }
+        Err(e) => StoreOutcome::Lost {
+            panic: join_panic(e),
+        },
     }
 }
 
@@ -284,39 +314,40 @@ where
     let mut export_slot = ExportSlot::default();
     let mut expiry_answer: Option<oneshot::Sender<ExpiryAnswer>> = None;
     let mut result: Option<Result<WatchCursor, KvError>> = None;
+    // The store apply in flight (the machine lets the fold receive meanwhile).
+    let mut in_flight: Option<StoreJoin<S>> = None;
+    // Updates taken from the channel in one `recv_many`, reversed (next = last).
+    let capacity = config.channel_capacity.max(1);
+    let mut inbox: Vec<KvUpdate> = Vec::with_capacity(capacity.min(4096));
+    // One window timer, re-armed in place.
+    let window = tokio::time::sleep_until(started);
+    tokio::pin!(window);
 
     async {
         loop {
             // 1. Drain commands.
             while let Some(command) = m.poll_command() {
                 match command {
-                    FoldCommand::SetTimer(t) => timer = t,
+                    FoldCommand::SetTimer(t) => {
+                        timer = t;
+                        if let Some(t) = t {
+                            window.as_mut().reset(started + Duration::from_millis(t.0));
+                        }
+                    }
                     FoldCommand::Apply(batch) => apply(batch),
                     FoldCommand::StoreApply { raw, cursor } => {
                         let Some(mut s) = store.take() else {
                             unreachable!("the machine asks for a store apply only while it has a store");
                         };
                         let task_span = span.clone();
-                        let joined = tokio::task::spawn_blocking(move || {
+                        // Performed now, completed later: the machine says when it must
+                        // be awaited (`Wants::Completion`) and when the fold receives on.
+                        in_flight = Some(tokio::task::spawn_blocking(move || {
                             task_span.in_scope(|| {
                                 let r = s.apply(&raw, &cursor);
                                 (s, raw, r)
                             })
-                        })
-                        .await;
-                        let outcome = match joined {
-                            Ok((s, _, Ok(()))) => {
-                                store = Some(s);
-                                StoreOutcome::Committed
-                            }
-                            Ok((s, raw, Err(e))) => {
-                                store = Some(s);
-                                StoreOutcome::Failed { raw, error: e.to_string() }
-                            }
-                            Err(e) => StoreOutcome::Lost { panic: join_panic(e) },
-                        };
-                        feed(&mut m, FoldEvent::StoreApplied { now: now(), outcome });
-                        span.record("committed", m.committed().rank());
+                        }));
                     }
                     FoldCommand::OnApplied(cursor) => {
                         span.record("applied", cursor.rank());
@@ -416,7 +447,7 @@ where
             match m.wants() {
                 Wants::Nothing => break,
                 Wants::Backlog => {
-                    let event = match rx.try_recv() {
+                    let event = match inbox.pop().map_or_else(|| rx.try_recv(), Ok) {
                         Ok(update) => {
                             let parsed = parse(&update);
                             FoldEvent::Update { now: now(), update, parsed }
@@ -425,11 +456,34 @@ where
                     };
                     feed(&mut m, event);
                 }
+                Wants::Completion(Pending::Store) => {
+                    let Some(handle) = in_flight.take() else {
+                        unreachable!("the machine awaits a store apply only while one is in flight");
+                    };
+                    let outcome = store_outcome(handle.await, &mut store);
+                    feed(&mut m, FoldEvent::StoreApplied { now: now(), outcome });
+                    span.record("committed", m.committed().rank());
+                }
                 Wants::Completion(pending) => {
-                    unreachable!("the executor awaits every completion where it is commanded ({pending:?})");
+                    unreachable!("the executor awaits every other completion where it is commanded ({pending:?})");
                 }
                 Wants::Any => {
-                    let deadline = timer.map(|t| started + Duration::from_millis(t.0));
+                    // A finished store apply is fed before anything else.
+                    if in_flight.as_ref().is_some_and(JoinHandle::is_finished) {
+                        let handle = in_flight.take().expect("checked by is_some_and");
+                        let outcome = store_outcome(handle.await, &mut store);
+                        feed(&mut m, FoldEvent::StoreApplied { now: now(), outcome });
+                        span.record("committed", m.committed().rank());
+                        continue;
+                    }
+                    // Updates already taken from the channel go first: one wake-up and
+                    // one select per `recv_many`, not per update. At most `capacity`
+                    // updates pass between two looks at shutdown and the window.
+                    if let Some(update) = inbox.pop() {
+                        let parsed = parse(&update);
+                        feed(&mut m, FoldEvent::Update { now: now(), update, parsed });
+                        continue;
+                    }
                     let event = tokio::select! {
                         biased;
                         changed = shutdown.changed() => match changed {
@@ -437,7 +491,7 @@ where
                             Ok(()) if *shutdown.borrow_and_update() => Some(FoldEvent::Shutdown { now: now() }),
                             Ok(()) => None,
                         },
-                        () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => {
+                        () = &mut window, if timer.is_some() => {
                             Some(FoldEvent::WindowElapsed { now: now() })
                         }
                         request = async { exports.as_mut().expect("guarded by is_some").recv().await }, if exports.is_some() => {
@@ -467,12 +521,22 @@ where
                                 }
                             }
                         }
-                        update = rx.recv() => match update {
-                            Some(update) => {
+                        joined = async { in_flight.as_mut().expect("guarded by is_some").await }, if in_flight.is_some() => {
+                            in_flight = None;
+                            let outcome = store_outcome(joined, &mut store);
+                            let event = FoldEvent::StoreApplied { now: now(), outcome };
+                            feed(&mut m, event);
+                            span.record("committed", m.committed().rank());
+                            None
+                        }
+                        received = rx.recv_many(&mut inbox, capacity) => match received {
+                            1.. => {
+                                inbox.reverse();
+                                let update = inbox.pop().expect("recv_many received at least one");
                                 let parsed = parse(&update);
                                 Some(FoldEvent::Update { now: now(), update, parsed })
                             }
-                            None => {
+                            0 => {
                                 let end = match task.0.take() {
                                     None => TaskEnd::Clean,
                                     Some(handle) => match handle.await {
@@ -494,6 +558,13 @@ where
     }
     .instrument(span.clone())
     .await;
+    // The machine finishes only after the store apply in flight completed; should one
+    // still run, its store comes back (its cursor is not claimed: at-least-once).
+    if let Some(handle) = in_flight.take()
+        && let Ok((s, _, _)) = handle.await
+    {
+        store = Some(s);
+    }
 
     let result = result.unwrap_or_else(|| Ok(m.resume_cursor().clone()));
     WatchEnd {

@@ -32,6 +32,8 @@ pub struct Ctl {
     pub has_entries_fails: bool,
     /// Panic in the next apply.
     pub panic_next: bool,
+    /// The next apply blocks until this receiver gets a message (or its sender drops).
+    pub hold_next: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 /// An in-memory `SnapshotStore` that records each commit as (keys, cursor rank).
@@ -62,6 +64,10 @@ impl SnapshotStore for TestStore {
     }
 
     fn apply(&mut self, batch: &[KvUpdate], cursor: &WatchCursor) -> Result<(), SnapshotError> {
+        let hold = self.ctl.lock().unwrap().hold_next.take();
+        if let Some(release) = hold {
+            let _ = release.recv();
+        }
         let panic_now = std::mem::take(&mut self.ctl.lock().unwrap().panic_next);
         if panic_now {
             panic!("store exploded");

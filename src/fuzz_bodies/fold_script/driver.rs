@@ -277,6 +277,21 @@ impl<M: Subject> Driver<M> {
         }
     }
 
+    /// A store apply's outcome chosen by `sel`: mostly committed, sometimes failed
+    /// (with the in-flight batch), `0x7F` lost.
+    fn store_outcome(&self, sel: u8) -> StoreOutcome {
+        match sel % 16 {
+            _ if sel == 0x7F => StoreOutcome::Lost {
+                panic: "store task panicked".into(),
+            },
+            0..=10 => StoreOutcome::Committed,
+            _ => StoreOutcome::Failed {
+                raw: self.in_flight_raw(),
+                error: "disk full".into(),
+            },
+        }
+    }
+
     fn in_flight_raw(&self) -> Vec<KvUpdate> {
         self.tracker
             .in_flight_raw()
@@ -290,19 +305,10 @@ impl<M: Subject> Driver<M> {
         let now = Millis(self.clock);
         let event = match self.machine.wants() {
             Wants::Nothing => return None,
-            Wants::Completion(Pending::Store) => {
-                let outcome = match sel % 16 {
-                    _ if sel == 0x7F => StoreOutcome::Lost {
-                        panic: "store task panicked".into(),
-                    },
-                    0..=10 => StoreOutcome::Committed,
-                    _ => StoreOutcome::Failed {
-                        raw: self.in_flight_raw(),
-                        error: "disk full".into(),
-                    },
-                };
-                FoldEvent::StoreApplied { now, outcome }
-            }
+            Wants::Completion(Pending::Store) => FoldEvent::StoreApplied {
+                now,
+                outcome: self.store_outcome(sel),
+            },
             Wants::Completion(Pending::Export) => {
                 let outcome = if sel == 0x7F {
                     TaskOutcome::Panicked {
@@ -320,6 +326,12 @@ impl<M: Subject> Driver<M> {
             Wants::Backlog => {
                 if sel.is_multiple_of(4) {
                     FoldEvent::BacklogDrained { now }
+                } else if sel % 8 == 1 && self.tracker.in_flight_raw().is_some() {
+                    // The store apply in flight completes while the backlog drains.
+                    FoldEvent::StoreApplied {
+                        now,
+                        outcome: self.store_outcome(sel),
+                    }
                 } else {
                     self.follow_update(sel)
                 }
@@ -359,6 +371,11 @@ impl<M: Subject> Driver<M> {
                         return None;
                     }
                     22 | 23 => FoldEvent::ExportRequested { now },
+                    // The store apply in flight completes while the fold receives.
+                    28..=30 if self.tracker.in_flight_raw().is_some() => FoldEvent::StoreApplied {
+                        now,
+                        outcome: self.store_outcome(sel),
+                    },
                     24..=26 if self.armed => {
                         let kind = match sel % 32 {
                             24 => RepairKind::Evicting,
@@ -611,7 +628,11 @@ impl<M: Subject> Driver<M> {
     fn expect(&self, event: &FoldEvent<Item>) -> Expect {
         let wanted = match (self.machine.wants(), event) {
             (Wants::Nothing, _) => false,
-            (Wants::Completion(Pending::Store), FoldEvent::StoreApplied { outcome, .. }) => {
+            // The store apply in flight completes whatever the machine waits for
+            // (docs/protocols/fold-machine.md, "Store applies in flight").
+            (wants, FoldEvent::StoreApplied { outcome, .. })
+                if wants != Wants::Nothing && self.tracker.in_flight_raw().is_some() =>
+            {
                 match outcome {
                     StoreOutcome::Failed { raw, .. } => {
                         Some(raw.len()) == self.tracker.in_flight_raw().map(<[_]>::len)

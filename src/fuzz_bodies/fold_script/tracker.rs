@@ -179,6 +179,10 @@ pub struct Counts {
     pub moved_back: u64,
     /// Cursor expiries answered (row K1).
     pub expiries: u64,
+    /// Updates received while a store apply was in flight.
+    pub received_in_flight: u64,
+    /// Store applies that completed after the machine received beside them.
+    pub in_flight_completions: u64,
 }
 
 /// The tracker.
@@ -229,6 +233,9 @@ pub(super) struct Tracker {
     step_commands: usize,
     /// A `WatchExpired` was accepted in this step; its `AnswerExpiry` is owed.
     expiry_owed: bool,
+    /// An event other than its completion was accepted beside the store apply in
+    /// flight (witness bookkeeping).
+    overlapped: bool,
     pub(super) counts: Counts,
 }
 
@@ -286,6 +293,7 @@ impl Tracker {
             step: 0,
             step_commands: 0,
             expiry_owed: false,
+            overlapped: false,
             counts: Counts::default(),
         }
     }
@@ -358,6 +366,10 @@ impl Tracker {
     /// `None` when nothing is outstanding.
     fn completes(&self, event: &FoldEvent<Item>) -> Option<bool> {
         let effect = self.outstanding?;
+        if effect == Effect::Store && !matches!(event, FoldEvent::StoreApplied { .. }) {
+            // The machine receives on beside a store apply in flight.
+            return None;
+        }
         Some(match (effect, event) {
             (Effect::Store, FoldEvent::StoreApplied { .. })
             | (Effect::Export, FoldEvent::ExportFinished { .. }) => true,
@@ -398,6 +410,18 @@ impl Tracker {
         ensure(!self.finished, 14, || {
             "an event was accepted after Finish".into()
         })?;
+        if self.outstanding == Some(Effect::Store) {
+            if matches!(event, FoldEvent::StoreApplied { .. }) {
+                if std::mem::take(&mut self.overlapped) {
+                    self.counts.in_flight_completions += 1;
+                }
+            } else {
+                self.overlapped = true;
+                if matches!(event, FoldEvent::Update { .. }) {
+                    self.counts.received_in_flight += 1;
+                }
+            }
+        }
         match self.completes(event) {
             Some(true) => self.outstanding = None,
             Some(false) => {
@@ -534,13 +558,16 @@ impl Tracker {
                 // when the StoreApply was queued).
                 let count = in_flight.raw.len();
                 self.uncommitted.drain(..count.min(self.uncommitted.len()));
-                self.committed = in_flight.cursor;
                 if self.requeued_pending {
                     self.counts.cumulative_commits += 1;
                 }
                 self.requeued_pending = false;
                 self.fail_streak = 0;
-                self.memo_dirty = false;
+                // A memo recorded while this apply was in flight is not in its cursor.
+                if in_flight.cursor.seen_evicting() {
+                    self.memo_dirty = false;
+                }
+                self.committed = in_flight.cursor;
                 self.counts.commits += 1;
             }
             StoreOutcome::Failed { .. } => {

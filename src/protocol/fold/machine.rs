@@ -28,6 +28,16 @@ enum Then<U> {
     NextChunk(ChunkSource),
     RelistDone,
     RestoreCommit(WatchCursor),
+    /// A flush that waited for the store apply in flight: flush(k) once it completes.
+    Flush(Box<Then<U>>),
+}
+
+impl<U> Then<U> {
+    /// A streaming continuation: the flush's store apply runs while the machine goes
+    /// on receiving (docs/protocols/fold-machine.md, "Store applies in flight").
+    fn streams(&self) -> bool {
+        matches!(self, Then::ToIdle | Then::Ingest(..))
+    }
 }
 
 /// The repair I/O step being waited for.
@@ -208,6 +218,16 @@ impl<U> FoldMachine<U> {
         self.has_store
     }
 
+    /// True while a `StoreApply` is outstanding. A streaming flush (row U0, U2, W1,
+    /// E1) does not wait for its store apply: while [`wants`](FoldMachine::wants) is
+    /// [`Wants::Any`] the executor also selects on the completion and feeds
+    /// `StoreApplied` when it comes; the next flush waits for it
+    /// ([`Wants::Completion`]) (docs/protocols/fold-machine.md, "Store applies in
+    /// flight").
+    pub fn store_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     fn batch_cap(&self) -> usize {
         self.max.max(1)
     }
@@ -226,15 +246,18 @@ impl<U> FoldMachine<U> {
                 true
             }
             (_, FoldEvent::WindowElapsed { .. }) => idle_or_batching,
-            (Phase::AwaitingStore(_), FoldEvent::StoreApplied { outcome, .. }) => match outcome {
-                StoreOutcome::Failed { raw, .. } => {
-                    if self.in_flight.as_ref().map(|f| f.len) != Some(raw.len()) {
-                        return Err("StoreApplied with a wrong batch length");
+            // S1 / S2: the outstanding store apply, awaited or in flight.
+            (_, FoldEvent::StoreApplied { outcome, .. }) if self.in_flight.is_some() => {
+                match outcome {
+                    StoreOutcome::Failed { raw, .. } => {
+                        if self.in_flight.as_ref().map(|f| f.len) != Some(raw.len()) {
+                            return Err("StoreApplied with a wrong batch length");
+                        }
+                        true
                     }
-                    true
+                    StoreOutcome::Committed | StoreOutcome::Lost { .. } => true,
                 }
-                StoreOutcome::Committed | StoreOutcome::Lost { .. } => true,
-            },
+            }
             (_, FoldEvent::ExportRequested { .. }) => idle_or_batching,
             (Phase::AwaitingExport, FoldEvent::ExportFinished { .. }) => true,
             (_, FoldEvent::RepairRequested { .. }) => {
@@ -320,7 +343,7 @@ impl<U> FoldMachine<U> {
                     self.flush(Then::ToIdle);
                 }
             }
-            // S1
+            // S1 / S2
             FoldEvent::StoreApplied { outcome, .. } => self.store_applied(outcome),
             // X1
             FoldEvent::ExportRequested { .. } => self.flush(Then::Export),
@@ -418,6 +441,11 @@ impl<U> FoldMachine<U> {
     /// The flush procedure (docs/protocols/fold-machine.md, "The flush procedure"): the
     /// only place the cursor moves.
     fn flush(&mut self, then: Then<U>) {
+        // F0: one store apply at a time; a flush waits for the one in flight.
+        if self.in_flight.is_some() {
+            self.phase = Phase::AwaitingStore(Then::Flush(Box::new(then)));
+            return;
+        }
         if self.deadline.take().is_some() {
             self.commands.push_back(FoldCommand::SetTimer(None));
         }
@@ -431,7 +459,7 @@ impl<U> FoldMachine<U> {
             self.commands.push_back(FoldCommand::Apply(batch));
         }
         let mut advanced = false;
-        if let Some(high) = self.high.clone() {
+        if let Some(high) = self.high.take() {
             self.applied = high.remembering(self.applied.seen_evicting());
             advanced = true;
         }
@@ -447,49 +475,59 @@ impl<U> FoldMachine<U> {
                 raw,
                 cursor: self.applied.clone(),
             });
-            self.phase = Phase::AwaitingStore(then);
+            if then.streams() {
+                // Step 5s: the store apply stays in flight; steps 8–9 run when it completes.
+                self.proceed(then);
+            } else {
+                self.phase = Phase::AwaitingStore(then);
+            }
             return;
         }
         let raw = self.raw.len();
         self.raw.clear();
-        self.after_store(advanced, parsed, raw, then);
-    }
-
-    /// Steps 8–9 of the flush procedure.
-    fn after_store(&mut self, advanced: bool, parsed: usize, raw: usize, then: Then<U>) {
-        if advanced {
-            self.commands
-                .push_back(FoldCommand::OnApplied(self.applied.clone()));
-            self.high = None;
-            self.notices.push_back(FoldNotice::Flushed {
-                parsed,
-                raw,
-                cursor: self.applied.clone(),
-            });
-        }
+        let cursor = self.applied.clone();
+        self.after_store(advanced, parsed, raw, cursor);
         self.proceed(then);
     }
 
-    /// Step 7 of the flush procedure (row S1).
+    /// Step 8 of the flush procedure: the cursor `cursor` of a flush that advanced is
+    /// announced.
+    fn after_store(&mut self, advanced: bool, parsed: usize, raw: usize, cursor: WatchCursor) {
+        if advanced {
+            self.commands
+                .push_back(FoldCommand::OnApplied(cursor.clone()));
+            self.notices.push_back(FoldNotice::Flushed {
+                parsed,
+                raw,
+                cursor,
+            });
+        }
+    }
+
+    /// Step 7 of the flush procedure: rows S1 (awaited: the continuation follows) and S2
+    /// (in flight: the phase stays).
     fn store_applied(&mut self, outcome: StoreOutcome) {
-        let Phase::AwaitingStore(then) = std::mem::replace(&mut self.phase, Phase::Idle) else {
-            debug_assert!(
-                false,
-                "check() admits StoreApplied only while awaiting the store"
-            );
+        let Some(in_flight) = self.in_flight.take() else {
+            debug_assert!(false, "check() admits StoreApplied only with one in flight");
             return;
         };
-        let Some(in_flight) = self.in_flight.take() else {
-            debug_assert!(false, "a StoreApply is always recorded as in flight");
-            return;
+        let then = match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::AwaitingStore(then) => Some(then),
+            phase => {
+                self.phase = phase;
+                None
+            }
         };
         match outcome {
             StoreOutcome::Committed => {
                 self.fail_streak = 0;
-                self.memo_dirty = false;
+                // A memo recorded while this apply was in flight is not in its cursor.
+                if in_flight.cursor.seen_evicting() {
+                    self.memo_dirty = false;
+                }
                 self.committed = in_flight.cursor.clone();
                 self.notices.push_back(FoldNotice::Committed {
-                    cursor: in_flight.cursor,
+                    cursor: in_flight.cursor.clone(),
                     raw: in_flight.len,
                 });
             }
@@ -522,7 +560,15 @@ impl<U> FoldMachine<U> {
                 return;
             }
         }
-        self.after_store(in_flight.advanced, in_flight.parsed, in_flight.len, then);
+        self.after_store(
+            in_flight.advanced,
+            in_flight.parsed,
+            in_flight.len,
+            in_flight.cursor,
+        );
+        if let Some(then) = then {
+            self.proceed(then);
+        }
     }
 
     /// Carries out a continuation (docs/protocols/fold-machine.md, "The flush procedure"
@@ -569,6 +615,7 @@ impl<U> FoldMachine<U> {
                 self.repair = None;
                 self.phase = Phase::Idle;
             }
+            Then::Flush(then) => self.flush(*then),
             Then::RestoreCommit(target) => {
                 self.commands.push_back(FoldCommand::DropRestored);
                 self.commands

@@ -108,9 +108,13 @@ fn cursor_is_stored_only_after_apply() {
             },
         ]
     );
-    assert_eq!(m.wants(), Wants::Completion(Pending::Store));
+    // A streaming flush: the store apply is in flight, the machine receives on.
+    assert_eq!(m.wants(), Wants::Any);
+    assert!(m.store_in_flight());
+    assert_eq!(m.committed(), &WatchCursor::none());
     committed(&mut m, 2);
     assert_eq!(drain(&mut m), vec![C::OnApplied(cur(2))]);
+    assert!(!m.store_in_flight());
     assert_eq!(m.committed(), &cur(2));
     assert_eq!(m.resume_cursor(), &cur(2));
 }
@@ -319,7 +323,7 @@ fn a_store_failure_reply_with_the_wrong_length_is_rejected_unchanged() {
             },
         })
         .unwrap_err();
-    assert_eq!(err.phase, FoldPhase::AwaitingStore);
+    assert_eq!(err.phase, FoldPhase::Idle);
     assert_eq!(m, before);
 }
 
@@ -598,4 +602,5 @@ fn only_a_lower_revision_is_noticed_as_moving_back() {
 }
 
 mod expiry;
+mod in_flight;
 mod repairs;
