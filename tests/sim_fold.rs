@@ -72,7 +72,7 @@ fn report(name: &str, total: &Campaign, elapsed: Duration) {
     println!(
         "{name}: {} runs ({} crash points) in {elapsed:.1?}; store calls {}, commits {}, crashes before/after/torn {}/{}/{}, \
          transient failures {}, fail-stops {}, kills {}, runs ended by CursorExpired {}, watch runs {}, evictions {}, re-lists {}, kept by the None exception {} (domain/fold divergences {}), \
-         exports ok/refused {}/{}, replicas verified {}, cursor moved back {}; failures {}",
+         exports ok/refused {}/{}, replicas verified {}, cursor moved back {}, updates parsed while a store apply ran {}; failures {}",
         s.runs,
         total.crash_points,
         s.store_calls,
@@ -93,6 +93,7 @@ fn report(name: &str, total: &Campaign, elapsed: Duration) {
         s.exports_refused,
         s.replicas_verified,
         s.cursor_moved_back,
+        s.parsed_in_flight,
         total.failures.len()
     );
 }
@@ -139,6 +140,10 @@ fn assert_exercised(total: &Campaign) {
         ),
         ("refused exports", s.exports_refused),
         ("verified artifact replicas", s.replicas_verified),
+        (
+            "updates parsed while a store apply ran (store applies in flight)",
+            s.parsed_in_flight,
+        ),
     ];
     for (what, count) in witnesses {
         assert!(count > 0, "the tier never exercised {what}");

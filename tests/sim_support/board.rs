@@ -91,6 +91,8 @@ pub struct Stats {
     pub relists: u64,
     pub guard_expiries: u64,
     pub cursor_moved_back: u64,
+    /// Updates parsed while the node's store apply was running (store applies in flight).
+    pub parsed_in_flight: u64,
 }
 
 impl Stats {
@@ -115,12 +117,15 @@ impl Stats {
         self.relists += o.relists;
         self.guard_expiries += o.guard_expiries;
         self.cursor_moved_back += o.cursor_moved_back;
+        self.parsed_in_flight += o.parsed_in_flight;
     }
 }
 
 /// What one fold node (a process with its store) has been seen to do.
 #[derive(Debug, Default)]
 pub struct NodeObs {
+    /// Its store's `apply` is running (on the blocking thread).
+    pub applying: bool,
     // Per watch run (reset by `begin_run`).
     pub pending: BTreeSet<u64>,
     pub received: BTreeSet<u64>,
@@ -225,6 +230,9 @@ impl Board {
                 Check::Delivery,
                 format!("node {node}: delivery regressed within a run: {rev} after {last:?}"),
             );
+        }
+        if self.nodes[node].applying {
+            self.stats.parsed_in_flight += 1;
         }
         let n = &mut self.nodes[node];
         n.last_parsed = Some(rev);

@@ -125,6 +125,29 @@ fn batch_bytes(batch: &[KvUpdate], cursor: &WatchCursor) -> (Vec<u8>, Vec<usize>
 }
 
 /// The fault-injecting wrapper.
+/// Marks a node's store apply as running, for the in-flight witness; cleared on every
+/// exit of `apply`.
+struct Applying {
+    board: Shared,
+    node: usize,
+}
+
+impl Applying {
+    fn start(board: &Shared, node: usize) -> Self {
+        lock(board).nodes[node].applying = true;
+        Self {
+            board: std::sync::Arc::clone(board),
+            node,
+        }
+    }
+}
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        lock(&self.board).nodes[self.node].applying = false;
+    }
+}
+
 pub struct SimStore {
     inner: Option<AppendLogSnapshot>,
     path: PathBuf,
@@ -206,6 +229,7 @@ impl SnapshotStore for SimStore {
     }
 
     fn apply(&mut self, batch: &[KvUpdate], cursor: &WatchCursor) -> Result<(), SnapshotError> {
+        let _applying = Applying::start(&self.board, self.node);
         let (call, fault, mutation) = {
             let mut b = lock(&self.board);
             let call = b.nodes[self.node].calls;
