@@ -76,17 +76,17 @@ fn store_mutants_also_break_convergence() {
 #[test]
 #[ignore = "deep bounds: cargo test --release --features model-check --test model -- --ignored"]
 fn deep_four_writes_keep_every_property() {
-    assert_eq!(check_all(FoldModel::new(Bounds::DEEP)), 4_596_146);
+    assert_eq!(check_all(FoldModel::new(Bounds::DEEP)), 13_611_512);
 }
 
 #[test]
 #[ignore = "deep bounds: cargo test --release --features model-check --test model -- --ignored"]
 fn deep_repeated_failures_and_crashes_keep_every_property() {
-    assert_eq!(check_all(FoldModel::new(Bounds::DEEP_FAULTS)), 8_681_553);
+    assert_eq!(check_all(FoldModel::new(Bounds::DEEP_FAULTS)), 23_903_253);
 }
 
 #[test]
 #[ignore = "deep bounds: cargo test --release --features model-check --test model -- --ignored"]
 fn deep_three_keys_keep_every_property() {
-    assert_eq!(check_all(FoldModel::new(Bounds::DEEP_KEYS)), 3_579_838);
+    assert_eq!(check_all(FoldModel::new(Bounds::DEEP_KEYS)), 9_646_033);
 }
