@@ -109,6 +109,31 @@ pub fn parse_delivery(reply: &str) -> Option<DeliveryFields> {
     })
 }
 
+impl DeliveryFields {
+    /// The stream sequence and timestamp: exactly what [`parse_ack_subject`] reads
+    /// from the same reply subject (both readers share the tokenizer and
+    /// `read_ack`).
+    pub fn ack(&self) -> AckFields {
+        AckFields {
+            stream_sequence: self.stream_sequence,
+            timestamp_ns: self.timestamp_ns,
+        }
+    }
+}
+
+/// The ACK fields of a push delivery whose reply subject was already read once by
+/// [`parse_delivery`] (`fields`), without reading it again when that succeeded:
+/// `Some(f)` → `f.ack()`; `None` → [`parse_ack_subject`] of `reply` (a reply with
+/// an unreadable consumer sequence or delivery count may still carry a readable
+/// stream sequence). Always equal to `reply.and_then(parse_ack_subject)` when
+/// `fields == reply.and_then(parse_delivery)`.
+pub fn delivery_ack(reply: Option<&str>, fields: Option<&DeliveryFields>) -> Option<AckFields> {
+    match fields {
+        Some(fields) => Some(fields.ack()),
+        None => reply.and_then(parse_ack_subject),
+    }
+}
+
 /// The stream sequence (non-zero) and the timestamp out of the delivery tokens.
 fn read_ack(tokens: &[&str; DELIVERY_TOKENS]) -> Option<AckFields> {
     let [_, sequence, _, timestamp, _] = *tokens;
@@ -317,6 +342,39 @@ mod tests {
             ),
             (40, 30, Some(5))
         );
+    }
+
+    #[test]
+    fn delivery_ack_reads_the_reply_once_and_agrees_with_parse_ack_subject() {
+        let replies = [
+            None,
+            Some(""),
+            Some("$JS.ACK.KV_b.c1.1.4.3.1795643469576797037.0"),
+            Some("$JS.ACK.dom.acc.KV_b.c1.2.40.30.7.5.tok"),
+            Some("$JS.ACK.s.c.1.4.3.x.0"),
+            // Consumer sequence 0 or a signed delivery count: no delivery fields,
+            // but the stream sequence is still readable.
+            Some("$JS.ACK.a.b.1.2.0.4.0"),
+            Some("$JS.ACK.a.b.+1.2.3.4.0"),
+            Some("$JS.ACK.a.b.1.0.3.4.0"),
+            Some("$JS.ACK.a.b.c.1.2.3.4.5"),
+        ];
+        for reply in replies {
+            let fields = reply.and_then(parse_delivery);
+            assert_eq!(
+                delivery_ack(reply, fields.as_ref()),
+                reply.and_then(parse_ack_subject),
+                "{reply:?}"
+            );
+        }
+        assert_eq!(
+            delivery_ack(Some("$JS.ACK.a.b.1.2.0.4.0"), None),
+            fields(2, Some(4))
+        );
+        // With fields in hand the reply is not read again.
+        let read = parse_delivery("$JS.ACK.KV_b.c1.1.4.3.9.0");
+        assert_eq!(delivery_ack(None, read.as_ref()), fields(4, Some(9)));
+        assert_eq!(delivery_ack(None, None), None);
     }
 
     #[test]
