@@ -58,11 +58,21 @@ const DELIVERY_TOKENS: usize = 5;
 pub fn delivery_tokens(reply: &str) -> Option<[&str; DELIVERY_TOKENS]> {
     let mut tokens: [&str; KEPT_TOKENS] = [""; KEPT_TOKENS];
     let mut count: usize = 0;
-    for token in reply.split('.') {
+    // One pass over the bytes (a reply is read once per delivery; `split('.')`
+    // searched again from every token). `.` is ASCII, so every cut is a char
+    // boundary and `get` never refuses one.
+    let mut start = 0;
+    for end in reply
+        .bytes()
+        .enumerate()
+        .filter_map(|(at, byte)| (byte == b'.').then_some(at))
+        .chain(std::iter::once(reply.len()))
+    {
         if let Some(slot) = tokens.get_mut(count) {
-            *slot = token;
+            *slot = reply.get(start..end).unwrap_or("");
         }
         count = count.saturating_add(1);
+        start = end.saturating_add(1);
     }
     let base = match count {
         LEGACY_TOKENS => LEGACY_DELIVERED_INDEX,
@@ -375,6 +385,45 @@ mod tests {
         let read = parse_delivery("$JS.ACK.KV_b.c1.1.4.3.9.0");
         assert_eq!(delivery_ack(None, read.as_ref()), fields(4, Some(9)));
         assert_eq!(delivery_ack(None, None), None);
+    }
+
+    #[test]
+    fn the_tokenizer_cuts_exactly_where_split_does() {
+        // Layout-sized inputs with empty, multi-byte and trailing tokens: the tokens
+        // `delivery_tokens` returns are the ones `split('.')` finds.
+        for reply in [
+            "$JS.ACK.s.c.1.4.3.5.0",
+            "$JS.ACK.d.a.s.c.1.4.3.5.0",
+            "$JS.ACK.d.a.s.c.1.4.3.5.0.x.y",
+            "$JS.ACK...1.4.3.1.0",
+            "$JS.ACK.é.€.1.4.3.1.0",
+            "$JS.ACK.🦀.c.1.4.3.1.",
+            "$JS.ACK.d.a.s.c.1.4.3.5.",
+            "$JS.ACK.........",
+        ] {
+            let split: Vec<&str> = reply.split('.').collect();
+            let base = match split.len() {
+                LEGACY_TOKENS => LEGACY_DELIVERED_INDEX,
+                n if n >= MODERN_TOKENS_MIN => MODERN_DELIVERED_INDEX,
+                _ => {
+                    assert_eq!(delivery_tokens(reply), None, "{reply}");
+                    continue;
+                }
+            };
+            let want: [&str; DELIVERY_TOKENS] = split[base..base + DELIVERY_TOKENS]
+                .try_into()
+                .expect("five tokens");
+            assert_eq!(delivery_tokens(reply), Some(want), "{reply}");
+        }
+        for not_a_layout in [
+            "",
+            ".",
+            "$JS",
+            "$JS.ACK.s.c.1.4.3.5.0.1",
+            "a.b.c.d.e.f.g.h.i",
+        ] {
+            assert_eq!(delivery_tokens(not_a_layout), None, "{not_a_layout}");
+        }
     }
 
     #[test]
