@@ -453,3 +453,59 @@ async fn a_receiver_that_stops_reading_is_not_mistaken_for_a_lost_consumer() {
         .unwrap();
     assert_eq!(end, Ok(()));
 }
+
+/// A state-sync replay hands every key over exactly once and in revision order
+/// while the watch batches its hand-off to the channel (docs/decisions.md 95): the
+/// keys arrive faster than one wake-up each, through the default channel size and
+/// through a channel of one, and the watch still delivers a write made after the
+/// replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_hands_over_every_key_once_in_order_through_any_channel_size() {
+    const KEYS: usize = 3_000;
+    let server = NatsServer::start();
+    let conn = connected(server.url()).await;
+    let store = conn
+        .store_with_config(named("batched_replay"))
+        .await
+        .unwrap();
+    let writer = store.writer().unwrap();
+    let mut written = Vec::new();
+    for i in 0..KEYS {
+        let key = format!("k.{i:05}");
+        let revision = writer.put(&key, b"v").await.unwrap();
+        written.push((key, revision.as_u64()));
+    }
+    for capacity in [256, 1] {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(capacity);
+        let watcher = store.watcher().unwrap();
+        let watch = tokio::spawn(async move { watcher.watch_all(tx).await });
+        for (key, revision) in &written {
+            let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{key} within 10 s (channel {capacity})"))
+                .expect("the watch is running");
+            assert_eq!(
+                (got.key(), got.version().as_u64()),
+                (key.as_str(), *revision)
+            );
+        }
+        let after = format!("after.{capacity}");
+        let revision = writer.put(&after, b"v").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the write after the replay")
+            .expect("the watch is still running");
+        assert_eq!(
+            (got.key(), got.version().as_u64()),
+            (after.as_str(), revision.as_u64())
+        );
+        assert!(rx.try_recv().is_err(), "nothing more than was written");
+        written.push((after, revision.as_u64()));
+        drop(rx);
+        let end = tokio::time::timeout(Duration::from_secs(10), watch)
+            .await
+            .expect("the watch ends once its receiver is dropped")
+            .unwrap();
+        assert_eq!(end, Ok(()));
+    }
+}

@@ -7,8 +7,8 @@ use super::input::Input;
 use crate::kv::KvUpdate;
 use crate::protocol::nats::{
     AckFields, CreateOutcome, ErrorClass, MessageHeaders, WireKind, classify_error,
-    classify_stream_create, decode_kv_message, is_cursor_expired_text, parse_ack_subject,
-    parse_delivery, wire_kind,
+    classify_stream_create, decode_kv_delivery, decode_kv_message, delivery_ack,
+    is_cursor_expired_text, parse_ack_subject, parse_delivery, wire_kind,
 };
 
 /// Token count of the legacy layout.
@@ -36,7 +36,9 @@ const EXTRA_TOKENS_MAX: u8 = 7;
 /// a subject meeting every rule is never refused; extra trailing tokens on a
 /// ≥ 11-token subject do not change the result; structured subjects parse back
 /// to their (sequence, timestamp); a decoded update has the subject's key, the
-/// reply's revision, and the kind `wire_kind` gives.
+/// reply's revision, and the kind `wire_kind` gives; decoding with the reply read
+/// once by `parse_delivery` (`delivery_ack` + `decode_kv_delivery`, the watch's
+/// path) gives the same update as `decode_kv_message`.
 ///
 /// The push-consumer reader `parse_delivery` shares the tokenizer: `Some(d)` ⇒
 /// `parse_ack_subject` agrees on the sequence and timestamp, the consumer
@@ -259,7 +261,21 @@ fn check_message(data: &[u8]) {
     let _ = wire_kind(&headers, 0);
     let _ = wire_kind(&headers, u64::MAX);
 
-    let Some(update) = decode_kv_message(bucket, &subject, reply, &headers, payload) else {
+    let decoded = decode_kv_message(bucket, &subject, reply, &headers, payload);
+    // The watch's parse-once path: the reply read by `parse_delivery` and reused.
+    let fields = reply.and_then(parse_delivery);
+    assert_eq!(
+        decode_kv_delivery(
+            bucket,
+            &subject,
+            delivery_ack(reply, fields.as_ref()),
+            &headers,
+            payload
+        ),
+        decoded,
+        "the parse-once decode disagrees for reply {reply:?}"
+    );
+    let Some(update) = decoded else {
         let prefix = format!("$KV.{bucket}.");
         assert!(
             subject.strip_prefix(&prefix).is_none_or(str::is_empty),

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use async_nats::{Client, Message, StatusCode, Subscriber};
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -47,16 +47,11 @@ pub(crate) struct ConsumerSpec {
     pub(crate) description: &'static str,
 }
 
-/// One data delivery.
-pub(crate) struct Delivery {
-    pub(crate) message: Message,
-    /// The reply subject's fields; `None` when unreadable.
-    pub(crate) fields: Option<DeliveryFields>,
-}
-
 /// What one received message was.
 pub(crate) enum Received {
-    Data(Box<Delivery>),
+    /// A data delivery: its reply subject's fields, read once here (`None` when
+    /// unreadable); the message itself stays with the caller.
+    Data(Option<DeliveryFields>),
     /// Flow control or heartbeat, handled.
     Control,
 }
@@ -178,7 +173,13 @@ impl PushConsumer {
 
     /// Now on the tracker's clock.
     fn now(&self) -> Millis {
-        Millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+        self.millis_at(Instant::now())
+    }
+
+    /// `at` on the tracker's clock (the executor reads the clock once per message).
+    fn millis_at(&self, at: Instant) -> Millis {
+        let since = at.saturating_duration_since(self.epoch);
+        Millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// The executor did not read between the last message and now (it waited on
@@ -212,11 +213,23 @@ impl PushConsumer {
         self.subscriber.next().await
     }
 
-    /// Classifies and handles one raw message: answers flow control, checks
-    /// heartbeats and consumer sequences. `Err` = the consumer can no longer
-    /// guarantee complete, ordered delivery.
-    pub(crate) async fn receive(&mut self, message: Message) -> Result<Received, String> {
-        let now = self.now();
+    /// The next raw message if one is already buffered, without waiting:
+    /// `Some(Some(message))`, `Some(None)` when the subscription ended, `None` when
+    /// nothing is buffered (or the task's cooperative budget is spent). The caller
+    /// waits on [`raw_next`](Self::raw_next) before it sleeps, so no wake-up is lost.
+    pub(crate) fn ready_next(&mut self) -> Option<Option<Message>> {
+        self.subscriber.next().now_or_never()
+    }
+
+    /// Classifies and handles one raw message received at `at`: answers flow
+    /// control, checks heartbeats and consumer sequences. `Err` = the consumer can
+    /// no longer guarantee complete, ordered delivery.
+    pub(crate) async fn receive(
+        &mut self,
+        message: &Message,
+        at: Instant,
+    ) -> Result<Received, String> {
+        let now = self.millis_at(at);
         match message.status {
             None => {
                 let fields = message.reply.as_deref().and_then(parse_delivery);
@@ -232,7 +245,7 @@ impl PushConsumer {
                     }
                     None => self.tracker.on_unreadable(now),
                 }
-                Ok(Received::Data(Box::new(Delivery { message, fields })))
+                Ok(Received::Data(fields))
             }
             Some(StatusCode::IDLE_HEARTBEAT) => {
                 // Flow control and heartbeats alike show the consumer alive.

@@ -206,9 +206,12 @@ impl NatsBucket {
                 }
             };
             silent_since = tokio::time::Instant::now();
-            let delivery = match consumer.receive(message).await {
+            let fields = match consumer
+                .receive(&message, tokio::time::Instant::now())
+                .await
+            {
                 Ok(Received::Control) => continue,
-                Ok(Received::Data(delivery)) => delivery,
+                Ok(Received::Data(fields)) => fields,
                 Err(text) => {
                     return Err(KvError::OperationFailed(format!(
                         "listing interrupted: {text}"
@@ -216,10 +219,9 @@ impl NatsBucket {
                 }
             };
             received += 1;
-            if let Some(fields) = delivery.fields {
+            if let Some(fields) = fields {
                 sync.on_delivery(fields.stream_sequence);
             }
-            let message = &delivery.message;
             let Some(key) = message.subject.as_str().strip_prefix(&key_prefix) else {
                 continue;
             };
@@ -234,7 +236,7 @@ impl NatsBucket {
             if wire_kind(&headers, len) != WireKind::Value {
                 continue;
             }
-            let version = match delivery.fields {
+            let version = match fields {
                 Some(fields) => VersionToken::from_u64(fields.stream_sequence)
                     .written_at(fields.timestamp_ns.map_or(0, |ns| ns / 1_000_000)),
                 None => VersionToken::unknown(),
@@ -244,7 +246,7 @@ impl NatsBucket {
                 value: message.payload.to_vec(),
                 version,
             });
-            if delivery.fields.and_then(|d| d.pending) == Some(0) {
+            if fields.and_then(|d| d.pending) == Some(0) {
                 return Ok(());
             }
         }

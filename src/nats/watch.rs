@@ -5,12 +5,16 @@
 //! guard's decision (rows G16–G25), and when a silent consumer counts as lost is the push
 //! tracker's (`protocol::nats::PushTracker`).
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc::Sender;
-use tokio::time::Instant;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::{Instant, Sleep};
 
 use super::bucket::NatsBucket;
 use super::consumer::{ConsumerSpec, Deliver, PushConsumer, Received};
@@ -18,8 +22,7 @@ use super::info::stream_info;
 use super::read::kv_headers;
 use super::request::{read_error, watch_error};
 use crate::kv::{BucketStatus, KvError, KvUpdate, KvWatcher, Retention, WatchCursor};
-use crate::protocol::nats::Liveness;
-use crate::protocol::nats::decode_kv_message;
+use crate::protocol::nats::{Liveness, decode_kv_delivery, delivery_ack};
 use crate::protocol::refusal::require_prefix;
 use crate::protocol::resume::{GuardEvent, ResumeCursor, ResumeGuard, StreamFacts, guard_mode};
 use crate::protocol::subject::{filter_patterns, key_in_scope};
@@ -28,6 +31,11 @@ use crate::stores::guard_drive::{self, GuardIo};
 
 /// How often the executor compares the client's connect counter while idle.
 pub(crate) const RECONNECT_CHECK_MS: u64 = 5_000;
+
+/// Most forwarded updates held back to be handed to the channel together: the
+/// receiver is woken once per batch of what had already arrived, not once per
+/// update (docs/decisions.md 95).
+pub(crate) const OUTBOX_MAX_UPDATES: usize = 64;
 
 /// What woke the streaming loop.
 enum Wake {
@@ -41,12 +49,18 @@ enum Wake {
 /// The watch's I/O: its bucket, filters, consumer and the delivery in hand.
 struct NatsWatchIo<'a> {
     bucket: &'a NatsBucket,
-    prefixes: Vec<String>,
+    prefixes: &'a [&'a str],
     filters: Vec<String>,
     consumer: Option<PushConsumer>,
     /// The update last handed to the guard, and whether it is in scope.
     held: Option<(KvUpdate, bool)>,
+    /// Updates the guard forwarded, not yet in the channel (at most
+    /// [`OUTBOX_MAX_UPDATES`]; sent before the watch waits, before any other guard
+    /// command and at the end of the call).
+    outbox: VecDeque<KvUpdate>,
     started: Instant,
+    /// The client's counters, fetched once (read per message for reconnects).
+    statistics: Arc<async_nats::Statistics>,
     connects: u64,
 }
 
@@ -56,12 +70,14 @@ struct WatchRun<'a> {
 }
 
 impl NatsWatchIo<'_> {
+    /// `at` on the guard's clock.
+    fn millis_at(&self, at: Instant) -> Millis {
+        let since = at.saturating_duration_since(self.started);
+        Millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+
     fn connects_now(&self) -> u64 {
-        self.bucket
-            .client
-            .statistics()
-            .connects
-            .load(Ordering::Relaxed)
+        self.statistics.connects.load(Ordering::Relaxed)
     }
 
     /// Creates the watch's consumer delivering by `deliver` and keeps it: its
@@ -88,7 +104,7 @@ impl GuardIo for NatsWatchIo<'_> {
     const BACKEND: &'static str = "NATS";
 
     fn now(&self) -> Millis {
-        Millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+        self.millis_at(Instant::now())
     }
 
     fn bucket(&self) -> &str {
@@ -121,6 +137,22 @@ impl GuardIo for NatsWatchIo<'_> {
         if let Some((update, in_scope)) = self.held.take()
             && in_scope
         {
+            self.outbox.push_back(update);
+            if self.outbox.len() >= OUTBOX_MAX_UPDATES {
+                return self.flush(tx).await;
+            }
+        }
+        None
+    }
+
+    async fn flush(&mut self, tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
+        while let Some(update) = self.outbox.pop_front() {
+            // Room in the channel: no wait, nothing to race (docs/decisions.md 95).
+            let update = match tx.try_send(update) {
+                Ok(()) => continue,
+                Err(TrySendError::Closed(_)) => return Some(Ok(())),
+                Err(TrySendError::Full(update)) => update,
+            };
             tokio::select! {
                 biased;
                 () = tx.closed() => return Some(Ok(())),
@@ -141,6 +173,48 @@ impl GuardIo for NatsWatchIo<'_> {
 
     fn skip(&mut self) {
         self.held = None;
+    }
+}
+
+/// A timer kept across the drive loop's turns (docs/decisions.md 95): registered
+/// with the runtime once and moved only when a kernel's deadline comes before the
+/// armed one, instead of a fresh timer per message. An alarm armed earlier than
+/// the kernel's current deadline fires early; the kernel, judging the time
+/// itself, finds nothing due, and the alarm is armed again for its deadline.
+struct Alarm {
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl Alarm {
+    fn new() -> Self {
+        Self {
+            // Not registered with the timer until first polled (only when armed).
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            armed: None,
+        }
+    }
+
+    /// Wants a wake-up at `deadline` (`None`: none wanted).
+    fn arm(&mut self, deadline: Option<Instant>) {
+        match deadline {
+            None => self.armed = None,
+            Some(at) => {
+                if self.armed.is_none_or(|armed| at < armed) {
+                    self.sleep.as_mut().reset(at);
+                    self.armed = Some(at);
+                }
+            }
+        }
+    }
+
+    fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// The alarm rang and was handled: the next turn arms it afresh.
+    fn rang(&mut self) {
+        self.armed = None;
     }
 }
 
@@ -185,46 +259,61 @@ impl WatchRun<'_> {
     async fn drive(&mut self, tx: &Sender<KvUpdate>) -> Result<(), KvError> {
         let mut reconnect_check = tokio::time::interval(Duration::from_millis(RECONNECT_CHECK_MS));
         reconnect_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One waiter on the receiver's closing for the whole call, not one per wait.
+        let closed = tx.closed();
+        tokio::pin!(closed);
+        let mut guard_alarm = Alarm::new();
+        let mut heartbeat_alarm = Alarm::new();
         loop {
             if let Some(end) = self.perform(tx).await {
                 return end;
             }
-            let deadline = self
-                .guard
-                .poll_timeout()
-                .map(|at| self.io.started + Duration::from_millis(at.0));
-            let heartbeat = self
-                .io
-                .consumer
-                .as_ref()
-                .and_then(PushConsumer::heartbeat_deadline);
+            // Nothing more has arrived: what was forwarded goes out before the wait.
+            if let Some(end) = self.io.flush(tx).await {
+                return end;
+            }
+            guard_alarm.arm(
+                self.guard
+                    .poll_timeout()
+                    .map(|at| self.io.started + Duration::from_millis(at.0)),
+            );
+            heartbeat_alarm.arm(
+                self.io
+                    .consumer
+                    .as_ref()
+                    .and_then(PushConsumer::heartbeat_deadline),
+            );
             let Some(consumer) = self.io.consumer.as_mut() else {
                 // Streaming always has a consumer; without one there is nothing to wait for.
                 return Err(KvError::WatchError("watch has no consumer".to_string()));
             };
+            let guard_armed = guard_alarm.is_armed();
+            let heartbeat_armed = heartbeat_alarm.is_armed();
             let wake = tokio::select! {
                 biased;
-                () = tx.closed() => Wake::Closed,
+                () = &mut closed => Wake::Closed,
                 _ = reconnect_check.tick() => Wake::ReconnectCheck,
                 // Messages already buffered come before the silence verdicts (the
                 // guard's idle and snapshot-stall deadlines, heartbeats): a watch that
                 // was held up by its receiver must not mistake the backlog for loss.
                 next = consumer.raw_next() => Wake::Message(next),
-                () = async { tokio::time::sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => Wake::Deadline,
-                () = async { tokio::time::sleep_until(heartbeat.expect("guarded by is_some")).await }, if heartbeat.is_some() => Wake::HeartbeatLost,
+                () = guard_alarm.sleep.as_mut(), if guard_armed => Wake::Deadline,
+                () = heartbeat_alarm.sleep.as_mut(), if heartbeat_armed => Wake::HeartbeatLost,
             };
-            let message = match wake {
+            let mut message = match wake {
                 Wake::Closed => return Ok(()),
                 Wake::ReconnectCheck => {
                     self.check_reconnect();
                     continue;
                 }
                 Wake::Deadline => {
+                    guard_alarm.rang();
                     let now = self.io.now();
                     self.feed(GuardEvent::Tick { now });
                     continue;
                 }
                 Wake::HeartbeatLost => {
+                    heartbeat_alarm.rang();
                     let connected = self.io.bucket.client.connection_state()
                         == async_nats::connection::State::Connected;
                     let Some(consumer) = self.io.consumer.as_mut() else {
@@ -242,51 +331,81 @@ impl WatchRun<'_> {
                 Wake::Message(None) => return Ok(()),
                 Wake::Message(Some(message)) => message,
             };
-            let Some(consumer) = self.io.consumer.as_mut() else {
-                return Err(KvError::WatchError("watch has no consumer".to_string()));
-            };
-            let delivery = match consumer.receive(message).await {
-                Ok(Received::Control) => continue,
-                Ok(Received::Data(delivery)) => delivery,
-                Err(text) => {
-                    self.fault(text);
-                    continue;
+            // Every message already buffered is taken before waiting again, as the
+            // biased wait above would take it first anyway (docs/decisions.md 95).
+            loop {
+                if let Some(end) = self.delivered(&message, tx).await {
+                    return end;
                 }
-            };
-            let message = &delivery.message;
-            let Some(update) = decode_kv_message(
-                &self.io.bucket.name,
-                message.subject.as_str(),
-                message.reply.as_deref(),
-                &kv_headers(message.headers.as_ref()),
-                &message.payload,
-            ) else {
-                continue;
-            };
-            let prefixes: Vec<&str> = self.io.prefixes.iter().map(String::as_str).collect();
-            let in_scope = key_in_scope(update.key(), &prefixes);
-            let revision = update.version().as_u64();
-            let written_ms = update.version().written_ms();
-            self.io.held = Some((update, in_scope));
-            if self.check_reconnect() {
-                // A reconnect noticed with a delivery in hand is reported first and its
-                // commands performed: a `DropConsumer` (G16, G22) drops the delivery with
-                // the consumer and the new consumer delivers it again; without one (G17)
-                // it is handed in below.
                 if let Some(end) = self.perform(tx).await {
                     return end;
                 }
-                if self.io.held.is_none() {
-                    continue;
+                let Some(consumer) = self.io.consumer.as_mut() else {
+                    break;
+                };
+                match consumer.ready_next() {
+                    Some(Some(next)) => message = next,
+                    Some(None) => return Ok(()),
+                    None => break,
                 }
             }
-            let now = self.io.now();
-            self.feed(GuardEvent::Delivered {
-                now,
-                revision,
-                written_ms,
-            });
         }
+    }
+
+    /// One message from the consumer: the push tracker's checks (sequence gaps,
+    /// flow control, heartbeats), then the delivery decoded and handed to the
+    /// guard. `Some(result)` ends the call.
+    async fn delivered(
+        &mut self,
+        message: &async_nats::Message,
+        tx: &Sender<KvUpdate>,
+    ) -> Option<Result<(), KvError>> {
+        // One clock read per message, for the tracker and the guard.
+        let at = Instant::now();
+        let Some(consumer) = self.io.consumer.as_mut() else {
+            return Some(Err(KvError::WatchError(
+                "watch has no consumer".to_string(),
+            )));
+        };
+        let fields = match consumer.receive(message, at).await {
+            Ok(Received::Control) => return None,
+            Ok(Received::Data(fields)) => fields,
+            Err(text) => {
+                self.fault(text);
+                return None;
+            }
+        };
+        let reply = message.reply.as_deref();
+        let update = decode_kv_delivery(
+            &self.io.bucket.name,
+            message.subject.as_str(),
+            delivery_ack(reply, fields.as_ref()),
+            &kv_headers(message.headers.as_ref()),
+            &message.payload,
+        )?;
+        let in_scope = key_in_scope(update.key(), self.io.prefixes);
+        let revision = update.version().as_u64();
+        let written_ms = update.version().written_ms();
+        self.io.held = Some((update, in_scope));
+        let mut now = self.io.millis_at(at);
+        if self.check_reconnect() {
+            // A reconnect noticed with a delivery in hand is reported first and its
+            // commands performed: a `DropConsumer` (G16, G22) drops the delivery with
+            // the consumer and the new consumer delivers it again; without one (G17)
+            // it is handed in below.
+            if let Some(end) = self.perform(tx).await {
+                return Some(end);
+            }
+            // Dropped with the consumer (G16, G22): nothing to hand in.
+            self.io.held.as_ref()?;
+            now = self.io.now();
+        }
+        self.feed(GuardEvent::Delivered {
+            now,
+            revision,
+            written_ms,
+        });
+        None
     }
 }
 
@@ -316,19 +435,27 @@ impl NatsBucket {
             Some(cursor) => ResumeGuard::resumed(cursor, mode, Millis(0)),
             None => ResumeGuard::syncing(mode, Millis(0)),
         };
+        let statistics = self.client.statistics();
         let mut run = WatchRun {
             guard,
             io: NatsWatchIo {
                 bucket: self,
-                prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
+                prefixes,
                 filters,
                 consumer: None,
                 held: None,
+                outbox: VecDeque::with_capacity(OUTBOX_MAX_UPDATES),
                 started,
-                connects: self.client.statistics().connects.load(Ordering::Relaxed),
+                connects: statistics.connects.load(Ordering::Relaxed),
+                statistics,
             },
         };
-        let result = run.drive(&tx).await;
+        let mut result = run.drive(&tx).await;
+        // Whatever ended the call, updates the guard forwarded are handed over
+        // first (a receiver gone ends it cleanly, as in `forward`).
+        if let Some(end) = run.io.flush(&tx).await {
+            result = result.and(end);
+        }
         run.io.drop_consumer().await;
         result
     }

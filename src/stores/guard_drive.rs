@@ -42,6 +42,15 @@ pub(crate) trait GuardIo {
 
     /// `Skip`: drop the delivery in hand.
     fn skip(&mut self);
+
+    /// Hands over every update `forward` queued but has not sent yet (a backend
+    /// that batches its hand-off); `Some(end)` as for `forward`. [`perform`] calls
+    /// it before every command other than `Forward` and `Skip`, so that nothing
+    /// the guard vouched for is held back across a probe, a consumer change or
+    /// the end of the watch. Backends that send in `forward` have nothing queued.
+    async fn flush(&mut self, _tx: &Sender<KvUpdate>) -> Option<Result<(), KvError>> {
+        None
+    }
 }
 
 /// Feeds `event` to `guard`. The drive loops feed only events the guard's phase
@@ -60,6 +69,11 @@ pub(crate) async fn perform<I: GuardIo>(
     tx: &Sender<KvUpdate>,
 ) -> Option<Result<(), KvError>> {
     while let Some(command) = guard.poll_command() {
+        if !matches!(command, GuardCommand::Forward | GuardCommand::Skip { .. })
+            && let Some(end) = io.flush(tx).await
+        {
+            return Some(end);
+        }
         match command {
             GuardCommand::ProbeStream => {
                 let probed = io.probe().await;

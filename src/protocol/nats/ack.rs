@@ -58,11 +58,21 @@ const DELIVERY_TOKENS: usize = 5;
 pub fn delivery_tokens(reply: &str) -> Option<[&str; DELIVERY_TOKENS]> {
     let mut tokens: [&str; KEPT_TOKENS] = [""; KEPT_TOKENS];
     let mut count: usize = 0;
-    for token in reply.split('.') {
+    // One pass over the bytes (a reply is read once per delivery; `split('.')`
+    // searched again from every token). `.` is ASCII, so every cut is a char
+    // boundary and `get` never refuses one.
+    let mut start = 0;
+    for end in reply
+        .bytes()
+        .enumerate()
+        .filter_map(|(at, byte)| (byte == b'.').then_some(at))
+        .chain(std::iter::once(reply.len()))
+    {
         if let Some(slot) = tokens.get_mut(count) {
-            *slot = token;
+            *slot = reply.get(start..end).unwrap_or("");
         }
         count = count.saturating_add(1);
+        start = end.saturating_add(1);
     }
     let base = match count {
         LEGACY_TOKENS => LEGACY_DELIVERED_INDEX,
@@ -107,6 +117,31 @@ pub fn parse_delivery(reply: &str) -> Option<DeliveryFields> {
         timestamp_ns: ack.timestamp_ns,
         pending: parse_ascii_u64(pending),
     })
+}
+
+impl DeliveryFields {
+    /// The stream sequence and timestamp: exactly what [`parse_ack_subject`] reads
+    /// from the same reply subject (both readers share the tokenizer and
+    /// `read_ack`).
+    pub fn ack(&self) -> AckFields {
+        AckFields {
+            stream_sequence: self.stream_sequence,
+            timestamp_ns: self.timestamp_ns,
+        }
+    }
+}
+
+/// The ACK fields of a push delivery whose reply subject was already read once by
+/// [`parse_delivery`] (`fields`), without reading it again when that succeeded:
+/// `Some(f)` → `f.ack()`; `None` → [`parse_ack_subject`] of `reply` (a reply with
+/// an unreadable consumer sequence or delivery count may still carry a readable
+/// stream sequence). Always equal to `reply.and_then(parse_ack_subject)` when
+/// `fields == reply.and_then(parse_delivery)`.
+pub fn delivery_ack(reply: Option<&str>, fields: Option<&DeliveryFields>) -> Option<AckFields> {
+    match fields {
+        Some(fields) => Some(fields.ack()),
+        None => reply.and_then(parse_ack_subject),
+    }
 }
 
 /// The stream sequence (non-zero) and the timestamp out of the delivery tokens.
@@ -317,6 +352,78 @@ mod tests {
             ),
             (40, 30, Some(5))
         );
+    }
+
+    #[test]
+    fn delivery_ack_reads_the_reply_once_and_agrees_with_parse_ack_subject() {
+        let replies = [
+            None,
+            Some(""),
+            Some("$JS.ACK.KV_b.c1.1.4.3.1795643469576797037.0"),
+            Some("$JS.ACK.dom.acc.KV_b.c1.2.40.30.7.5.tok"),
+            Some("$JS.ACK.s.c.1.4.3.x.0"),
+            // Consumer sequence 0 or a signed delivery count: no delivery fields,
+            // but the stream sequence is still readable.
+            Some("$JS.ACK.a.b.1.2.0.4.0"),
+            Some("$JS.ACK.a.b.+1.2.3.4.0"),
+            Some("$JS.ACK.a.b.1.0.3.4.0"),
+            Some("$JS.ACK.a.b.c.1.2.3.4.5"),
+        ];
+        for reply in replies {
+            let fields = reply.and_then(parse_delivery);
+            assert_eq!(
+                delivery_ack(reply, fields.as_ref()),
+                reply.and_then(parse_ack_subject),
+                "{reply:?}"
+            );
+        }
+        assert_eq!(
+            delivery_ack(Some("$JS.ACK.a.b.1.2.0.4.0"), None),
+            fields(2, Some(4))
+        );
+        // With fields in hand the reply is not read again.
+        let read = parse_delivery("$JS.ACK.KV_b.c1.1.4.3.9.0");
+        assert_eq!(delivery_ack(None, read.as_ref()), fields(4, Some(9)));
+        assert_eq!(delivery_ack(None, None), None);
+    }
+
+    #[test]
+    fn the_tokenizer_cuts_exactly_where_split_does() {
+        // Layout-sized inputs with empty, multi-byte and trailing tokens: the tokens
+        // `delivery_tokens` returns are the ones `split('.')` finds.
+        for reply in [
+            "$JS.ACK.s.c.1.4.3.5.0",
+            "$JS.ACK.d.a.s.c.1.4.3.5.0",
+            "$JS.ACK.d.a.s.c.1.4.3.5.0.x.y",
+            "$JS.ACK...1.4.3.1.0",
+            "$JS.ACK.é.€.1.4.3.1.0",
+            "$JS.ACK.🦀.c.1.4.3.1.",
+            "$JS.ACK.d.a.s.c.1.4.3.5.",
+            "$JS.ACK.........",
+        ] {
+            let split: Vec<&str> = reply.split('.').collect();
+            let base = match split.len() {
+                LEGACY_TOKENS => LEGACY_DELIVERED_INDEX,
+                n if n >= MODERN_TOKENS_MIN => MODERN_DELIVERED_INDEX,
+                _ => {
+                    assert_eq!(delivery_tokens(reply), None, "{reply}");
+                    continue;
+                }
+            };
+            let want: [&str; DELIVERY_TOKENS] = split[base..base + DELIVERY_TOKENS]
+                .try_into()
+                .expect("five tokens");
+            assert_eq!(delivery_tokens(reply), Some(want), "{reply}");
+        }
+        for not_a_layout in [
+            "",
+            ".",
+            "$JS",
+            "$JS.ACK.s.c.1.4.3.5.0.1",
+            "a.b.c.d.e.f.g.h.i",
+        ] {
+            assert_eq!(delivery_tokens(not_a_layout), None, "{not_a_layout}");
+        }
     }
 
     #[test]

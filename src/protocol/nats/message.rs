@@ -3,7 +3,7 @@
 //! `KvUpdate` a watch delivery becomes. Header values are borrowed; nothing here reads a
 //! socket or panics on input.
 
-use super::ack::parse_ack_subject;
+use super::ack::{AckFields, parse_ack_subject};
 use super::parse_ascii_u64;
 use crate::kv::{KvEntry, KvUpdate, VersionToken};
 
@@ -77,8 +77,33 @@ pub fn decode_kv_message(
     headers: &MessageHeaders<'_>,
     payload: &[u8],
 ) -> Option<KvUpdate> {
+    decode_kv_delivery(
+        bucket,
+        subject,
+        reply.and_then(parse_ack_subject),
+        headers,
+        payload,
+    )
+}
+
+/// [`decode_kv_message`] with the reply subject already read (`ack`, e.g. by
+/// [`super::delivery_ack`] from the push consumer's one parse of it): every rule is
+/// the same, `ack: None` standing for a missing or unreadable reply.
+/// `decode_kv_delivery(b, s, reply.and_then(parse_ack_subject), h, p)` equals
+/// `decode_kv_message(b, s, reply, h, p)`.
+///
+/// The value is copied out of `payload`: a received message's payload shares the
+/// client's read buffer, so taking its allocation over is not possible without
+/// keeping that whole buffer alive (docs/decisions.md 96).
+pub fn decode_kv_delivery(
+    bucket: &str,
+    subject: &str,
+    ack: Option<AckFields>,
+    headers: &MessageHeaders<'_>,
+    payload: &[u8],
+) -> Option<KvUpdate> {
     let key = key_of(bucket, subject)?;
-    let version = match reply.and_then(parse_ack_subject) {
+    let version = match ack {
         Some(ack) => {
             let written_ms = ack.timestamp_ns.map_or(0, |ns| ns / 1_000_000);
             VersionToken::from_u64(ack.stream_sequence).written_at(written_ms)
@@ -318,6 +343,49 @@ mod tests {
         .unwrap();
         assert_eq!(got.version().as_u64(), Some(50));
         assert_eq!(got.version().written_ms(), Some(2));
+    }
+
+    #[test]
+    fn decode_with_a_parsed_reply_equals_decode_with_the_reply() {
+        use crate::protocol::nats::{delivery_ack, parse_delivery};
+        let headers_cases = [
+            MessageHeaders::default(),
+            headers(Some("DEL"), None, None),
+            headers(None, Some("MaxAge"), None),
+            headers(None, None, Some("0")),
+        ];
+        let replies = [
+            None,
+            Some(REPLY),
+            Some("$JS.ACK.a.b.1.2.0.4.0"),
+            Some("$JS.ACK.hub.acc.KV_b.c.2.50.9.2000000.0.tok"),
+            Some("_INBOX.x.y"),
+        ];
+        for h in &headers_cases {
+            for reply in replies {
+                for (subject, payload) in
+                    [("$KV.b.k", &b"v"[..]), ("$KV.b.k", b""), ("$KV.c.k", b"v")]
+                {
+                    let fields = reply.and_then(parse_delivery);
+                    let ack = delivery_ack(reply, fields.as_ref());
+                    assert_eq!(
+                        decode_kv_delivery("b", subject, ack, h, payload),
+                        decode_kv_message("b", subject, reply, h, payload),
+                        "{h:?} {reply:?} {subject}"
+                    );
+                }
+            }
+        }
+        let ack = AckFields {
+            stream_sequence: 9,
+            timestamp_ns: Some(3_000_000),
+        };
+        let none = MessageHeaders::default();
+        let got = decode_kv_delivery("b", "$KV.b.k", Some(ack), &none, b"v").unwrap();
+        assert_eq!(got.version().as_u64(), Some(9));
+        assert_eq!(got.version().written_ms(), Some(3));
+        let got = decode_kv_delivery("b", "$KV.b.k", None, &none, b"v").unwrap();
+        assert!(got.version().is_unknown());
     }
 
     #[test]

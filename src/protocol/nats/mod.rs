@@ -13,7 +13,9 @@ mod retry;
 
 use std::time::Duration;
 
-pub use ack::{AckFields, DeliveryFields, delivery_tokens, parse_ack_subject, parse_delivery};
+pub use ack::{
+    AckFields, DeliveryFields, delivery_ack, delivery_tokens, parse_ack_subject, parse_delivery,
+};
 pub use create::{CreateEvent, CreateOverMarkers, CreateStep, CreateVerdict};
 pub use errors::{
     CreateOutcome, ErrorClass, ErrorFacts, PermissionOp, PermissionViolation, TRANSIENT_ERR_CODES,
@@ -23,7 +25,7 @@ pub use listing::{
     ListingNext, ListingSync, ListingVerdict, MAX_LISTING_ATTEMPTS, STALE_LISTING_BACKOFF_MS,
     after_listing, listing_point, sentinel_filter,
 };
-pub use message::{MessageHeaders, WireKind, decode_kv_message, wire_kind};
+pub use message::{MessageHeaders, WireKind, decode_kv_delivery, decode_kv_message, wire_kind};
 pub use push::{ClientLink, Liveness, PushTracker, PushVerdict};
 pub use retry::{
     ATTEMPT_TIMEOUT_MS, AttemptOutcome, MAX_IDEMPOTENT_ATTEMPTS, RequestKind, RetryPolicy,
