@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::SnapshotError;
-use super::compact::compact_renamed;
+use super::compact::{NameSync, compact_renamed};
 use super::file::{Access, CrashPoint, LogFile, map_log_error};
 use crate::kv::{KvEntry, Retention, VersionToken, WatchCursor};
 use crate::protocol::log::{self, LogFormat, Tail, V3_HEADER_LEN, encode_header};
@@ -65,7 +65,9 @@ impl Snapshot {
 /// - Otherwise `Ok(Some(snapshot))` (a log with a cursor but no entries gives an
 ///   empty map). A file that is not already compact (v2, a torn tail,
 ///   overwritten or deleted keys, several cursors) is rewritten as a compact v3
-///   file first: temp file, fsync, rename, directory fsync.
+///   file first: temp file, fsync, rename (the directory fsync is left to the
+///   next writer's open: the old and the new file read as the same state,
+///   docs/decisions.md 99).
 ///
 /// Errors: `Corrupted` and `InvalidFormat` as the kernel classifies the bytes
 /// (the file is left untouched), `Io` from the OS.
@@ -130,8 +132,12 @@ pub(crate) fn load_locked(
 }
 
 /// Compacts the log at `path` to v3 and switches `file` to the new file, which
-/// holds the lock from before its rename. A failed directory fsync after the
-/// rename is returned (the caller does not use the log).
+/// holds the lock from before its rename.
+///
+/// The new file is fsynced before the rename, but the directory is not fsynced
+/// after it (docs/decisions.md 99): the new file holds exactly the state the old
+/// one reads as, so a power loss that undoes the rename loses nothing, and the
+/// next writer's open fsyncs the directory before its first append.
 fn rewrite<'e, I>(
     path: &Path,
     file: &mut LogFile,
@@ -142,7 +148,14 @@ where
     I: IntoIterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
     I::IntoIter: Clone,
 {
-    let renamed = compact_renamed(path, entries, cursor, LogFormat::V3, CrashPoint::Never)?;
+    let renamed = compact_renamed(
+        path,
+        entries,
+        cursor,
+        LogFormat::V3,
+        CrashPoint::Never,
+        NameSync::Later,
+    )?;
     *file = renamed.file;
     renamed.dir_synced
 }
