@@ -741,3 +741,42 @@ fn with_sync_on_a_failed_first_checkpoint_fsync_acknowledges_nothing() {
         }
     }
 }
+
+/// The store's open reads its log once: the writer it opens on the handle `load`
+/// just read (and, when not compact, rewrote) does not read and scan it again.
+/// Either way the reopened store appends where the log ends.
+#[test]
+fn a_store_open_reads_its_log_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fold.snap");
+    let config = AppendLogConfig::default();
+    let (_, mut store) = AppendLogSnapshot::open_with(&path, config).expect("open");
+    for i in 1..=3u64 {
+        store
+            .apply(&[put(&format!("k{i}"), b"v", i)], &WatchCursor::from_u64(i))
+            .expect("apply");
+    }
+    drop(store);
+    // Not compact (three cursors): the open rewrites it; then it is compact and
+    // the next open takes it as it is.
+    for round in ["rewritten", "compact"] {
+        fs_faults::start(None);
+        let (cursor, mut store) = AppendLogSnapshot::open_with(&path, config).expect("reopen");
+        let counts = fs_faults::finish();
+        assert_eq!(counts.get(OpKind::Read), 1, "{round}: reads of the log");
+        assert_eq!(
+            counts.get(OpKind::Rename),
+            u64::from(round == "rewritten"),
+            "{round}: rewrites"
+        );
+        assert_eq!(cursor.rank(), 3, "{round}");
+        if round == "compact" {
+            store
+                .apply(&[put("k4", b"v", 4)], &WatchCursor::from_u64(4))
+                .expect("apply after reopen");
+        }
+    }
+    let snapshot = load(&path).expect("load").expect("entries");
+    assert_eq!(snapshot.cursor.rank(), 4);
+    assert_eq!(snapshot.entries.len(), 4);
+}

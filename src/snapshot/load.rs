@@ -80,17 +80,31 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
     let Some(mut file) = LogFile::acquire(path, Access::Existing)? else {
         return Ok(None);
     };
-    load_locked(path, &mut file, true)
+    let (loaded, _) = load_locked(path, &mut file, true)?;
+    Ok(loaded.map(|(cursor, entries)| Snapshot { cursor, entries }))
 }
 
-/// [`load`] through `file`, the log's locked handle. A rewrite replaces `file`
-/// with the rewritten log's (locked) handle. `rewrite_empty = false` leaves an
-/// empty log as it is (a writer opened next rewrites it anyway).
-pub(crate) fn load_locked(
+/// What [`load_locked`] returns: the cursor and the entries (`None` for an
+/// empty log), and the file's length when it is now a clean, compact v3 log.
+pub(crate) type Loaded<C> = (Option<(WatchCursor, C)>, Option<u64>);
+
+/// [`load`] through `file`, the log's locked handle, collecting the entries
+/// into `C` (a `HashMap` for [`Snapshot`], a `BTreeMap` for the store). A
+/// rewrite replaces `file` with the rewritten log's (locked) handle.
+/// `rewrite_empty = false` leaves an empty log as it is (a writer opened next
+/// rewrites it anyway).
+///
+/// The second value is the file's length when it is now a clean, compact v3
+/// log (it was one, or it was rewritten as one), so that a writer opened on the
+/// same locked handle need not read and scan it again; `None` otherwise.
+pub(crate) fn load_locked<C>(
     path: &Path,
     file: &mut LogFile,
     rewrite_empty: bool,
-) -> Result<Option<Snapshot>, SnapshotError> {
+) -> Result<Loaded<C>, SnapshotError>
+where
+    C: FromIterator<(String, KvEntry)>,
+{
     let bytes = file.read_all()?;
     let replay = log::replay(&bytes).map_err(|e| map_log_error(path, e))?;
     if let Tail::Torn { offset, kind } = replay.tail {
@@ -107,12 +121,14 @@ pub(crate) fn load_locked(
         if rewrite_empty && bytes != empty {
             rewrite(path, file, [], &WatchCursor::none())?;
         }
-        return Ok(None);
+        return Ok((None, None));
     }
-    if !replay.already_compact {
+    let clean_len = if replay.already_compact {
+        replay.valid_len
+    } else {
         let entries = replay.entries.iter().map(|(k, (v, ver))| (*k, *v, ver));
-        rewrite(path, file, entries, &replay.cursor)?;
-    }
+        rewrite(path, file, entries, &replay.cursor)?
+    };
     let entries = replay
         .entries
         .iter()
@@ -125,10 +141,7 @@ pub(crate) fn load_locked(
             ((*key).to_owned(), entry)
         })
         .collect();
-    Ok(Some(Snapshot {
-        cursor: replay.cursor,
-        entries,
-    }))
+    Ok((Some((replay.cursor, entries)), Some(clean_len)))
 }
 
 /// Compacts the log at `path` to v3 and switches `file` to the new file, which
@@ -137,13 +150,14 @@ pub(crate) fn load_locked(
 /// The new file is fsynced before the rename, but the directory is not fsynced
 /// after it (docs/decisions.md 99): the new file holds exactly the state the old
 /// one reads as, so a power loss that undoes the rename loses nothing, and the
-/// next writer's open fsyncs the directory before its first append.
+/// next writer's open fsyncs the directory before its first append. Returns the
+/// new file's length.
 fn rewrite<'e, I>(
     path: &Path,
     file: &mut LogFile,
     entries: I,
     cursor: &WatchCursor,
-) -> Result<(), SnapshotError>
+) -> Result<u64, SnapshotError>
 where
     I: IntoIterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
     I::IntoIter: Clone,
@@ -157,5 +171,6 @@ where
         NameSync::Later,
     )?;
     *file = renamed.file;
-    renamed.dir_synced
+    renamed.dir_synced?;
+    Ok(renamed.len)
 }

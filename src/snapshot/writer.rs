@@ -108,18 +108,26 @@ impl SnapshotWriter {
         parent_dir(path)?;
         let file = LogFile::acquire(path, Access::Create)?
             .ok_or_else(|| SnapshotError::Io(io::Error::from(io::ErrorKind::NotFound)))?;
-        Self::from_locked(path, file, compact_threshold, sync)
+        Self::from_locked(path, file, None, compact_threshold, sync)
     }
 
     /// [`open_with`](Self::open_with) on a log file already opened and locked by
-    /// [`LogFile::acquire`].
+    /// [`LogFile::acquire`]. `clean_len`: the caller (the store's open, through
+    /// `load`) has just read this handle and found a clean, compact v3 log of
+    /// this length; the writer then skips reading and scanning it again and only
+    /// fsyncs the directory, as for any clean v3 log.
     pub(crate) fn from_locked(
         path: &Path,
         mut file: LogFile,
+        clean_len: Option<u64>,
         compact_threshold: u64,
         sync: bool,
     ) -> Result<Self, SnapshotError> {
         let dir = parent_dir(path)?;
+        if let Some(len) = clean_len {
+            sync_dir(&dir)?;
+            return Ok(Self::on(path, file, len, false, compact_threshold, sync));
+        }
         let bytes = file.read_all()?;
         let scan = log::scan(&bytes).map_err(|e| map_log_error(path, e))?;
         let mut creation_unsynced = false;
@@ -175,7 +183,26 @@ impl SnapshotWriter {
         } else {
             file.len()?
         };
-        Ok(Self {
+        Ok(Self::on(
+            path,
+            file,
+            len,
+            creation_unsynced,
+            compact_threshold,
+            sync,
+        ))
+    }
+
+    /// A writer appending to `file`, a valid v3 log of `len` bytes.
+    fn on(
+        path: &Path,
+        file: LogFile,
+        len: u64,
+        creation_unsynced: bool,
+        compact_threshold: u64,
+        sync: bool,
+    ) -> Self {
+        Self {
             path: path.to_path_buf(),
             out: Some(BufWriter::with_capacity(APPEND_BUFFER_BYTES, file)),
             held: None,
@@ -188,7 +215,7 @@ impl SnapshotWriter {
             creation_unsynced,
             scratch: Vec::new(),
             _not_sync: PhantomData,
-        })
+        }
     }
 
     /// Appends one update to the buffer (Put → Put record; Delete and Purge →
