@@ -128,7 +128,12 @@ impl SnapshotWriter {
             sync_dir(&dir)?;
             return Ok(Self::on(path, file, len, false, compact_threshold, sync));
         }
-        let bytes = file.read_all()?;
+        // A new (empty) file needs no read: one `fstat` instead.
+        let bytes = if file.len()? == 0 {
+            Vec::new()
+        } else {
+            file.read_all()?
+        };
         let scan = log::scan(&bytes).map_err(|e| map_log_error(path, e))?;
         let mut creation_unsynced = false;
         let file = match scan.format {
