@@ -390,10 +390,16 @@ pub mod faults {
         }
     }
 
+    /// The longest call sequence a recording keeps ([`trace`]); later calls are
+    /// counted but not appended.
+    pub const TRACE_LIMIT: usize = 1 << 16;
+
     #[derive(Debug, Default)]
     struct State {
         plan: Option<FaultPlan>,
         seen: OpCounts,
+        /// The calls in the order they were made (at most [`TRACE_LIMIT`]).
+        trace: Vec<OpKind>,
         /// A short write happened: the next write fails with `ENOSPC`.
         short_pending: bool,
     }
@@ -423,6 +429,19 @@ pub mod faults {
         STATE.with(|s| s.borrow().as_ref().map(|s| s.seen).unwrap_or_default())
     }
 
+    /// The kinds of the calls recorded so far, in the order they were made (the
+    /// first [`TRACE_LIMIT`]; empty when not recording). Crash tests read
+    /// durability orderings off it, e.g. "a `SyncFile` and a `SyncDir` after the
+    /// last `Write` before the checkpoint returned".
+    pub fn trace() -> Vec<OpKind> {
+        STATE.with(|s| {
+            s.borrow()
+                .as_ref()
+                .map(|s| s.trace.clone())
+                .unwrap_or_default()
+        })
+    }
+
     fn injected(fault: Fault) -> io::Error {
         #[cfg(unix)]
         {
@@ -446,6 +465,9 @@ pub mod faults {
     /// Counts one call of `kind`; `Some(fault)` when the plan fails it.
     fn count(state: &mut State, kind: OpKind) -> Option<Fault> {
         state.seen.counts[kind.index()] += 1;
+        if state.trace.len() < TRACE_LIMIT {
+            state.trace.push(kind);
+        }
         let n = state.seen.counts[kind.index()];
         let plan = state.plan?;
         if plan.then_fail == Some(kind) && state.seen.fired > 0 && state.seen.then_fired == 0 {

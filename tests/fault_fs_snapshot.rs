@@ -468,3 +468,315 @@ fn batches_acknowledged_after_a_failed_directory_fsync_survive_reopen() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// A new log's creation (issue 11 item 4, docs/decisions.md 98): no fsync at
+// creation; with `sync` the first checkpoint makes the header and the name
+// durable before it returns.
+
+use kvfold::snapshot::{SnapshotWriter, load};
+
+/// The v3 header of an empty log, as the writer creates it.
+fn v3_header() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fold.snap");
+    drop(SnapshotWriter::open_with(&path, u64::MAX, false).expect("create"));
+    let header = std::fs::read(&path).expect("read");
+    assert_eq!(header.len(), 12, "a new log is its 12-byte header");
+    header
+}
+
+/// Reopens `path` every way a fold does, expecting an empty log with no error,
+/// and checks that it then takes a batch that survives another reopen.
+fn assert_reopens_empty(path: &Path, label: &str) {
+    assert!(
+        load(path)
+            .unwrap_or_else(|e| panic!("{label}: load: {e}"))
+            .is_none(),
+        "{label}: load sees entries"
+    );
+    let config = AppendLogConfig::default();
+    let (cursor, mut store) =
+        AppendLogSnapshot::open_with(path, config).unwrap_or_else(|e| panic!("{label}: open: {e}"));
+    assert!(cursor.is_none(), "{label}: cursor {cursor:?}");
+    assert!(!store.has_entries().expect("has_entries"), "{label}");
+    store
+        .apply(&[put("k", b"v", 1)], &WatchCursor::from_u64(1))
+        .unwrap_or_else(|e| panic!("{label}: apply: {e}"));
+    drop(store);
+    let (cursor, store) = AppendLogSnapshot::open_with(path, config).expect("reopen");
+    assert_eq!(cursor.rank(), 1, "{label}");
+    assert!(store.get("k").expect("get").is_some(), "{label}");
+}
+
+/// Index of the last call of `kind` in `trace`.
+fn last_of(trace: &[OpKind], kind: OpKind) -> Option<usize> {
+    trace.iter().rposition(|k| *k == kind)
+}
+
+#[test]
+fn with_sync_off_a_new_log_is_never_fsynced_by_open_append_or_checkpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fold.snap");
+    fs_faults::start(None);
+    let mut writer = SnapshotWriter::open_with(&path, u64::MAX, false).expect("open");
+    for i in 1..=100u64 {
+        writer
+            .write_update(&put(&format!("k{i}"), &[b'v'; 512], i))
+            .expect("append");
+    }
+    let _ = writer
+        .checkpoint(&WatchCursor::from_u64(100))
+        .expect("checkpoint");
+    let counts = fs_faults::finish();
+    assert_eq!(counts.get(OpKind::SyncFile), 0, "file fsyncs with sync off");
+    assert_eq!(
+        counts.get(OpKind::SyncDir),
+        0,
+        "directory fsyncs with sync off"
+    );
+    drop(writer);
+    let (cursor, store) =
+        AppendLogSnapshot::open_with(&path, AppendLogConfig::default()).expect("reopen");
+    assert_eq!(cursor.rank(), 100);
+    assert!(store.get("k100").expect("get").is_some());
+}
+
+/// A crash right after a sync-off creation: nothing was fsynced, so the disk may
+/// hold no file, an empty one, or any prefix of the header, zero-filled or not.
+/// Each reopens as an empty log, with no error (H2 of docs/formats.md §10; the
+/// kernel cases are `every_header_prefix_optionally_zero_filled_is_a_torn_creation`
+/// and `empty_input_is_a_torn_creation` in src/protocol/log/tests.rs).
+#[test]
+fn with_sync_off_a_crash_right_after_creation_reopens_as_an_empty_log() {
+    let header = v3_header();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.snap");
+    assert_reopens_empty(&missing, "missing file");
+    for cut in 0..=header.len() {
+        for zero_filled in [false, true] {
+            let mut bytes = header[..cut].to_vec();
+            if zero_filled {
+                bytes.resize(header.len(), 0);
+            }
+            let path = dir.path().join(format!("cut{cut}-{zero_filled}.snap"));
+            std::fs::write(&path, &bytes).expect("write the crash image");
+            assert_reopens_empty(
+                &path,
+                &format!("header cut at {cut}, zero-filled {zero_filled}"),
+            );
+        }
+    }
+}
+
+/// A crash after a sync-off first checkpoint (still nothing fsynced): any prefix
+/// of the written bytes, and any prefix followed by zeros up to the file's
+/// length, reopens without error at a consistent state (empty or the
+/// checkpoint's), never an error, with one exception: when not even the header
+/// reached the disk but the file's length did (a filesystem that zero-fills
+/// unwritten blocks), the file is a header prefix followed by zeros past the
+/// header's 12 bytes, which the format refuses (`InvalidFormat`, or `Corrupted`
+/// once the magic is complete: loudly, never read as empty). docs/decisions.md 98 weighs this case.
+#[test]
+fn with_sync_off_a_crash_after_the_first_checkpoint_reopens_consistent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("fold.snap");
+    let mut writer = SnapshotWriter::open_with(&source, u64::MAX, false).expect("open");
+    for i in 1..=3u64 {
+        writer
+            .write_update(&put(&format!("k{i}"), b"value", i))
+            .expect("append");
+    }
+    let _ = writer
+        .checkpoint(&WatchCursor::from_u64(3))
+        .expect("checkpoint");
+    drop(writer);
+    let written = std::fs::read(&source).expect("read");
+    let image = dir.path().join("image.snap");
+    for cut in 0..=written.len() {
+        for zero_filled in [false, true] {
+            let mut bytes = written[..cut].to_vec();
+            if zero_filled {
+                bytes.resize(written.len(), 0);
+            }
+            let label = format!("cut at {cut}, zero-filled {zero_filled}");
+            std::fs::write(&image, &bytes).expect("write the crash image");
+            if cut < 12 && zero_filled {
+                let refused = load(&image);
+                assert!(
+                    matches!(
+                        refused,
+                        Err(SnapshotError::InvalidFormat(_) | SnapshotError::Corrupted)
+                    ),
+                    "{label}: a header prefix and zeros past the header: {refused:?}"
+                );
+                continue;
+            }
+            let loaded = load(&image).unwrap_or_else(|e| panic!("{label}: {e}"));
+            match loaded {
+                None => assert!(
+                    cut < written.len(),
+                    "{label}: the whole file reads as empty"
+                ),
+                // Records after the last cursor fold too: a cut inside the
+                // checkpoint's Cursor record keeps the records before it, at
+                // no cursor.
+                Some(snapshot) if cut < written.len() => {
+                    assert!(snapshot.cursor.is_none(), "{label}: {:?}", snapshot.cursor);
+                    assert!(snapshot.entries.len() <= 3, "{label}");
+                }
+                Some(snapshot) => {
+                    assert_eq!(snapshot.cursor.rank(), 3, "{label}");
+                    assert_eq!(snapshot.entries.len(), 3, "{label}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn with_sync_on_the_first_checkpoint_fsyncs_the_new_log_and_its_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fold.snap");
+    fs_faults::start(None);
+    let mut writer = SnapshotWriter::open_with(&path, u64::MAX, true).expect("open");
+    let opened = fs_faults::trace();
+    assert!(
+        !opened.contains(&OpKind::SyncFile) && !opened.contains(&OpKind::SyncDir),
+        "creation fsyncs nothing: {opened:?}"
+    );
+    for i in 1..=3u64 {
+        writer
+            .write_update(&put(&format!("k{i}"), b"value", i))
+            .expect("append");
+    }
+    let _ = writer
+        .checkpoint(&WatchCursor::from_u64(3))
+        .expect("checkpoint");
+    let first = fs_faults::trace();
+    // The power-loss argument: the header and the records were all written
+    // before the file's fsync, and the directory fsync came after the file's
+    // creation, so once the checkpoint returned both are durable: a power loss
+    // now leaves exactly this file under this name.
+    let last_write = last_of(&first, OpKind::Write).expect("the checkpoint wrote");
+    let file_sync =
+        last_of(&first, OpKind::SyncFile).expect("the first checkpoint fsyncs the file");
+    let dir_sync =
+        last_of(&first, OpKind::SyncDir).expect("the first checkpoint fsyncs the directory");
+    assert!(
+        opened.len() <= last_write && last_write < file_sync && last_write < dir_sync,
+        "the fsyncs follow the checkpoint's writes: {:?}",
+        &first[opened.len()..]
+    );
+    assert_eq!(first.iter().filter(|k| **k == OpKind::SyncDir).count(), 1);
+    // Later checkpoints: one fdatasync each, no directory fsync.
+    writer
+        .write_update(&put("k4", b"value", 4))
+        .expect("append");
+    let _ = writer
+        .checkpoint(&WatchCursor::from_u64(4))
+        .expect("checkpoint");
+    let counts = fs_faults::finish();
+    assert_eq!(counts.get(OpKind::SyncFile), 2);
+    assert_eq!(counts.get(OpKind::SyncDir), 1);
+    drop(writer);
+    let (cursor, store) = AppendLogSnapshot::open_with(
+        &path,
+        AppendLogConfig {
+            sync: true,
+            ..AppendLogConfig::default()
+        },
+    )
+    .expect("reopen");
+    assert_eq!(cursor.rank(), 4);
+    assert_eq!(state_of(&store).len(), 4);
+}
+
+/// With `sync`, a failure of either fsync of the first checkpoint is an error
+/// and poisons the writer: no cursor is acknowledged while the new log or its
+/// name may not be durable. A crash then reopens without error, at no cursor or
+/// at that checkpoint's (the bytes reached the file), never an error; the
+/// reopened store makes its next checkpoint durable.
+#[test]
+fn with_sync_on_a_failed_first_checkpoint_fsync_acknowledges_nothing() {
+    let config = AppendLogConfig {
+        sync: true,
+        ..AppendLogConfig::default()
+    };
+    for kind in [OpKind::SyncFile, OpKind::SyncDir] {
+        for fault in [Fault::Eio, Fault::Enospc] {
+            let label = format!("{kind:?}/{fault:?}");
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("fold.snap");
+            let (_, mut store) = AppendLogSnapshot::open_with(&path, config).expect("open");
+            fs_faults::start(Some(FaultPlan {
+                kind,
+                nth: 1,
+                fault,
+                persistent: false,
+                then_fail: None,
+            }));
+            let first = store.apply(&[put("k1", b"v", 1)], &WatchCursor::from_u64(1));
+            let retry = store.apply(&[put("k1", b"v", 1)], &WatchCursor::from_u64(1));
+            let counts = fs_faults::finish();
+            assert_eq!(counts.fired, 1, "{label}: the fault fired");
+            assert!(first.is_err(), "{label}: the checkpoint was acknowledged");
+            assert!(
+                retry.as_ref().is_err_and(is_poisoned),
+                "{label}: the writer is not poisoned: {retry:?}"
+            );
+            drop(store);
+            let (cursor, mut store) = AppendLogSnapshot::open_with(&path, config)
+                .unwrap_or_else(|e| panic!("{label}: reopen: {e}"));
+            assert!(cursor.rank() <= 1, "{label}: cursor {}", cursor.rank());
+            fs_faults::start(None);
+            store
+                .apply(&[put("k2", b"v", 2)], &WatchCursor::from_u64(2))
+                .expect("apply after reopen");
+            let counts = fs_faults::finish();
+            assert!(
+                counts.get(OpKind::SyncFile) >= 1,
+                "{label}: no fsync after reopen"
+            );
+        }
+    }
+}
+
+/// The store's open reads its log once: the writer it opens on the handle `load`
+/// just read (and, when not compact, rewrote) does not read and scan it again.
+/// Either way the reopened store appends where the log ends.
+#[test]
+fn a_store_open_reads_its_log_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fold.snap");
+    let config = AppendLogConfig::default();
+    let (_, mut store) = AppendLogSnapshot::open_with(&path, config).expect("open");
+    for i in 1..=3u64 {
+        store
+            .apply(&[put(&format!("k{i}"), b"v", i)], &WatchCursor::from_u64(i))
+            .expect("apply");
+    }
+    drop(store);
+    // Not compact (three cursors): the open rewrites it; then it is compact and
+    // the next open takes it as it is.
+    for round in ["rewritten", "compact"] {
+        fs_faults::start(None);
+        let (cursor, mut store) = AppendLogSnapshot::open_with(&path, config).expect("reopen");
+        let counts = fs_faults::finish();
+        assert_eq!(counts.get(OpKind::Read), 1, "{round}: reads of the log");
+        assert_eq!(
+            counts.get(OpKind::Rename),
+            u64::from(round == "rewritten"),
+            "{round}: rewrites"
+        );
+        assert_eq!(cursor.rank(), 3, "{round}");
+        if round == "compact" {
+            store
+                .apply(&[put("k4", b"v", 4)], &WatchCursor::from_u64(4))
+                .expect("apply after reopen");
+        }
+    }
+    let snapshot = load(&path).expect("load").expect("entries");
+    assert_eq!(snapshot.cursor.rank(), 4);
+    assert_eq!(snapshot.entries.len(), 4);
+}

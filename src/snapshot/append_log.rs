@@ -15,7 +15,7 @@ use super::writer::{DEFAULT_COMPACT_THRESHOLD, SnapshotWriter};
 use crate::artifact::{ExportManifest, ExportStage, PayloadShape, verify_and_stage_import};
 use crate::kv::{KvEntry, KvUpdate, WatchCursor};
 use crate::protocol::identity::BucketIdentity;
-use crate::protocol::log::{LogFormat, Tail, replay};
+use crate::protocol::log::{LogFormat, Record, Tail, records};
 
 /// The payload file of an append-log artifact, under `data/`.
 const PAYLOAD_FILE: &str = "fold.snap";
@@ -99,12 +99,15 @@ impl AppendLogSnapshot {
         parent_dir(path)?;
         let mut file = LogFile::acquire(path, Access::Create)?
             .ok_or_else(|| SnapshotError::Io(std::io::ErrorKind::NotFound.into()))?;
-        let (cursor, map) = match load_locked(path, &mut file, false)? {
-            Some(snapshot) => (snapshot.cursor, snapshot.entries.into_iter().collect()),
-            None => (WatchCursor::none(), BTreeMap::new()),
-        };
-        let writer =
-            SnapshotWriter::from_locked(path, file, config.compact_threshold, config.sync)?;
+        let (loaded, clean_len) = load_locked::<BTreeMap<String, KvEntry>>(path, &mut file, false)?;
+        let (cursor, map) = loaded.unwrap_or_else(|| (WatchCursor::none(), BTreeMap::new()));
+        let writer = SnapshotWriter::from_locked(
+            path,
+            file,
+            clean_len,
+            config.compact_threshold,
+            config.sync,
+        )?;
         Ok((
             cursor.clone(),
             Self {
@@ -149,25 +152,32 @@ impl AppendLogSnapshot {
         let open_staged = |staged: &Path, manifest: &ExportManifest| {
             let bytes = crate::fsio::read_path(staged)?;
             let invalid = |why: String| SnapshotError::ArtifactInvalid(why);
-            let replayed =
-                replay(&bytes).map_err(|e| invalid(format!("payload does not decode: {e}")))?;
-            if replayed.tail != Tail::Clean {
-                return Err(invalid(format!(
-                    "payload ends in a torn tail ({:?})",
-                    replayed.tail
-                )));
+            // Only the cursor, the format and the tail matter here: walk the
+            // records without folding them (the store's open folds them next).
+            let decode = |e| invalid(format!("payload does not decode: {e}"));
+            let mut iter = records(&bytes).map_err(decode)?;
+            let mut cursor = WatchCursor::none();
+            for record in &mut iter {
+                if let Record::Cursor(next) = record.map_err(decode)? {
+                    cursor = next;
+                }
             }
+            let (_, tail) = iter.end();
+            if tail != Tail::Clean {
+                return Err(invalid(format!("payload ends in a torn tail ({tail:?})")));
+            }
+            let format = iter.format();
             let declared = match manifest.backend_version.as_str() {
                 "2" => Some(LogFormat::V2),
                 _ => Some(LogFormat::V3),
             };
-            if replayed.format.is_some() && replayed.format != declared {
+            if format.is_some() && format != declared {
                 return Err(invalid(format!(
-                    "payload format {:?} does not match backend_version {:?}",
-                    replayed.format, manifest.backend_version
+                    "payload format {format:?} does not match backend_version {:?}",
+                    manifest.backend_version
                 )));
             }
-            Ok(replayed.cursor)
+            Ok(cursor)
         };
         // A record beside a destination that does not exist yet is stale.
         super::identity::clear_stale(dest_path)?;
@@ -310,19 +320,50 @@ impl SnapshotStore for AppendLogSnapshot {
                 "exported payload disagrees with the live fold: {why}"
             ))
         };
-        let replayed = replay(&bytes).map_err(|e| disagree(e.to_string()))?;
-        if replayed.format != Some(format) || replayed.tail != Tail::Clean {
+        // Record by record against the map, in its (ascending) order, without
+        // folding the payload into a second map.
+        let mut iter = records(&bytes).map_err(|e| disagree(e.to_string()))?;
+        let mut live = self.map.values();
+        let mut written = 0usize;
+        let mut cursor = WatchCursor::none();
+        let mut cursor_records = 0usize;
+        for record in &mut iter {
+            match record.map_err(|e| disagree(e.to_string()))? {
+                Record::Put {
+                    key,
+                    value,
+                    version,
+                } if cursor_records == 0 => {
+                    written += 1;
+                    let same = live
+                        .next()
+                        .is_some_and(|e| e.key == key && e.value == value && e.version == version);
+                    if !same {
+                        return Err(disagree(format!("entry {written} (key {key:?}) differs")));
+                    }
+                }
+                Record::Cursor(next) if cursor_records == 0 => {
+                    cursor = next;
+                    cursor_records += 1;
+                }
+                other => {
+                    return Err(disagree(format!("unexpected record {other:?}")));
+                }
+            }
+        }
+        let (_, tail) = iter.end();
+        if iter.format() != Some(format) || tail != Tail::Clean {
             return Err(disagree(format!(
-                "format {:?}, tail {:?}",
-                replayed.format, replayed.tail
+                "format {:?}, tail {tail:?}",
+                iter.format()
             )));
         }
-        if replayed.cursor != self.cursor || replayed.entries.len() != self.map.len() {
+        if cursor != self.cursor || written != self.map.len() {
             return Err(disagree(format!(
                 "cursor {:?} vs {:?}, {} vs {} entries",
-                replayed.cursor,
+                cursor,
                 self.cursor,
-                replayed.entries.len(),
+                written,
                 self.map.len()
             )));
         }

@@ -27,6 +27,18 @@ const TEMP_NAME_ATTEMPTS: u32 = 16;
 /// Distinguishes temp files created by this process.
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Whether [`compact_renamed`] fsyncs the directory after its rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameSync {
+    /// Fsync the directory: the rename is durable when `dir_synced` is `Ok`.
+    Now,
+    /// Leave the rename's durability to the caller's next directory fsync. Only
+    /// for a rewrite whose new file holds the same logical state as the file it
+    /// replaces (`load`): a power loss that undoes the rename brings back the old
+    /// file, which reads as that same state (docs/decisions.md 99).
+    Later,
+}
+
 /// A compacted file that has been renamed over its target: from here on the file
 /// on disk at the target is this one.
 #[derive(Debug)]
@@ -58,7 +70,14 @@ where
     I: IntoIterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
     I::IntoIter: Clone,
 {
-    let renamed = compact_renamed(path, entries, cursor, format, CrashPoint::Never)?;
+    let renamed = compact_renamed(
+        path,
+        entries,
+        cursor,
+        format,
+        CrashPoint::Never,
+        NameSync::Now,
+    )?;
     renamed.dir_synced?;
     Ok(renamed.len)
 }
@@ -69,13 +88,15 @@ where
 /// `path` is unchanged. `crash` stops as a crashed process would (fault
 /// injection; `CrashPoint::Never` in production): `BeforeRename` returns `Err`
 /// with the written temp file left behind, `AfterRename` returns the renamed
-/// file with a failed directory fsync.
+/// file with a failed directory fsync. `name`: whether the directory is fsynced
+/// after the rename ([`NameSync`]).
 pub(crate) fn compact_renamed<'e, I>(
     path: &Path,
     entries: I,
     cursor: &WatchCursor,
     format: LogFormat,
     crash: CrashPoint,
+    name: NameSync,
 ) -> Result<Renamed, SnapshotError>
 where
     I: IntoIterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
@@ -110,6 +131,8 @@ where
     // Renamed: `path` now names `temp`'s file, whatever happens next.
     let dir_synced = if crash == CrashPoint::AfterRename {
         Err(crashed("after rename"))
+    } else if name == NameSync::Later {
+        Ok(())
     } else {
         fsio::sync_dir(&dir).map_err(SnapshotError::from)
     };

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::SnapshotError;
-use super::compact::compact_renamed;
+use super::compact::{NameSync, compact_renamed};
 use super::file::{Access, CrashPoint, LogFile, map_log_error};
 use crate::kv::{KvEntry, Retention, VersionToken, WatchCursor};
 use crate::protocol::log::{self, LogFormat, Tail, V3_HEADER_LEN, encode_header};
@@ -65,7 +65,9 @@ impl Snapshot {
 /// - Otherwise `Ok(Some(snapshot))` (a log with a cursor but no entries gives an
 ///   empty map). A file that is not already compact (v2, a torn tail,
 ///   overwritten or deleted keys, several cursors) is rewritten as a compact v3
-///   file first: temp file, fsync, rename, directory fsync.
+///   file first: temp file, fsync, rename (the directory fsync is left to the
+///   next writer's open: the old and the new file read as the same state,
+///   docs/decisions.md 99).
 ///
 /// Errors: `Corrupted` and `InvalidFormat` as the kernel classifies the bytes
 /// (the file is left untouched), `Io` from the OS.
@@ -78,17 +80,31 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
     let Some(mut file) = LogFile::acquire(path, Access::Existing)? else {
         return Ok(None);
     };
-    load_locked(path, &mut file, true)
+    let (loaded, _) = load_locked(path, &mut file, true)?;
+    Ok(loaded.map(|(cursor, entries)| Snapshot { cursor, entries }))
 }
 
-/// [`load`] through `file`, the log's locked handle. A rewrite replaces `file`
-/// with the rewritten log's (locked) handle. `rewrite_empty = false` leaves an
-/// empty log as it is (a writer opened next rewrites it anyway).
-pub(crate) fn load_locked(
+/// What [`load_locked`] returns: the cursor and the entries (`None` for an
+/// empty log), and the file's length when it is now a clean, compact v3 log.
+pub(crate) type Loaded<C> = (Option<(WatchCursor, C)>, Option<u64>);
+
+/// [`load`] through `file`, the log's locked handle, collecting the entries
+/// into `C` (a `HashMap` for [`Snapshot`], a `BTreeMap` for the store). A
+/// rewrite replaces `file` with the rewritten log's (locked) handle.
+/// `rewrite_empty = false` leaves an empty log as it is (a writer opened next
+/// rewrites it anyway).
+///
+/// The second value is the file's length when it is now a clean, compact v3
+/// log (it was one, or it was rewritten as one), so that a writer opened on the
+/// same locked handle need not read and scan it again; `None` otherwise.
+pub(crate) fn load_locked<C>(
     path: &Path,
     file: &mut LogFile,
     rewrite_empty: bool,
-) -> Result<Option<Snapshot>, SnapshotError> {
+) -> Result<Loaded<C>, SnapshotError>
+where
+    C: FromIterator<(String, KvEntry)>,
+{
     let bytes = file.read_all()?;
     let replay = log::replay(&bytes).map_err(|e| map_log_error(path, e))?;
     if let Tail::Torn { offset, kind } = replay.tail {
@@ -105,12 +121,14 @@ pub(crate) fn load_locked(
         if rewrite_empty && bytes != empty {
             rewrite(path, file, [], &WatchCursor::none())?;
         }
-        return Ok(None);
+        return Ok((None, None));
     }
-    if !replay.already_compact {
+    let clean_len = if replay.already_compact {
+        replay.valid_len
+    } else {
         let entries = replay.entries.iter().map(|(k, (v, ver))| (*k, *v, ver));
-        rewrite(path, file, entries, &replay.cursor)?;
-    }
+        rewrite(path, file, entries, &replay.cursor)?
+    };
     let entries = replay
         .entries
         .iter()
@@ -123,26 +141,36 @@ pub(crate) fn load_locked(
             ((*key).to_owned(), entry)
         })
         .collect();
-    Ok(Some(Snapshot {
-        cursor: replay.cursor,
-        entries,
-    }))
+    Ok((Some((replay.cursor, entries)), Some(clean_len)))
 }
 
 /// Compacts the log at `path` to v3 and switches `file` to the new file, which
-/// holds the lock from before its rename. A failed directory fsync after the
-/// rename is returned (the caller does not use the log).
+/// holds the lock from before its rename.
+///
+/// The new file is fsynced before the rename, but the directory is not fsynced
+/// after it (docs/decisions.md 99): the new file holds exactly the state the old
+/// one reads as, so a power loss that undoes the rename loses nothing, and the
+/// next writer's open fsyncs the directory before its first append. Returns the
+/// new file's length.
 fn rewrite<'e, I>(
     path: &Path,
     file: &mut LogFile,
     entries: I,
     cursor: &WatchCursor,
-) -> Result<(), SnapshotError>
+) -> Result<u64, SnapshotError>
 where
     I: IntoIterator<Item = (&'e str, &'e [u8], &'e VersionToken)>,
     I::IntoIter: Clone,
 {
-    let renamed = compact_renamed(path, entries, cursor, LogFormat::V3, CrashPoint::Never)?;
+    let renamed = compact_renamed(
+        path,
+        entries,
+        cursor,
+        LogFormat::V3,
+        CrashPoint::Never,
+        NameSync::Later,
+    )?;
     *file = renamed.file;
-    renamed.dir_synced
+    renamed.dir_synced?;
+    Ok(renamed.len)
 }

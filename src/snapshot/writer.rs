@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use super::SnapshotError;
-use super::compact::compact_renamed;
+use super::compact::{NameSync, compact_renamed};
 #[cfg(feature = "failpoints")]
 use super::file::WriterFaults;
 use super::file::{Access, CrashPoint, LogFile, map_log_error, parent_dir, sync_dir};
@@ -59,6 +59,10 @@ pub struct SnapshotWriter {
     bytes_since_compact: u64,
     compact_threshold: u64,
     sync: bool,
+    /// The log was created (or its torn creation rewritten) by this writer and
+    /// neither the file nor its directory entry has been fsynced since: the first
+    /// checkpoint with `sync` fsyncs both (docs/decisions.md 98).
+    creation_unsynced: bool,
     scratch: Vec<u8>,
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -73,7 +77,10 @@ impl SnapshotWriter {
     /// Opens or creates the log at `path` for appending.
     ///
     /// - Missing, empty or a torn creation: written as an empty v3 log (header),
-    ///   fsynced together with its directory entry.
+    ///   without an fsync. A crash before anything is durable leaves a missing,
+    ///   empty or torn-creation file, which every open and `load` reads as an
+    ///   empty log; with `sync`, the first checkpoint fsyncs the file and its
+    ///   directory entry before it returns (docs/decisions.md 98).
     /// - v2: replayed and compacted to v3 before the first append (needs free
     ///   space about the size of the live state; on failure the v2 file is left
     ///   untouched).
@@ -88,9 +95,10 @@ impl SnapshotWriter {
     /// successful checkpoint returned survives power loss; `false` survives a
     /// process crash only. Compaction always fsyncs.
     ///
-    /// Every open fsyncs the parent directory, so that the log's name is durable
-    /// before the first append (also after a writer was poisoned by a failed
-    /// directory fsync). The writer holds the log's exclusive lock until it is
+    /// Every open of an existing log fsyncs the parent directory, so that the
+    /// log's name is durable before the first append (also after a writer was
+    /// poisoned by a failed directory fsync); a log this open creates has its name
+    /// made durable by the first checkpoint with `sync` instead. The writer holds the log's exclusive lock until it is
     /// dropped; a log another writer holds is refused (`Io`, kind `WouldBlock`).
     pub fn open_with(
         path: &Path,
@@ -100,28 +108,45 @@ impl SnapshotWriter {
         parent_dir(path)?;
         let file = LogFile::acquire(path, Access::Create)?
             .ok_or_else(|| SnapshotError::Io(io::Error::from(io::ErrorKind::NotFound)))?;
-        Self::from_locked(path, file, compact_threshold, sync)
+        Self::from_locked(path, file, None, compact_threshold, sync)
     }
 
     /// [`open_with`](Self::open_with) on a log file already opened and locked by
-    /// [`LogFile::acquire`].
+    /// [`LogFile::acquire`]. `clean_len`: the caller (the store's open, through
+    /// `load`) has just read this handle and found a clean, compact v3 log of
+    /// this length; the writer then skips reading and scanning it again and only
+    /// fsyncs the directory, as for any clean v3 log.
     pub(crate) fn from_locked(
         path: &Path,
         mut file: LogFile,
+        clean_len: Option<u64>,
         compact_threshold: u64,
         sync: bool,
     ) -> Result<Self, SnapshotError> {
         let dir = parent_dir(path)?;
-        let bytes = file.read_all()?;
+        if let Some(len) = clean_len {
+            sync_dir(&dir)?;
+            return Ok(Self::on(path, file, len, false, compact_threshold, sync));
+        }
+        // A new (empty) file needs no read: one `fstat` instead.
+        let bytes = if file.len()? == 0 {
+            Vec::new()
+        } else {
+            file.read_all()?
+        };
         let scan = log::scan(&bytes).map_err(|e| map_log_error(path, e))?;
+        let mut creation_unsynced = false;
         let file = match scan.format {
             None => {
+                // No fsync here (docs/decisions.md 98): until something is durable
+                // a crash leaves a missing, empty or torn-creation file, all read as
+                // an empty log; with `sync` the first checkpoint fsyncs the file and
+                // the directory before it acknowledges anything.
                 file.set_len(0)?;
                 let mut header = Vec::with_capacity(V3_HEADER_LEN);
                 encode_header(LogFormat::V3, &mut header);
                 file.write_all(&header)?;
-                file.sync_all()?;
-                sync_dir(&dir)?;
+                creation_unsynced = true;
                 file
             }
             Some(LogFormat::V2) => {
@@ -139,6 +164,7 @@ impl SnapshotWriter {
                     &replay.cursor,
                     LogFormat::V3,
                     CrashPoint::Never,
+                    NameSync::Now,
                 )?;
                 // The upgraded file is the log now: continue on its (locked) handle.
                 drop(file);
@@ -157,8 +183,31 @@ impl SnapshotWriter {
             }
         };
         drop(bytes);
-        let len = file.len()?;
-        Ok(Self {
+        let len = if creation_unsynced {
+            V3_HEADER_LEN as u64
+        } else {
+            file.len()?
+        };
+        Ok(Self::on(
+            path,
+            file,
+            len,
+            creation_unsynced,
+            compact_threshold,
+            sync,
+        ))
+    }
+
+    /// A writer appending to `file`, a valid v3 log of `len` bytes.
+    fn on(
+        path: &Path,
+        file: LogFile,
+        len: u64,
+        creation_unsynced: bool,
+        compact_threshold: u64,
+        sync: bool,
+    ) -> Self {
+        Self {
             path: path.to_path_buf(),
             out: Some(BufWriter::with_capacity(APPEND_BUFFER_BYTES, file)),
             held: None,
@@ -168,9 +217,10 @@ impl SnapshotWriter {
             bytes_since_compact: len.saturating_sub(V3_HEADER_LEN as u64),
             compact_threshold,
             sync,
+            creation_unsynced,
             scratch: Vec::new(),
             _not_sync: PhantomData,
-        })
+        }
     }
 
     /// Appends one update to the buffer (Put → Put record; Delete and Purge →
@@ -227,17 +277,40 @@ impl SnapshotWriter {
         self.append_scratch(len)?;
         self.flush_buffer()?;
         if self.sync {
-            let synced = match &self.out {
-                Some(out) => out.get_ref().sync_data(),
-                None => Ok(()),
-            };
-            if let Err(err) = synced {
-                self.poison(format!("fdatasync failed: {err}"));
-                return Err(err.into());
-            }
+            self.sync_checkpoint()?;
         }
         self.committed_len = self.written_len;
         Ok(self.bytes_since_compact > self.compact_threshold)
+    }
+
+    /// The fsync of a checkpoint with `sync`: `sync_data`, or for a log this
+    /// writer created and nothing has fsynced yet, `sync_all` of the file and an
+    /// fsync of its directory (the header and the name become durable with the
+    /// first cursor). A failure poisons the writer.
+    fn sync_checkpoint(&mut self) -> Result<(), SnapshotError> {
+        let Some(out) = &self.out else {
+            return Err(self.poisoned_error());
+        };
+        let file = out.get_ref();
+        if !self.creation_unsynced {
+            return file.sync_data().map_err(|err| {
+                self.poison(format!("fdatasync failed: {err}"));
+                err.into()
+            });
+        }
+        if let Err(err) = file.sync_all() {
+            self.poison(format!("fsync of the new log failed: {err}"));
+            return Err(err.into());
+        }
+        let synced = parent_dir(&self.path).and_then(|dir| sync_dir(&dir).map_err(Into::into));
+        if let Err(err) = synced {
+            self.poison(format!(
+                "the directory fsync that makes the new log's name durable failed: {err}"
+            ));
+            return Err(err);
+        }
+        self.creation_unsynced = false;
+        Ok(())
     }
 
     /// Hands buffered records to the OS: no Cursor record, no fsync. The records
@@ -271,7 +344,14 @@ impl SnapshotWriter {
         let replay = log::replay(&bytes).map_err(|e| map_log_error(&self.path, e))?;
         let entries = replay.entries.iter().map(|(k, (v, ver))| (*k, *v, ver));
         let crash = self.crash_point();
-        let renamed = compact_renamed(&self.path, entries, &replay.cursor, LogFormat::V3, crash);
+        let renamed = compact_renamed(
+            &self.path,
+            entries,
+            &replay.cursor,
+            LogFormat::V3,
+            crash,
+            NameSync::Now,
+        );
         drop(replay);
         drop(bytes);
         let renamed = match renamed {
@@ -302,6 +382,9 @@ impl SnapshotWriter {
         self.committed_len = renamed.len;
         self.written_len = renamed.len;
         self.bytes_since_compact = 0;
+        // The new file was fsynced before its rename; its name is durable once the
+        // directory fsync below succeeded (otherwise the writer is poisoned).
+        self.creation_unsynced = false;
         let dir_synced = renamed.dir_synced;
         #[cfg(feature = "failpoints")]
         let dir_synced = match &self.out {

@@ -173,9 +173,16 @@ pub struct Replay<'a> {
 /// present entry), Delete removes, each Cursor replaces the previous one, records
 /// after the last cursor fold too. A torn tail ends the replay (reported in
 /// `tail`); `Corrupted` and `InvalidFormat` abort it with no partial state.
+///
+/// While the Puts arrive in strictly ascending key order with no Delete between
+/// them (a compact log, or a fold's log of new keys) they are collected in
+/// order and the map is built from them at once; the first key out of order,
+/// or the first Delete, moves them into the map and the fold continues there.
+/// The result is the same either way.
 pub fn replay(bytes: &[u8]) -> Result<Replay<'_>, LogError> {
     let mut iter = records(bytes)?;
-    let mut entries = BTreeMap::new();
+    let mut ascending: Vec<(&str, (&[u8], VersionToken))> = Vec::new();
+    let mut folded: Option<BTreeMap<&str, (&[u8], VersionToken)>> = None;
     let mut cursor = WatchCursor::none();
     let mut cursor_records = 0u64;
     let mut overwrote = false;
@@ -186,9 +193,21 @@ pub fn replay(bytes: &[u8]) -> Result<Replay<'_>, LogError> {
                 key,
                 value,
                 version,
-            } => overwrote |= entries.insert(key, (value, version)).is_some(),
+            } => match &mut folded {
+                None if ascending.last().is_none_or(|(last, _)| *last < key) => {
+                    ascending.push((key, (value, version)));
+                }
+                None => {
+                    let mut map = BTreeMap::from_iter(ascending.drain(..));
+                    overwrote |= map.insert(key, (value, version)).is_some();
+                    folded = Some(map);
+                }
+                Some(map) => overwrote |= map.insert(key, (value, version)).is_some(),
+            },
             Record::Delete { key, .. } => {
-                entries.remove(key);
+                folded
+                    .get_or_insert_with(|| BTreeMap::from_iter(ascending.drain(..)))
+                    .remove(key);
                 deleted = true;
             }
             Record::Cursor(next) => {
@@ -197,6 +216,8 @@ pub fn replay(bytes: &[u8]) -> Result<Replay<'_>, LogError> {
             }
         }
     }
+    // Strictly ascending keys: distinct, so building the map loses nothing.
+    let entries = folded.unwrap_or_else(|| BTreeMap::from_iter(ascending));
     let (valid_len, tail) = iter.end();
     let format = iter.format();
     let already_compact = format == Some(LogFormat::V3)
