@@ -577,11 +577,8 @@ fn with_sync_off_a_crash_right_after_creation_reopens_as_an_empty_log() {
 /// unwritten blocks), the file is a header prefix followed by zeros past the
 /// header's 12 bytes, which the format refuses (`InvalidFormat`, or `Corrupted`
 /// once the magic is complete: loudly, never read as empty). docs/decisions.md 98 weighs this case.
-#[test]
-fn with_sync_off_a_crash_after_the_first_checkpoint_reopens_consistent() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let source = dir.path().join("fold.snap");
-    let mut writer = SnapshotWriter::open_with(&source, u64::MAX, false).expect("open");
+/// Appends k1..k3 (revisions 1..3) and checkpoints at cursor 3.
+fn three_puts_and_a_checkpoint(writer: &mut SnapshotWriter) {
     for i in 1..=3u64 {
         writer
             .write_update(&put(&format!("k{i}"), b"value", i))
@@ -590,6 +587,14 @@ fn with_sync_off_a_crash_after_the_first_checkpoint_reopens_consistent() {
     let _ = writer
         .checkpoint(&WatchCursor::from_u64(3))
         .expect("checkpoint");
+}
+
+#[test]
+fn with_sync_off_a_crash_after_the_first_checkpoint_reopens_consistent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("fold.snap");
+    let mut writer = SnapshotWriter::open_with(&source, u64::MAX, false).expect("open");
+    three_puts_and_a_checkpoint(&mut writer);
     drop(writer);
     let written = std::fs::read(&source).expect("read");
     let image = dir.path().join("image.snap");
@@ -645,14 +650,7 @@ fn with_sync_on_the_first_checkpoint_fsyncs_the_new_log_and_its_directory() {
         !opened.contains(&OpKind::SyncFile) && !opened.contains(&OpKind::SyncDir),
         "creation fsyncs nothing: {opened:?}"
     );
-    for i in 1..=3u64 {
-        writer
-            .write_update(&put(&format!("k{i}"), b"value", i))
-            .expect("append");
-    }
-    let _ = writer
-        .checkpoint(&WatchCursor::from_u64(3))
-        .expect("checkpoint");
+    three_puts_and_a_checkpoint(&mut writer);
     let first = fs_faults::trace();
     // The power-loss argument: the header and the records were all written
     // before the file's fsync, and the directory fsync came after the file's

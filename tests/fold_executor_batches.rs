@@ -12,8 +12,8 @@ mod common;
 use common::fold::{
     HOUR, Probe, accept_all, append_log, cfg, export, keys, manifest_scope_on_disk, start,
 };
-use common::scripted::Scripted;
-use common::store::TestStore;
+use common::scripted::{Feed, Scripted};
+use common::store::{Commit, Shared, TestStore};
 use common::updates::{delete_unknown, put, puts};
 use common::wait::wait_for;
 
@@ -397,18 +397,24 @@ async fn an_unknown_version_neither_moves_nor_clobbers_the_pending_cursor() {
 // Store applies in flight (docs/watch-applied.md, "Store applies in flight").
 // ---------------------------------------------------------------------------
 
-/// While the store writes one batch, the fold receives and parses the next; the next
-/// flush (its `apply` too) waits for that write; `on_applied` announces a cursor only
-/// once the store committed it.
-#[tokio::test]
-async fn the_fold_receives_while_the_store_writes_and_the_cursor_waits_for_the_commit() {
+/// A run with batches of 2 into a `TestStore` whose first write blocks until
+/// `release` sends.
+struct Held {
+    feed: Feed,
+    probe: Probe,
+    commits: Shared<Commit>,
+    release: std::sync::mpsc::Sender<()>,
+    run: tokio::task::JoinHandle<kvfold::WatchEnd<TestStore>>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+fn first_write_held() -> Held {
     let (watcher, feed) = Scripted::new();
     let probe = Probe::new();
     let store = TestStore::default();
-    let ctl = std::sync::Arc::clone(&store.ctl);
     let commits = store.commits();
     let (release, held) = std::sync::mpsc::channel::<()>();
-    ctl.lock().unwrap().hold_next = Some(held);
+    store.ctl.lock().unwrap().hold_next = Some(held);
     let (run, shutdown) = start(
         watcher,
         WatchScope::All,
@@ -419,31 +425,47 @@ async fn the_fold_receives_while_the_store_writes_and_the_cursor_waits_for_the_c
         &probe,
         accept_all,
     );
-    feed.all(puts(1..=2));
-    wait_for("the first batch applied", || probe.batches().len() == 1).await;
+    Held {
+        feed,
+        probe,
+        commits,
+        release,
+        run,
+        shutdown,
+    }
+}
+
+/// While the store writes one batch, the fold receives and parses the next; the next
+/// flush (its `apply` too) waits for that write; `on_applied` announces a cursor only
+/// once the store committed it.
+#[tokio::test]
+async fn the_fold_receives_while_the_store_writes_and_the_cursor_waits_for_the_commit() {
+    let h = first_write_held();
+    h.feed.all(puts(1..=2));
+    wait_for("the first batch applied", || h.probe.batches().len() == 1).await;
     // The store holds the first write; the next update is received and parsed anyway.
-    feed.send(put("k3", 3));
-    wait_for("k3 parsed while the store writes", || probe.parses() == 3).await;
-    assert!(probe.ranks().is_empty(), "no cursor before the commit");
-    assert!(commits.lock().unwrap().is_empty());
+    h.feed.send(put("k3", 3));
+    wait_for("k3 parsed while the store writes", || h.probe.parses() == 3).await;
+    assert!(h.probe.ranks().is_empty(), "no cursor before the commit");
+    assert!(h.commits.lock().unwrap().is_empty());
     // A full second batch waits for the write in flight: no apply, no second write.
-    feed.send(put("k4", 4));
-    wait_for("k4 parsed", || probe.parses() == 4).await;
+    h.feed.send(put("k4", 4));
+    wait_for("k4 parsed", || h.probe.parses() == 4).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(probe.batches(), vec![keys(&["k1", "k2"])]);
-    assert!(probe.ranks().is_empty());
-    release.send(()).unwrap();
-    wait_for("both batches committed", || probe.ranks() == vec![2, 4]).await;
+    assert_eq!(h.probe.batches(), vec![keys(&["k1", "k2"])]);
+    assert!(h.probe.ranks().is_empty());
+    h.release.send(()).unwrap();
+    wait_for("both batches committed", || h.probe.ranks() == vec![2, 4]).await;
     assert_eq!(
-        probe.batches(),
+        h.probe.batches(),
         vec![keys(&["k1", "k2"]), keys(&["k3", "k4"])]
     );
     assert_eq!(
-        commits.lock().unwrap().clone(),
+        h.commits.lock().unwrap().clone(),
         vec![(keys(&["k1", "k2"]), 2), (keys(&["k3", "k4"]), 4)]
     );
-    shutdown.send(true).unwrap();
-    let end = run.await.unwrap();
+    h.shutdown.send(true).unwrap();
+    let end = h.run.await.unwrap();
     assert_eq!(end.result, Ok(WatchCursor::from_u64(4)));
     assert_eq!(
         end.store.map(|s| s.cursor()),
@@ -455,30 +477,18 @@ async fn the_fold_receives_while_the_store_writes_and_the_cursor_waits_for_the_c
 /// returns the store with the committed cursor.
 #[tokio::test]
 async fn shutdown_waits_for_the_store_write_in_flight() {
-    let (watcher, feed) = Scripted::new();
-    let probe = Probe::new();
-    let store = TestStore::default();
-    let ctl = std::sync::Arc::clone(&store.ctl);
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    ctl.lock().unwrap().hold_next = Some(held);
-    let (run, shutdown) = start(
-        watcher,
-        WatchScope::All,
-        None,
-        Some(store),
-        None,
-        cfg(HOUR, 2),
-        &probe,
-        accept_all,
-    );
-    feed.all(puts(1..=3));
-    wait_for("k3 parsed", || probe.parses() == 3).await;
-    shutdown.send(true).unwrap();
+    let h = first_write_held();
+    h.feed.all(puts(1..=3));
+    wait_for("k3 parsed", || h.probe.parses() == 3).await;
+    h.shutdown.send(true).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!run.is_finished(), "the run waits for the write in flight");
-    release.send(()).unwrap();
-    let end = run.await.unwrap();
-    assert_eq!(probe.ranks(), vec![2, 3]);
+    assert!(
+        !h.run.is_finished(),
+        "the run waits for the write in flight"
+    );
+    h.release.send(()).unwrap();
+    let end = h.run.await.unwrap();
+    assert_eq!(h.probe.ranks(), vec![2, 3]);
     assert_eq!(end.result, Ok(WatchCursor::from_u64(3)));
     assert_eq!(
         end.store.map(|s| s.cursor()),

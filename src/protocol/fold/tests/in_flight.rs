@@ -15,6 +15,20 @@ fn failed(m: &mut M, now: u64, raw: Vec<KvUpdate>) {
     .unwrap();
 }
 
+/// The commit of the first batch (cursor 2) announces it; the flush that waited
+/// for it then writes k3 (cursor 3).
+fn announce_2_then_flush_3() -> Vec<C<u64>> {
+    vec![
+        C::OnApplied(cur(2)),
+        C::SetTimer(None),
+        C::Apply(vec![3]),
+        C::StoreApply {
+            raw: vec![put(3)],
+            cursor: cur(3),
+        },
+    ]
+}
+
 /// Two updates fill a batch (max 2): the flush's store apply goes in flight.
 fn first_batch_in_flight(m: &mut M) {
     update(m, 0, 1, Some(1));
@@ -186,20 +200,7 @@ fn a_lost_store_in_flight_ends_the_run() {
     first_batch_in_flight(&mut m);
     update(&mut m, 2, 3, Some(3));
     drain(&mut m);
-    m.handle(FoldEvent::StoreApplied {
-        now: Millis(3),
-        outcome: StoreOutcome::Lost {
-            panic: "boom".into(),
-        },
-    })
-    .unwrap();
-    assert_eq!(
-        drain(&mut m),
-        vec![C::Finish(Err(KvError::WatchError(
-            "snapshot store task panicked: boom".into()
-        )))]
-    );
-    assert!(!m.has_store());
+    lose_the_store(&mut m, 3);
 }
 
 #[test]
@@ -221,18 +222,7 @@ fn shutdown_and_watch_end_wait_for_the_apply_in_flight() {
         assert!(drain(&mut m).is_empty());
         assert_eq!(m.wants(), Wants::Completion(Pending::Store));
         committed(&mut m, 4);
-        assert_eq!(
-            drain(&mut m),
-            vec![
-                C::OnApplied(cur(2)),
-                C::SetTimer(None),
-                C::Apply(vec![3]),
-                C::StoreApply {
-                    raw: vec![put(3)],
-                    cursor: cur(3)
-                },
-            ]
-        );
+        assert_eq!(drain(&mut m), announce_2_then_flush_3());
         // Shutdown and watch end are not streaming: this flush is awaited (S1).
         assert_eq!(m.phase(), FoldPhase::AwaitingStore);
         committed(&mut m, 5);
@@ -256,16 +246,11 @@ fn a_late_update_while_in_flight_is_held_until_the_window_closes() {
     committed(&mut m, 21);
     assert_eq!(
         drain(&mut m),
-        vec![
-            C::OnApplied(cur(2)),
-            C::SetTimer(None),
-            C::Apply(vec![3]),
-            C::StoreApply {
-                raw: vec![put(3)],
-                cursor: cur(3)
-            },
-            C::SetTimer(Some(Millis(31))),
+        [
+            announce_2_then_flush_3(),
+            vec![C::SetTimer(Some(Millis(31)))]
         ]
+        .concat()
     );
     assert_eq!(m.phase(), FoldPhase::Batching);
 }

@@ -334,15 +334,20 @@ fn a_lost_store_ends_the_run() {
     m.handle(FoldEvent::WindowElapsed { now: Millis(0) })
         .unwrap();
     drain(&mut m);
+    lose_the_store(&mut m, 1);
+}
+
+/// Feeds `StoreApplied{Lost}`: the run ends with the panic and the store is gone.
+fn lose_the_store(m: &mut M, now: u64) {
     m.handle(FoldEvent::StoreApplied {
-        now: Millis(1),
+        now: Millis(now),
         outcome: StoreOutcome::Lost {
             panic: "boom".into(),
         },
     })
     .unwrap();
     assert_eq!(
-        drain(&mut m),
+        drain(m),
         vec![C::Finish(Err(KvError::WatchError(
             "snapshot store task panicked: boom".into()
         )))]
