@@ -69,11 +69,18 @@ async fn sixteen_consecutive_store_failures_end_the_run_at_the_store_cursor() {
     // on_applied runs ahead of the failing store; the flush that fails for the
     // sixteenth time stops before its on_applied (docs/protocols/fold-machine.md, "The flush procedure" step 7).
     assert_eq!(probe.ranks(), (1..=17).collect::<Vec<u64>>());
-    assert_eq!(probe.batches().len(), 18);
     assert_eq!(
-        probe.parses(),
+        probe.batches().len(),
         18,
-        "nothing after the sixteenth failure was ingested"
+        "no apply after the sixteenth failure"
+    );
+    // While the sixteenth failing write is in flight the fold may take one more
+    // update into the flush that waits for it (docs/watch-applied.md, "Store
+    // applies in flight"); that flush never runs.
+    let parses = probe.parses();
+    assert!(
+        (18..=19).contains(&parses),
+        "at most one update past the failing write was received: {parses}"
     );
 }
 
