@@ -79,17 +79,20 @@
 //!
 //! 1. **Drain commands.** Perform every command in order: `SetTimer` re-arms the
 //!    single window timer, `Apply` calls `apply`, `StoreApply` moves the store into a
-//!    blocking task and feeds `StoreApplied` (committed, failed with the batch handed
-//!    back, or lost on a panic), `OnApplied` calls `on_applied`, `RunExport` exports
+//!    blocking task and leaves it in flight (its `StoreApplied` — committed, failed
+//!    with the batch handed back, or lost on a panic — is fed when the select sees it
+//!    finish or when the machine waits for it), `OnApplied` calls `on_applied`, `RunExport` exports
 //!    on a blocking task and feeds `ExportFinished`, `ReplyExport` answers the request,
 //!    `AnswerExpiry` tells the watch task what to do about its expired cursor
 //!    (re-list, repair or refuse), `Finish` aborts the watch task and ends the loop.
 //! 2. **Drain notices** into `tracing` events (target `kvfold::fold`).
-//! 3. **Ask `wants()`**: `Nothing` ends the loop; `Backlog` takes one queued update
-//!    (or feeds `BacklogDrained`); `Any` waits on a biased select — shutdown, the
-//!    window deadline, export requests, the watch task's expiry report (feeds
-//!    `WatchExpired`), updates (a closed update channel feeds `WatchEnded` with the
-//!    watch task's outcome).
+//! 3. **Ask `wants()`**: `Nothing` ends the loop; `Completion(Store)` awaits the
+//!    store apply in flight; `Backlog` takes one queued update (or feeds
+//!    `BacklogDrained`); `Any` feeds a finished store apply or the next update already
+//!    taken from the channel, else waits on a biased select — shutdown, the window
+//!    deadline, export requests, the watch task's expiry report (feeds
+//!    `WatchExpired`), the store apply in flight, updates taken with `recv_many` (a
+//!    closed update channel feeds `WatchEnded` with the watch task's outcome).
 //! 4. Every event carries `now`, the milliseconds since the loop started.
 //! 5. `handle` returning `Err(Unexpected)` is an executor bug: panic.
 //!
