@@ -153,12 +153,16 @@ type StoreDone<S> = (S, Vec<KvUpdate>, Result<(), SnapshotError>);
 /// The store task of the `StoreApply` in flight.
 type StoreJoin<S> = JoinHandle<StoreDone<S>>;
 
-/// Turns a finished store task into the machine's `StoreOutcome`, putting the store back.
-fn store_outcome<S>(
+/// Feeds a finished store task to the machine as `StoreApplied` (putting the store
+/// back) and records the committed cursor on the span.
+fn feed_store_applied<U, S>(
+    m: &mut FoldMachine<U>,
     joined: Result<StoreDone<S>, tokio::task::JoinError>,
     store: &mut Option<S>,
-) -> StoreOutcome {
-    match joined {
+    now: Millis,
+    span: &tracing::Span,
+) {
+    let outcome = match joined {
         Ok((s, _, Ok(()))) => {
             *store = Some(s);
             StoreOutcome::Committed
@@ -173,7 +177,9 @@ fn store_outcome<S>(
         Err(e) => StoreOutcome::Lost {
             panic: join_panic(e),
         },
-    }
+    };
+    feed(m, FoldEvent::StoreApplied { now, outcome });
+    span.record("committed", m.committed().rank());
 }
 
 /// The pending export request and its result.
@@ -460,9 +466,7 @@ where
                     let Some(handle) = in_flight.take() else {
                         unreachable!("the machine awaits a store apply only while one is in flight");
                     };
-                    let outcome = store_outcome(handle.await, &mut store);
-                    feed(&mut m, FoldEvent::StoreApplied { now: now(), outcome });
-                    span.record("committed", m.committed().rank());
+                    feed_store_applied(&mut m, handle.await, &mut store, now(), &span);
                 }
                 Wants::Completion(pending) => {
                     unreachable!("the executor awaits every other completion where it is commanded ({pending:?})");
@@ -471,9 +475,7 @@ where
                     // A finished store apply is fed before anything else.
                     if in_flight.as_ref().is_some_and(JoinHandle::is_finished) {
                         let handle = in_flight.take().expect("checked by is_some_and");
-                        let outcome = store_outcome(handle.await, &mut store);
-                        feed(&mut m, FoldEvent::StoreApplied { now: now(), outcome });
-                        span.record("committed", m.committed().rank());
+                        feed_store_applied(&mut m, handle.await, &mut store, now(), &span);
                         continue;
                     }
                     // Updates already taken from the channel go first: one wake-up and
@@ -523,10 +525,7 @@ where
                         }
                         joined = async { in_flight.as_mut().expect("guarded by is_some").await }, if in_flight.is_some() => {
                             in_flight = None;
-                            let outcome = store_outcome(joined, &mut store);
-                            let event = FoldEvent::StoreApplied { now: now(), outcome };
-                            feed(&mut m, event);
-                            span.record("committed", m.committed().rank());
+                            feed_store_applied(&mut m, joined, &mut store, now(), &span);
                             None
                         }
                         received = rx.recv_many(&mut inbox, capacity) => match received {
