@@ -1,7 +1,16 @@
 //! Repair kernels (docs/repair.md, "Kernels already in place"): the eviction memo rule,
 //! retention polling, arming, artifact scope and restore checks, disjoint prefixes and the
-//! sorted-listing merge. Pure. The `RepairMachine` (docs/repair.md, "The fold side")
-//! arrives with the repair executors.
+//! sorted-listing merge; and the watch-task side of a repair, the sans-IO `RepairMachine`
+//! (docs/protocols/repair-machine.md). Pure: no I/O, no clock; the executor decides nothing.
+
+mod machine;
+mod types;
+
+pub use machine::RepairMachine;
+pub use types::{
+    ArtifactView, NoticeLevel, RETENTION_POLL_MS, RepairCommand, RepairEvent, RepairNotice,
+    RepairPhase, RepairStart, Scratch, Unexpected,
+};
 
 use std::fmt;
 
@@ -198,6 +207,9 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod machine_tests;
 
 #[cfg(test)]
 mod tests {
