@@ -156,7 +156,7 @@ pub use protocol::lease::LeaseRecord;
 pub use protocol::manifest::{
     ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE,
 };
-pub use repair::{ExpiryRepair, RestoreSource, RestoredFold};
+pub use repair::{DirRestore, ExpiryRepair, RestoreSource, RestoredFold};
 pub use snapshot::{AppendLogConfig, AppendLogSnapshot, SnapshotError, SnapshotStore};
 pub use stores::{
     Connection, ConnectionCapabilities, DiscardPolicy, KvStore, StorageType, StoreConfig,
