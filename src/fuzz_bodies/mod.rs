@@ -13,6 +13,7 @@ mod input;
 mod lease_machine;
 mod log_replay;
 mod manifest_parse;
+pub mod repair_script;
 
 pub use ack_parse::ack_parse;
 pub use cursor_decode::cursor_decode;

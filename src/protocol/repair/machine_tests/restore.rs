@@ -121,6 +121,30 @@ fn failed_latest_read_refuses_the_restore() {
 }
 
 #[test]
+fn download_is_followed_by_a_fresh_floor_read() {
+    let mut m = restore_at_latest(5, Some(4));
+    feed(
+        &mut m,
+        E::Latest {
+            now: Millis(7),
+            result: Ok(whole(9)),
+        },
+    );
+    assert_eq!(commands(&mut m), [C::FetchArtifact]);
+    feed(
+        &mut m,
+        E::Fetched {
+            now: Millis(8),
+            result: Ok(whole(11)),
+        },
+    );
+    assert_eq!(commands(&mut m), [C::ReadRetention]);
+    assert_eq!(m.phase(), RepairPhase::RestoreRecheck);
+    assert_eq!(notices(&mut m), []);
+    rejected(&mut m, E::RelistAcked { now: Millis(9) });
+}
+
+#[test]
 fn failed_fetch_refuses_the_restore() {
     let mut m = restore_at_latest(5, Some(4));
     feed(
