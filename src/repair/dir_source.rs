@@ -130,8 +130,12 @@ impl DirRestore {
                 continue;
             }
             let dir = entry.path();
-            if !fsio::symlink_metadata(&dir)?.is_dir() {
-                continue;
+            match fsio::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() => {}
+                // Not an artifact directory, or removed since the listing (pruned).
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
             }
             match read_append_log_manifest(&dir) {
                 Ok(manifest) => found.push(Candidate {

@@ -83,28 +83,30 @@ async fn a_backend_listing_fault_fails_the_sort() {
     );
 }
 
+/// A reader listing a fixed key list under every prefix.
+struct Fixed(Vec<String>);
+#[async_trait::async_trait]
+impl KvReader for Fixed {
+    async fn get(&self, _: &str) -> Result<Option<crate::kv::KvEntry>, KvError> {
+        Ok(None)
+    }
+    async fn keys(&self, _: &str) -> Result<Vec<String>, KvError> {
+        Ok(self.0.clone())
+    }
+    async fn scan(&self, _: &str) -> Result<Vec<crate::kv::KvEntry>, KvError> {
+        Ok(vec![])
+    }
+    async fn entry(&self, _: &str) -> Result<Option<crate::kv::KvEntry>, KvError> {
+        Ok(None)
+    }
+}
+
 #[tokio::test]
 async fn a_key_the_sorter_refuses_fails_the_listing_without_hanging() {
     let long = "a.".to_string() + &"k".repeat(super::super::spill::SPILL_KEY_BYTES_MAX);
     // More keys than the channel holds after the refused one: the listing must not block.
     let mut keys: Vec<String> = vec![long];
     keys.extend((0..LISTING_CHANNEL_KEYS * 2).map(|i| format!("a.{i:06}")));
-    struct Fixed(Vec<String>);
-    #[async_trait::async_trait]
-    impl KvReader for Fixed {
-        async fn get(&self, _: &str) -> Result<Option<crate::kv::KvEntry>, KvError> {
-            Ok(None)
-        }
-        async fn keys(&self, _: &str) -> Result<Vec<String>, KvError> {
-            Ok(self.0.clone())
-        }
-        async fn scan(&self, _: &str) -> Result<Vec<crate::kv::KvEntry>, KvError> {
-            Ok(vec![])
-        }
-        async fn entry(&self, _: &str) -> Result<Option<crate::kv::KvEntry>, KvError> {
-            Ok(None)
-        }
-    }
     let err = sort_listing(RepairKind::Relist, &Fixed(keys), &strings(&["a."]), None, 1)
         .await
         .unwrap_err();
@@ -209,4 +211,17 @@ async fn a_relist_end_to_end_finds_the_keys_the_bucket_no_longer_lists() {
     .unwrap();
     let stale = relist_stale(&store, &scope, listing).unwrap();
     assert_eq!(stale, strings(&["k.2", "k.4"]));
+}
+
+/// The fold executor runs these on spawned tasks: their futures must be `Send`.
+#[test]
+fn the_listing_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let reader = Fixed(vec![]);
+    let scope = strings(&["a."]);
+    let sorting = sort_listing(RepairKind::Relist, &reader, &scope, None, 1);
+    assert_send(&sorting);
+    let mut candidates = std::collections::HashSet::new();
+    let filtering = crate::repair::filter_listed_live(&reader, &scope, &mut candidates);
+    assert_send(&filtering);
 }

@@ -396,7 +396,7 @@ mod tests {
         bytes.extend_from_slice(b"abc");
         let err = first_error(garbled(&bytes));
         assert!(
-            matches!(&err, RepairIoError::SpillCorrupt { detail, .. } if detail.contains("at byte 5")),
+            matches!(&err, RepairIoError::SpillCorrupt { detail, .. } if detail.contains("at byte 5") && detail.contains("only 3 remain")),
             "{err}"
         );
     }
