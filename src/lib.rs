@@ -84,17 +84,29 @@
 //!    finish or when the machine waits for it), `OnApplied` calls `on_applied`, `RunExport` exports
 //!    on a blocking task and feeds `ExportFinished`, `ReplyExport` answers the request,
 //!    `AnswerExpiry` tells the watch task what to do about its expired cursor
-//!    (re-list, repair or refuse), `Finish` aborts the watch task and ends the loop.
+//!    (hand it to the repair machine, or refuse), the repair commands (`DiffRelist`,
+//!    `DiffRestore`, `FilterListedLive`, `ReadRetention`, `NextChunk`) run the repair
+//!    I/O on blocking tasks holding the store and feed `RepairIo`, `DropRestored`,
+//!    `AckRelist` and `ReplyRestore` answer the watch task, `Finish` aborts the
+//!    watch task and ends the loop.
 //! 2. **Drain notices** into `tracing` events (target `kvfold::fold`).
 //! 3. **Ask `wants()`**: `Nothing` ends the loop; `Completion(Store)` awaits the
 //!    store apply in flight; `Backlog` takes one queued update (or feeds
 //!    `BacklogDrained`); `Any` feeds a finished store apply or the next update already
 //!    taken from the channel, else waits on a biased select — shutdown, the window
-//!    deadline, export requests, the watch task's expiry report (feeds
-//!    `WatchExpired`), the store apply in flight, updates taken with `recv_many` (a
+//!    deadline, repair requests from the watch task (feeds `RepairRequested`),
+//!    export requests, the watch task's expiry report (feeds `WatchExpired`), the
+//!    store apply in flight, updates taken with `recv_many` (a
 //!    closed update channel feeds `WatchEnded` with the watch task's outcome).
 //! 4. Every event carries `now`, the milliseconds since the loop started.
 //! 5. `handle` returning `Err(Unexpected)` is an executor bug: panic.
+//!
+//! The fold's watch task drives [`protocol::repair::RepairMachine`] the same way:
+//! perform each command (`ReadRetention`, `StartWatch`, `SendEvicting`, `SendRelist`
+//! and wait for the ack, `PeekLatest`, `FetchArtifact`, `DropFetched`, `SendRestore`
+//! and wait for the reply, `Finish`), log each notice at the level it carries
+//! (target `kvfold::repair`), and while the machine watches, wait on the watch and on
+//! `poll_timeout()`. An expired resume goes to the fold loop's identity check first.
 //!
 //! ## Crate features
 //!

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kvfold::{
-    BatchConfig, Connection, ExportRequest, FoldProgress, KvError, KvUpdate, KvWatcher,
-    MemoryConnection, SnapshotError, WatchCursor, WatchScope, watch_applied, watch_applied_owned,
+    BatchConfig, Connection, ExpiryRepair, ExportRequest, FoldProgress, KvError, KvUpdate,
+    KvWatcher, MemoryConnection, RestoreSource, SnapshotError, WatchCursor, WatchScope,
+    watch_applied, watch_applied_owned,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -260,14 +261,17 @@ async fn dropping_the_shutdown_sender_ends_the_run_and_false_does_not() {
 async fn restore_repairs_without_a_store_are_refused_at_start() {
     let (_conn, store) = bucket("refuse").await;
     let (_tx, shutdown) = watch::channel(false);
-    let reader = Some(store.reader());
-    // Relist is not implemented in this version: refused loudly, never downgraded.
+    let reader = store.reader();
+    let source: Arc<dyn RestoreSource<TestStore>> = Arc::new(NoArtifacts);
     let end = watch_applied_owned(
         store.watcher().unwrap(),
         WatchScope::All,
         None,
-        reader,
-        Some(TestStore::default()),
+        ExpiryRepair::Restore {
+            reader,
+            restore: source,
+        },
+        None::<TestStore>,
         None,
         BatchConfig::default(),
         parse_value,
@@ -277,10 +281,23 @@ async fn restore_repairs_without_a_store_are_refused_at_start() {
     )
     .await;
     match end.result {
-        Err(KvError::WatchError(m)) => assert!(m.contains("Relist"), "{m}"),
+        Err(KvError::WatchError(m)) => assert!(m.contains("needs a snapshot store"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert!(end.store.is_some(), "the store is handed back");
+}
+
+/// A restore source that is never asked (the run is refused before it starts).
+struct NoArtifacts;
+
+#[async_trait::async_trait]
+impl RestoreSource<TestStore> for NoArtifacts {
+    async fn latest(&self) -> Result<kvfold::ExportManifest, SnapshotError> {
+        Err(SnapshotError::Backend("no artifacts".into()))
+    }
+
+    async fn fetch(&self) -> Result<kvfold::RestoredFold<TestStore>, SnapshotError> {
+        Err(SnapshotError::Backend("no artifacts".into()))
+    }
 }
 
 #[tokio::test]

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kvfold::{
-    Connection, ExportManifest, KvEntry, KvError, KvStore, KvUpdate, MemoryConnection,
-    SnapshotError, SnapshotStore, WatchCursor, WatchEnd, WatchScope, watch_applied,
-    watch_applied_owned,
+    ExportManifest, KvEntry, KvError, KvStore, KvUpdate, SnapshotError, SnapshotStore, WatchCursor,
+    WatchEnd, WatchScope, watch_applied, watch_applied_owned,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -97,7 +96,6 @@ enum Exit {
     AlreadyShutDown,
     NoPrefixes,
     HasEntriesFails,
-    RepairRefused,
 }
 
 async fn end_by(exit: Exit) -> WatchEnd<TestStore> {
@@ -113,27 +111,6 @@ async fn end_by(exit: Exit) -> WatchEnd<TestStore> {
             resume = None;
         }
         _ => {}
-    }
-    if let Exit::RepairRefused = exit {
-        // Relist (a reader) is not available in this version: refused at start.
-        let conn = MemoryConnection::new();
-        conn.connect().await.unwrap();
-        let bucket = conn.store("refused").await.unwrap();
-        let (_tx, shutdown) = watch::channel(false);
-        return watch_applied_owned(
-            watcher,
-            scope,
-            resume,
-            Some(bucket.reader()),
-            Some(store),
-            None,
-            cfg(HOUR, 100),
-            probe.parse(accept_all),
-            probe.apply(),
-            probe.on_applied(),
-            shutdown,
-        )
-        .await;
     }
     if let Exit::AlreadyShutDown = exit {
         let (_tx, shutdown) = watch::channel(true);
@@ -213,7 +190,6 @@ async fn the_store_comes_back_on_every_exit() {
             Exit::HasEntriesFails,
             Err("reading the fold at start failed"),
         ),
-        ("repair refused", Exit::RepairRefused, Err("Relist")),
     ];
     for (label, exit, expected) in cases {
         let end = end_by(exit).await;

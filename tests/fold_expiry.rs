@@ -1,7 +1,6 @@
 //! The fold machine's arming step and its expiry row K1, end to end through
 //! `watch_applied_owned` (docs/protocols/fold-machine.md, "Arming and expiry"):
-//! every repair mode but `None` is refused at start with the arming text and the
-//! store handed back untouched; on `CursorExpired` the watch task reports, the
+//! a restore without a store is refused at start with the arming text; on `CursorExpired` the watch task reports, the
 //! machine answers, and what the resumed watch forwarded before the expiry is
 //! applied and committed ahead of a re-list, or before the run ends with an
 //! identity refusal.
@@ -142,7 +141,7 @@ impl RestoreSource<AppendLogSnapshot> for NoArtifacts {
 }
 
 #[tokio::test]
-async fn every_repair_mode_but_none_is_refused_at_start_with_the_arming_text() {
+async fn a_restore_or_auto_repair_without_a_store_is_refused_before_anything_is_watched() {
     let conn = MemoryConnection::new();
     kvfold::Connection::connect(&conn).await.unwrap();
     let bucket = kvfold::Connection::store(&conn, "refused").await.unwrap();
@@ -150,57 +149,30 @@ async fn every_repair_mode_but_none_is_refused_at_start_with_the_arming_text() {
     let source: Arc<dyn RestoreSource<AppendLogSnapshot>> = Arc::new(NoArtifacts);
     let needs_store = "a restore repair replaces the fold and needs a snapshot store; pass a \
                        store or use ExpiryRepair::None";
-    let not_implemented = |mode: &str| {
-        format!(
-            "expiry repair {mode} is not available in this kvfold version: relist and restore \
-             repairs are not implemented yet; use ExpiryRepair::None (re-list on expiry)"
-        )
-    };
-    for with_store in [true, false] {
-        let modes: Vec<(&str, ExpiryRepair<AppendLogSnapshot>)> = vec![
-            ("Relist", ExpiryRepair::Relist(Arc::clone(&reader))),
-            (
-                "Restore",
-                ExpiryRepair::Restore {
-                    reader: Arc::clone(&reader),
-                    restore: Arc::clone(&source),
-                },
-            ),
-            (
-                "Auto",
-                ExpiryRepair::Auto {
-                    reader: Arc::clone(&reader),
-                    restore: Arc::clone(&source),
-                },
-            ),
-        ];
-        for (mode, repair) in modes {
-            let dir = tempfile::tempdir().unwrap();
-            let store = with_store.then(|| store_at_3(&dir.path().join("fold.snap")));
-            let watcher = Arc::new(Expiring::new(
-                vec![],
-                vec![],
-                vec![status(CREATED_MS, 1, 5)],
-            ));
-            let (end, seen) = run(Arc::clone(&watcher), repair, store, 99).await;
-            let expected = if !with_store && mode != "Relist" {
-                needs_store.to_string()
-            } else {
-                not_implemented(mode)
-            };
-            assert_eq!(
-                end.result,
-                Err(KvError::WatchError(expected)),
-                "{mode}, store {with_store}"
-            );
-            assert_eq!(end.applied, WatchCursor::from_u64(3));
-            assert!(seen.is_empty());
-            assert_eq!(watcher.watches.load(Ordering::SeqCst), 0, "nothing watched");
-            assert_eq!(end.store.is_some(), with_store);
-            if let Some(store) = end.store {
-                assert_eq!(store.cursor(), WatchCursor::from_u64(3));
-                assert_eq!(store.range("old").unwrap().len(), 1, "store untouched");
-            }
-        }
+    let modes: Vec<ExpiryRepair<AppendLogSnapshot>> = vec![
+        ExpiryRepair::Restore {
+            reader: Arc::clone(&reader),
+            restore: Arc::clone(&source),
+        },
+        ExpiryRepair::Auto {
+            reader: Arc::clone(&reader),
+            restore: Arc::clone(&source),
+        },
+    ];
+    for repair in modes {
+        let watcher = Arc::new(Expiring::new(
+            vec![],
+            vec![],
+            vec![status(CREATED_MS, 1, 5)],
+        ));
+        let (end, seen) = run(Arc::clone(&watcher), repair, None, 99).await;
+        assert_eq!(
+            end.result,
+            Err(KvError::WatchError(needs_store.to_string()))
+        );
+        assert_eq!(end.applied, WatchCursor::from_u64(3));
+        assert!(seen.is_empty());
+        assert_eq!(watcher.watches.load(Ordering::SeqCst), 0, "nothing watched");
+        assert!(end.store.is_none());
     }
 }

@@ -5,6 +5,7 @@
 mod config;
 mod identity;
 mod progress;
+mod repair_slot;
 mod run;
 mod watch_task;
 

@@ -11,15 +11,19 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::watch_task::{ExpiryAnswer, ExpiryReport, watch_task};
+use super::repair_slot::RepairSlot;
+use super::watch_task::{
+    ExpiryAnswer, ExpiryReport, RepairPayload, RepairRequest, WatchTask, watch_task,
+};
 use super::{ExportRequest, WatchEnd, WatchScope};
 use crate::artifact::{ExportManifest, stamp_scope};
 use crate::fold::BatchConfig;
 use crate::kv::{KvError, KvUpdate, KvWatcher, WatchCursor};
 use crate::protocol::fold::{
     ExpiryAction, ExportReply, FoldCommand, FoldConfig, FoldEvent, FoldMachine, FoldNotice,
-    Pending, StoreOutcome, TaskEnd, TaskOutcome, Wants, arm_expiry,
+    Pending, StoreOutcome, TaskEnd, TaskOutcome, Wants, arm_expiry, effective_mode,
 };
+use crate::protocol::repair::RepairStart;
 use crate::protocol::time::Millis;
 use crate::repair::ExpiryRepair;
 use crate::snapshot::{SnapshotError, SnapshotStore};
@@ -102,17 +106,13 @@ fn emit(notice: FoldNotice, export_slot: &ExportSlot) {
             tracing::error!(target: "kvfold::fold", %reason, "repair refused");
         }
         // The watch task's log lines before the expiry moved into the machine (same target).
+        // The user-facing expiry warnings are the repair machine's notices (the watch
+        // task logs them); the fold machine's identity verdict is logged here.
         FoldNotice::CursorExpired { cursor, action } => match action {
-            ExpiryAction::Relist => tracing::warn!(
-                target: "kvfold::repair",
+            ExpiryAction::Relist | ExpiryAction::Repair => tracing::debug!(
+                target: "kvfold::fold",
                 cursor = cursor.rank(),
-                "watch cursor expired; re-listing with a full state-sync watch (ExpiryRepair::None): \
-                 keys deleted while their markers were evicted may stay in the fold"
-            ),
-            ExpiryAction::Repair => tracing::warn!(
-                target: "kvfold::repair",
-                cursor = cursor.rank(),
-                "watch cursor expired; planning the armed expiry repair"
+                "expired cursor belongs to this bucket; the repair machine takes over"
             ),
             ExpiryAction::Refuse(refusal) => tracing::error!(
                 target: "kvfold::repair",
@@ -235,21 +235,24 @@ where
             };
         }
     };
-    // 2. Unanchored check.
+    // 2. Unanchored check: a store holding data without a usable resume cursor.
     let usable_resume = resume.as_ref().is_some_and(|c| !c.is_none());
-    if let Some(s) = &store
-        && !usable_resume
-        && let Err(e) = s.has_entries()
-    {
-        let applied = early_applied(&store);
-        return WatchEnd {
-            result: Err(KvError::WatchError(format!(
-                "reading the fold at start failed: {e}"
-            ))),
-            applied,
-            store,
-        };
-    }
+    let unanchored = match &store {
+        Some(s) if !usable_resume => match s.has_entries() {
+            Ok(has) => has,
+            Err(e) => {
+                let applied = early_applied(&store);
+                return WatchEnd {
+                    result: Err(KvError::WatchError(format!(
+                        "reading the fold at start failed: {e}"
+                    ))),
+                    applied,
+                    store,
+                };
+            }
+        },
+        _ => false,
+    };
     // 3–4. The machine.
     let store_cursor = store.as_ref().map(SnapshotStore::cursor);
     let mut m = FoldMachine::<U>::new(FoldConfig::new(
@@ -301,15 +304,29 @@ where
     // One expiry report at most is outstanding: the task waits for its answer.
     let (expiry_tx, expiry_rx) = mpsc::channel::<ExpiryReport>(1);
     let mut expiry_rx = Some(expiry_rx);
+    // The repair channel exists only while a repair is armed; one hand-off at a time.
+    let (repairs_tx, mut repairs) = if armed {
+        let (repairs_tx, repairs_rx) = mpsc::channel::<RepairRequest<S>>(1);
+        (Some(repairs_tx), Some(repairs_rx))
+    } else {
+        (None, None)
+    };
     let task = tokio::spawn(
-        watch_task(
-            Arc::clone(&watcher),
-            scope.clone(),
-            resume.clone(),
+        watch_task(WatchTask {
+            watcher: Arc::clone(&watcher),
+            scope: scope.clone(),
+            start: RepairStart {
+                mode: effective_mode(mode, armed),
+                resume: resume.clone(),
+                unanchored,
+                scope: scope.prefixes(),
+            },
+            payload: RepairPayload::of(repair),
+            repairs: repairs_tx,
             started_on,
-            expiry_tx,
+            expiry: expiry_tx,
             tx,
-        )
+        })
         .instrument(span.clone()),
     );
     let mut task = AbortOnDrop(Some(task));
@@ -318,6 +335,7 @@ where
     let now = move || Millis(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
     let mut timer: Option<Millis> = None;
     let mut export_slot = ExportSlot::default();
+    let mut repair_slot = RepairSlot::<S>::default();
     let mut expiry_answer: Option<oneshot::Sender<ExpiryAnswer>> = None;
     let mut result: Option<Result<WatchCursor, KvError>> = None;
     // The store apply in flight (the machine lets the fold receive meanwhile).
@@ -415,34 +433,43 @@ where
                                 tracing::warn!(target: "kvfold::fold", panic = %join_panic(e), "watch task panicked while ending");
                             }
                         }
+                        repair_slot.clear().await;
                         result = Some(r);
                     }
                     FoldCommand::AnswerExpiry(action) => {
                         let answer = match action {
-                            ExpiryAction::Relist => ExpiryAnswer::Relist,
+                            // Same bucket: the watch task's repair machine re-lists or repairs.
+                            ExpiryAction::Relist | ExpiryAction::Repair => ExpiryAnswer::Proceed,
                             ExpiryAction::Refuse(refusal) => ExpiryAnswer::End(refusal.into()),
-                            ExpiryAction::Repair => {
-                                unreachable!("the machine answers Repair only with a repair armed, and arm_expiry arms none in this version");
-                            }
                         };
                         // A closed receiver: the task is gone, its end reaches the machine anyway.
                         if let Some(sender) = expiry_answer.take() {
                             let _ = sender.send(answer);
                         }
                     }
-                    FoldCommand::DiffRelist
-                    | FoldCommand::DiffRestore
-                    | FoldCommand::FilterListedLive
-                    | FoldCommand::ReadRetention
-                    | FoldCommand::NextChunk { .. }
-                    | FoldCommand::DropRestored
-                    | FoldCommand::AckRelist
-                    | FoldCommand::ReplyRestore(_) => {
-                        // The machine issues repair commands only after a repair was
-                        // requested, which needs an armed repair channel; this version
-                        // arms none.
-                        unreachable!("repair command without an armed repair");
+                    FoldCommand::DiffRelist => {
+                        let result = repair_slot.diff_relist(&mut store, &prefixes).await;
+                        feed(&mut m, FoldEvent::RepairIo { now: now(), result });
                     }
+                    FoldCommand::DiffRestore => {
+                        let result = repair_slot.diff_restore(&mut store, &prefixes).await;
+                        feed(&mut m, FoldEvent::RepairIo { now: now(), result });
+                    }
+                    FoldCommand::FilterListedLive => {
+                        let result = repair_slot.filter_listed_live(&prefixes).await;
+                        feed(&mut m, FoldEvent::RepairIo { now: now(), result });
+                    }
+                    FoldCommand::ReadRetention => {
+                        let result = repair_slot.read_retention().await;
+                        feed(&mut m, FoldEvent::RepairIo { now: now(), result });
+                    }
+                    FoldCommand::NextChunk { source, max } => {
+                        let result = repair_slot.next_chunk(source, max, &mut parse).await;
+                        feed(&mut m, FoldEvent::RepairIo { now: now(), result });
+                    }
+                    FoldCommand::DropRestored => repair_slot.drop_restored().await,
+                    FoldCommand::AckRelist => repair_slot.ack_relist(),
+                    FoldCommand::ReplyRestore(reply) => repair_slot.reply_restore(reply),
                 }
             }
             // 2. Drain notices.
@@ -495,6 +522,18 @@ where
                         },
                         () = &mut window, if timer.is_some() => {
                             Some(FoldEvent::WindowElapsed { now: now() })
+                        }
+                        request = async { repairs.as_mut().expect("guarded by is_some").recv().await }, if repairs.is_some() => {
+                            match request {
+                                Some(request) => {
+                                    let kind = repair_slot.receive(request);
+                                    Some(FoldEvent::RepairRequested { now: now(), kind })
+                                }
+                                None => {
+                                    repairs = None;
+                                    None
+                                }
+                            }
                         }
                         request = async { exports.as_mut().expect("guarded by is_some").recv().await }, if exports.is_some() => {
                             match request {

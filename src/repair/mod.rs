@@ -9,58 +9,20 @@
 //! the listed-live filter, rewrite chunks), `dir_source` (a local-directory restore
 //! source). They carry out decisions; they take none.
 
-// The fold executor calls the toolkit's crate-internal items once its repair commands
-// are wired; until then only the tests do.
 mod dir_source;
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "called by the fold executor's repair commands")
-)]
 mod error;
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "called by the fold executor's repair commands")
-)]
 mod relist;
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "called by the fold executor's repair commands")
-)]
 mod restore_diff;
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "called by the fold executor's repair commands")
-)]
 mod sorter;
-#[cfg_attr(
-    not(test),
-    allow(dead_code, reason = "called by the fold executor's repair commands")
-)]
 mod spill;
 #[cfg(test)]
 mod test_support;
 
 pub use dir_source::DirRestore;
-#[allow(
-    unused_imports,
-    reason = "called by the fold executor's repair commands"
-)]
-pub(crate) use error::{RepairIoError, RepairKind};
-#[allow(
-    unused_imports,
-    reason = "called by the fold executor's repair commands"
-)]
-pub(crate) use relist::{DeleteChunks, LISTING_CHANNEL_KEYS, relist_stale, sort_listing};
-#[allow(
-    unused_imports,
-    reason = "called by the fold executor's repair commands"
-)]
-pub(crate) use restore_diff::{RestoreDiff, RewriteChunks, filter_listed_live, restore_diff};
-#[allow(
-    unused_imports,
-    reason = "called by the fold executor's repair commands"
-)]
-pub(crate) use sorter::{KeySorter, SORT_RUN_BYTES, SortedKeys};
+pub(crate) use error::RepairKind;
+pub(crate) use relist::{DeleteChunks, relist_stale, sort_listing};
+pub(crate) use restore_diff::{RewriteChunks, filter_listed_live, restore_diff};
+pub(crate) use sorter::SORT_RUN_BYTES;
 
 use std::any::Any;
 use std::path::PathBuf;

@@ -136,6 +136,7 @@ impl DeleteChunks {
         }
     }
 
+    #[cfg(test)]
     /// Keys not yet handed out.
     pub(crate) fn remaining(&self) -> usize {
         self.keys.len()

@@ -73,6 +73,7 @@ impl KeySorter {
         Ok(())
     }
 
+    #[cfg(test)]
     /// How many runs were spilled so far (merged runs included).
     pub(crate) fn runs_spilled(&self) -> usize {
         self.runs_spilled

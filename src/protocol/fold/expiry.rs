@@ -3,8 +3,6 @@
 //! its resumed watch reports `CursorExpired` (`expiry_action`, row K1). Pure; the executor
 //! only reports the refusal and performs the answer.
 
-use std::fmt;
-
 use crate::kv::WatchCursor;
 use crate::protocol::RepairMode;
 use crate::protocol::identity::{
@@ -12,45 +10,17 @@ use crate::protocol::identity::{
 };
 use crate::protocol::repair::{ArmRefusal, arm_repair};
 
-/// Why the fold machine does not start with the requested expiry repair mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ArmRefused {
-    /// `protocol::repair::arm_repair` refused the mode (a restore without a store).
-    Repair(ArmRefusal),
-    /// The mode arms a relist or restore repair, which this version does not carry out.
-    NotImplemented {
-        /// The requested mode (`Relist`, `Restore` or `Auto`).
-        mode: RepairMode,
-    },
+/// The machine's arming step, before it is built: `arm_repair(mode, has_store)`
+/// (docs/repair.md, "Arming a repair"). The `Ok` value is `FoldConfig::repair_armed`;
+/// a refusal ends the run before anything starts.
+pub fn arm_expiry(mode: RepairMode, has_store: bool) -> Result<bool, ArmRefusal> {
+    arm_repair(mode, has_store)
 }
 
-impl fmt::Display for ArmRefused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ArmRefused::Repair(refusal) => refusal.fmt(f),
-            ArmRefused::NotImplemented { mode } => write!(
-                f,
-                "expiry repair {mode:?} is not available in this kvfold version: relist and restore \
-                 repairs are not implemented yet; use ExpiryRepair::None (re-list on expiry)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ArmRefused {}
-
-/// The machine's arming step, before it is built: `arm_repair(mode, has_store)` first
-/// (its refusal wins), then every mode but `None` is refused as not implemented; `None`
-/// → `Ok(false)` (no repair armed: an expiry re-lists). The `Ok` value is
-/// `FoldConfig::repair_armed`.
-pub fn arm_expiry(mode: RepairMode, has_store: bool) -> Result<bool, ArmRefused> {
-    let armed = arm_repair(mode, has_store).map_err(ArmRefused::Repair)?;
-    match mode {
-        RepairMode::None => Ok(armed),
-        RepairMode::Relist | RepairMode::Restore | RepairMode::Auto => {
-            Err(ArmRefused::NotImplemented { mode })
-        }
-    }
+/// The mode the watch task's repair machine runs with: the requested mode when a repair
+/// is armed, else `None` (a `Relist` without a store re-lists alone, with a warning).
+pub fn effective_mode(mode: RepairMode, armed: bool) -> RepairMode {
+    if armed { mode } else { RepairMode::None }
 }
 
 /// What the watch task does after its resumed watch ended with `CursorExpired`
@@ -61,8 +31,7 @@ pub enum ExpiryAction {
     /// (`ExpiryRepair::None`; keys deleted while their markers were evicted may stay
     /// in the fold, docs/repair.md).
     Relist,
-    /// A repair is armed: the watch task plans it (docs/repair.md, "The fold side").
-    /// `arm_expiry` arms none in this version.
+    /// A repair is armed: the watch task's repair machine plans it (docs/repair.md).
     Repair,
     /// The bucket is not the one the run started on, or the cursor is ahead of it:
     /// the watch task ends with this refusal, which comes back as `WatchEnded{Failed}`.

@@ -10,7 +10,7 @@ mod machine;
 use std::fmt;
 use std::time::Duration;
 
-pub use expiry::{ArmRefused, ExpiryAction, arm_expiry, expiry_action};
+pub use expiry::{ExpiryAction, arm_expiry, effective_mode, expiry_action};
 pub use machine::FoldMachine;
 
 use crate::kv::{KvError, KvUpdate, WatchCursor};

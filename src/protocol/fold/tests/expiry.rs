@@ -57,39 +57,30 @@ fn expired(now: u64, cursor: u64, bucket: Option<BucketFacts>) -> FoldEvent<u64>
 }
 
 #[test]
-fn arming_refuses_every_repair_mode_with_the_user_facing_text() {
+fn arming_arms_every_mode_with_a_store_and_refuses_a_restore_without_one() {
     assert_eq!(arm_expiry(RepairMode::None, true), Ok(false));
     assert_eq!(arm_expiry(RepairMode::None, false), Ok(false));
-    for (mode, store) in [
-        (RepairMode::Relist, true),
-        (RepairMode::Relist, false),
-        (RepairMode::Restore, true),
-        (RepairMode::Auto, true),
-    ] {
-        assert_eq!(
-            arm_expiry(mode, store),
-            Err(ArmRefused::NotImplemented { mode })
-        );
+    for mode in [RepairMode::Relist, RepairMode::Restore, RepairMode::Auto] {
+        assert_eq!(arm_expiry(mode, true), Ok(true));
     }
-    // arm_repair's own refusal (a store is needed) is checked before the unavailable mode.
+    // A relist without a store re-lists alone: nothing is armed.
+    assert_eq!(arm_expiry(RepairMode::Relist, false), Ok(false));
     for mode in [RepairMode::Restore, RepairMode::Auto] {
-        assert_eq!(
-            arm_expiry(mode, false),
-            Err(ArmRefused::Repair(ArmRefusal::NeedsStore))
-        );
+        assert_eq!(arm_expiry(mode, false), Err(ArmRefusal::NeedsStore));
     }
-    assert_eq!(
-        ArmRefused::NotImplemented {
-            mode: RepairMode::Relist
-        }
-        .to_string(),
-        "expiry repair Relist is not available in this kvfold version: relist and restore \
-         repairs are not implemented yet; use ExpiryRepair::None (re-list on expiry)"
-    );
-    assert_eq!(
-        ArmRefused::Repair(ArmRefusal::NeedsStore).to_string(),
-        ArmRefusal::NeedsStore.to_string()
-    );
+}
+
+#[test]
+fn the_repair_machine_runs_the_requested_mode_only_when_armed() {
+    for mode in [
+        RepairMode::None,
+        RepairMode::Relist,
+        RepairMode::Restore,
+        RepairMode::Auto,
+    ] {
+        assert_eq!(effective_mode(mode, true), mode);
+        assert_eq!(effective_mode(mode, false), RepairMode::None);
+    }
 }
 
 #[test]

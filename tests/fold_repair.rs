@@ -1,0 +1,358 @@
+//! Cursor-expiry repair end to end (docs/repair.md): `watch_applied_owned` on the
+//! embedded backend with a real append-log store, a real key listing and real
+//! artifacts in a directory. A relist removes keys deleted while the cursor was
+//! expired; a relist on a bucket that evicted current values is refused; a restore
+//! replaces the fold from the newest artifact and resumes after it; a node with no
+//! cursor on an evicted bucket seeds from an artifact.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kvfold::{
+    AppendLogSnapshot, BatchConfig, Connection, DirRestore, DiscardPolicy, ExpiryRepair,
+    ExportRequest, KvError, KvStore, KvUpdate, MemoryConnection, RestoreSource, SnapshotStore,
+    StoreConfig, WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn batch() -> BatchConfig {
+    BatchConfig {
+        window: Duration::from_millis(2),
+        max: 64,
+        channel_capacity: 16,
+    }
+}
+
+/// Every key the store holds, ascending.
+fn fold_keys(store: &AppendLogSnapshot) -> Vec<String> {
+    store
+        .range("")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect()
+}
+
+fn open_store(path: &Path) -> AppendLogSnapshot {
+    AppendLogSnapshot::open(path, 1 << 20).expect("opens").1
+}
+
+/// A bucket on `conn`; `evicting` makes it one whose limits can remove current values
+/// (discard-old under a size limit), so its key listing is not the truth once it evicted.
+async fn bucket(conn: &MemoryConnection, name: &str, evicting: bool) -> Arc<dyn KvStore> {
+    conn.connect().await.unwrap();
+    let config = StoreConfig {
+        name: name.to_string(),
+        max_bytes: evicting.then_some(1 << 20),
+        discard: if evicting {
+            DiscardPolicy::Old
+        } else {
+            DiscardPolicy::New
+        },
+        ..StoreConfig::default()
+    };
+    conn.store_with_config(config).await.unwrap()
+}
+
+/// Runs a fold of the whole bucket from `resume` with `repair` until `on_applied`
+/// reaches `until`; returns the end and every update `apply` saw.
+async fn fold_until(
+    bucket: &Arc<dyn KvStore>,
+    resume: Option<WatchCursor>,
+    repair: ExpiryRepair<AppendLogSnapshot>,
+    store: AppendLogSnapshot,
+    until: u64,
+) -> (WatchEnd<AppendLogSnapshot>, Vec<KvUpdate>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let applied = Arc::clone(&seen);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let run = watch_applied_owned(
+        bucket.watcher().unwrap(),
+        WatchScope::All,
+        resume,
+        repair,
+        Some(store),
+        None,
+        batch(),
+        |u: &KvUpdate| Some(u.clone()),
+        move |updates: Vec<KvUpdate>| applied.lock().unwrap().extend(updates),
+        move |c: WatchCursor| {
+            if c.rank() >= until {
+                let _ = stop_tx.send(true);
+            }
+        },
+        stop_rx,
+    );
+    let end = tokio::time::timeout(WAIT, run).await.expect("the run ends");
+    let seen = seen.lock().unwrap().clone();
+    (end, seen)
+}
+
+/// Folds the whole bucket into a new store until `until`, exports an artifact into
+/// `dest` from inside the run, and stops.
+async fn export_at(bucket: &Arc<dyn KvStore>, store_path: &Path, dest: &Path, until: u64) {
+    let (exports_tx, exports_rx) = mpsc::channel(1);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (reached_tx, mut reached_rx) = mpsc::unbounded_channel();
+    let run = tokio::spawn(watch_applied_owned(
+        bucket.watcher().unwrap(),
+        WatchScope::All,
+        None,
+        ExpiryRepair::None,
+        Some(open_store(store_path)),
+        Some(exports_rx),
+        batch(),
+        |u: &KvUpdate| Some(u.clone()),
+        |_: Vec<KvUpdate>| {},
+        move |c: WatchCursor| {
+            if c.rank() >= until {
+                let _ = reached_tx.send(());
+            }
+        },
+        stop_rx,
+    ));
+    tokio::time::timeout(WAIT, reached_rx.recv())
+        .await
+        .expect("the exporter catches up");
+    let (reply, replied) = oneshot::channel();
+    exports_tx
+        .send(ExportRequest {
+            dest_dir: dest.to_path_buf(),
+            reply,
+        })
+        .await
+        .unwrap();
+    let manifest = tokio::time::timeout(WAIT, replied)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the export succeeds");
+    assert_eq!(manifest.cursor.rank(), until);
+    stop_tx.send(true).unwrap();
+    let end = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+    assert!(end.result.is_ok(), "{:?}", end.result);
+}
+
+fn is_delete_of(update: &KvUpdate, key: &str) -> bool {
+    matches!(update, KvUpdate::Delete { key: k, .. } if k == key)
+}
+
+#[tokio::test]
+async fn a_relist_removes_keys_deleted_while_the_cursor_was_expired() {
+    let conn = MemoryConnection::new();
+    let bucket = bucket(&conn, "relist", false).await;
+    let w = bucket.writer().unwrap();
+    w.put("a", b"1").await.unwrap(); // 1
+    w.put("b", b"1").await.unwrap(); // 2
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fold.snap");
+    // The replica folded up to 2, then went away.
+    let (end, _) = fold_until(&bucket, None, ExpiryRepair::None, open_store(&path), 2).await;
+    let cursor = end.result.expect("clean stop");
+    assert_eq!(cursor.rank(), 2);
+    drop(end.store);
+    // While it was away: `a` deleted, `c` created, `b` rewritten; the history
+    // below 4 (a's delete marker included) is gone.
+    w.delete("a").await.unwrap(); // 3
+    w.put("c", b"1").await.unwrap(); // 4
+    w.put("b", b"2").await.unwrap(); // 5
+    conn.faults().evict_below("relist", 4).unwrap();
+
+    let (end, seen) = fold_until(
+        &bucket,
+        Some(cursor),
+        ExpiryRepair::Relist(bucket.reader()),
+        open_store(&path),
+        5,
+    )
+    .await;
+    assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(5));
+    assert!(
+        seen.iter().any(|u| is_delete_of(u, "a")),
+        "apply saw the synthetic delete of a: {seen:?}"
+    );
+    let delete_at = seen.iter().position(|u| is_delete_of(u, "a")).unwrap();
+    assert!(
+        seen[delete_at..].iter().any(|u| u.key() == "c"),
+        "the re-list's puts come after the relist's deletes"
+    );
+    let store = end.store.expect("store back");
+    assert_eq!(fold_keys(&store), ["b", "c"]);
+    assert_eq!(store.cursor().rank(), 5);
+}
+
+#[tokio::test]
+async fn a_relist_on_a_bucket_that_evicted_current_values_is_refused_and_touches_nothing() {
+    let conn = MemoryConnection::new();
+    let bucket = bucket(&conn, "refuse", true).await;
+    let w = bucket.writer().unwrap();
+    w.put("a", b"1").await.unwrap(); // 1
+    w.put("b", b"1").await.unwrap(); // 2
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fold.snap");
+    let (end, _) = fold_until(&bucket, None, ExpiryRepair::None, open_store(&path), 2).await;
+    let cursor = end.result.expect("clean stop");
+    drop(end.store);
+    w.put("c", b"1").await.unwrap(); // 3
+    w.put("d", b"1").await.unwrap(); // 4
+    conn.faults().evict_below("refuse", 4).unwrap();
+
+    let (end, seen) = fold_until(
+        &bucket,
+        Some(cursor),
+        ExpiryRepair::Relist(bucket.reader()),
+        open_store(&path),
+        u64::MAX,
+    )
+    .await;
+    match &end.result {
+        Err(KvError::WatchError(m)) => {
+            assert!(m.contains("evict"), "{m}");
+            assert!(m.contains("Restore") && m.contains("Auto"), "{m}");
+        }
+        other => panic!("expected the relist refusal, got {other:?}"),
+    }
+    assert!(seen.is_empty(), "nothing was applied: {seen:?}");
+    let store = end.store.expect("store back");
+    assert_eq!(end.applied, store.cursor(), "applied is the store's cursor");
+    assert_eq!(fold_keys(&store), ["a", "b"]);
+    assert_eq!(store.cursor().rank(), 2);
+}
+
+#[tokio::test]
+async fn a_restore_replaces_the_fold_from_the_newest_artifact_and_resumes_after_it() {
+    let conn = MemoryConnection::new();
+    let bucket = bucket(&conn, "restore", true).await;
+    let w = bucket.writer().unwrap();
+    w.put("a", b"1").await.unwrap(); // 1
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fold.snap");
+    // This replica folded `a` only, then went away.
+    let (end, _) = fold_until(&bucket, None, ExpiryRepair::None, open_store(&path), 1).await;
+    let cursor = end.result.expect("clean stop");
+    drop(end.store);
+    w.put("b", b"1").await.unwrap(); // 2
+    w.put("c", b"1").await.unwrap(); // 3
+    // Another replica exported at 3.
+    let artifacts = tempfile::tempdir().unwrap();
+    export_at(
+        &bucket,
+        &dir.path().join("exporter.snap"),
+        &artifacts.path().join("at-3"),
+        3,
+    )
+    .await;
+    w.delete("a").await.unwrap(); // 4
+    w.put("d", b"1").await.unwrap(); // 5
+    conn.faults().evict_below("restore", 4).unwrap();
+
+    let source: Arc<dyn RestoreSource<AppendLogSnapshot>> =
+        Arc::new(DirRestore::new(artifacts.path()));
+    let (end, seen) = fold_until(
+        &bucket,
+        Some(cursor),
+        ExpiryRepair::Auto {
+            reader: bucket.reader(),
+            restore: source,
+        },
+        open_store(&path),
+        5,
+    )
+    .await;
+    assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(5));
+    let order: Vec<&str> = seen.iter().map(KvUpdate::key).collect();
+    assert_eq!(order, ["b", "c", "a", "d"], "restore puts, then the resume");
+    assert!(is_delete_of(&seen[2], "a"));
+    let store = end.store.expect("store back");
+    assert_eq!(fold_keys(&store), ["b", "c", "d"]);
+    assert_eq!(store.cursor().rank(), 5);
+    assert!(store.cursor().seen_evicting(), "the eviction memo is kept");
+}
+
+#[tokio::test]
+async fn a_node_without_a_cursor_on_an_evicted_bucket_seeds_from_an_artifact() {
+    let conn = MemoryConnection::new();
+    let bucket = bucket(&conn, "seed", true).await;
+    let w = bucket.writer().unwrap();
+    w.put("a", b"1").await.unwrap(); // 1
+    w.put("b", b"1").await.unwrap(); // 2
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    export_at(
+        &bucket,
+        &dir.path().join("exporter.snap"),
+        &artifacts.path().join("at-2"),
+        2,
+    )
+    .await;
+    w.put("c", b"1").await.unwrap(); // 3
+    // `a`'s only value aged out: a re-list would never deliver it.
+    conn.faults().evict_below("seed", 2).unwrap();
+
+    let source: Arc<dyn RestoreSource<AppendLogSnapshot>> =
+        Arc::new(DirRestore::new(artifacts.path()));
+    let (end, _) = fold_until(
+        &bucket,
+        None,
+        ExpiryRepair::Restore {
+            reader: bucket.reader(),
+            restore: source,
+        },
+        open_store(&dir.path().join("fresh.snap")),
+        3,
+    )
+    .await;
+    assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(3));
+    let store = end.store.expect("store back");
+    assert_eq!(
+        fold_keys(&store),
+        ["a", "b", "c"],
+        "a comes from the artifact"
+    );
+}
+
+#[tokio::test]
+async fn a_restore_or_auto_repair_without_a_store_is_refused_at_start() {
+    let conn = MemoryConnection::new();
+    let bucket = bucket(&conn, "nostore", false).await;
+    let artifacts = tempfile::tempdir().unwrap();
+    let source: Arc<dyn RestoreSource<AppendLogSnapshot>> =
+        Arc::new(DirRestore::new(artifacts.path()));
+    for repair in [
+        ExpiryRepair::Restore {
+            reader: bucket.reader(),
+            restore: Arc::clone(&source),
+        },
+        ExpiryRepair::Auto {
+            reader: bucket.reader(),
+            restore: Arc::clone(&source),
+        },
+    ] {
+        let (_stop, stop_rx) = watch::channel(false);
+        let end = watch_applied_owned(
+            bucket.watcher().unwrap(),
+            WatchScope::All,
+            None,
+            repair,
+            None::<AppendLogSnapshot>,
+            None,
+            batch(),
+            |u: &KvUpdate| Some(u.clone()),
+            |_: Vec<KvUpdate>| {},
+            |_: WatchCursor| {},
+            stop_rx,
+        )
+        .await;
+        match end.result {
+            Err(KvError::WatchError(m)) => assert_eq!(
+                m,
+                "a restore repair replaces the fold and needs a snapshot store; pass a store \
+                 or use ExpiryRepair::None"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
