@@ -3,7 +3,8 @@
 //! artifacts in a directory. A relist removes keys deleted while the cursor was
 //! expired; a relist on a bucket that evicted current values is refused; a restore
 //! replaces the fold from the newest artifact and resumes after it; a node with no
-//! cursor on an evicted bucket seeds from an artifact.
+//! cursor on an evicted bucket seeds from an artifact; a store holding data without a
+//! cursor is relisted before its watch.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -355,4 +356,41 @@ async fn a_restore_or_auto_repair_without_a_store_is_refused_at_start() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_store_holding_data_without_a_cursor_is_relisted_before_the_watch() {
+    let conn = MemoryConnection::new();
+    let bucket = bucket(&conn, "unanchored", false).await;
+    let w = bucket.writer().unwrap();
+    w.put("a", b"1").await.unwrap(); // 1
+    w.put("b", b"1").await.unwrap(); // 2
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fold.snap");
+    // A fold that holds data but no cursor (say, a populated store started without
+    // its cursor): `x` is not in the bucket, and a bare re-list never removes it.
+    let mut store = open_store(&path);
+    let stale = KvUpdate::Put(kvfold::KvEntry {
+        key: "x".to_string(),
+        value: b"old".to_vec(),
+        version: kvfold::VersionToken::from_u64(7),
+    });
+    store.apply(&[stale], &WatchCursor::none()).unwrap();
+    assert_eq!(store.cursor(), WatchCursor::none());
+
+    let (end, seen) = fold_until(
+        &bucket,
+        None,
+        ExpiryRepair::Relist(bucket.reader()),
+        store,
+        2,
+    )
+    .await;
+    assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(2));
+    assert!(
+        is_delete_of(&seen[0], "x"),
+        "the relist came first: {seen:?}"
+    );
+    let store = end.store.expect("store back");
+    assert_eq!(fold_keys(&store), ["a", "b"]);
 }

@@ -13,6 +13,7 @@ mod input;
 mod lease_machine;
 mod log_replay;
 mod manifest_parse;
+mod repair_machine;
 pub mod repair_script;
 
 pub use ack_parse::ack_parse;
@@ -21,3 +22,4 @@ pub use fold_machine::fold_machine;
 pub use lease_machine::lease_machine;
 pub use log_replay::log_replay;
 pub use manifest_parse::manifest_parse;
+pub use repair_machine::repair_machine;
