@@ -92,6 +92,15 @@ async fn fold_until(
     (end, seen)
 }
 
+/// A replica folds the bucket into a new store at `path` up to `until` and goes away:
+/// its resume cursor.
+async fn fold_and_leave(bucket: &Arc<dyn KvStore>, path: &Path, until: u64) -> WatchCursor {
+    let (end, _) = fold_until(bucket, None, ExpiryRepair::None, open_store(path), until).await;
+    let cursor = end.result.expect("clean stop");
+    assert_eq!(cursor.rank(), until);
+    cursor
+}
+
 /// Folds the whole bucket into a new store until `until`, exports an artifact into
 /// `dest` from inside the run, and stops.
 async fn export_at(bucket: &Arc<dyn KvStore>, store_path: &Path, dest: &Path, until: u64) {
@@ -151,10 +160,7 @@ async fn a_relist_removes_keys_deleted_while_the_cursor_was_expired() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fold.snap");
     // The replica folded up to 2, then went away.
-    let (end, _) = fold_until(&bucket, None, ExpiryRepair::None, open_store(&path), 2).await;
-    let cursor = end.result.expect("clean stop");
-    assert_eq!(cursor.rank(), 2);
-    drop(end.store);
+    let cursor = fold_and_leave(&bucket, &path, 2).await;
     // While it was away: `a` deleted, `c` created, `b` rewritten; the history
     // below 4 (a's delete marker included) is gone.
     w.delete("a").await.unwrap(); // 3
@@ -194,9 +200,7 @@ async fn a_relist_on_a_bucket_that_evicted_current_values_is_refused_and_touches
     w.put("b", b"1").await.unwrap(); // 2
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fold.snap");
-    let (end, _) = fold_until(&bucket, None, ExpiryRepair::None, open_store(&path), 2).await;
-    let cursor = end.result.expect("clean stop");
-    drop(end.store);
+    let cursor = fold_and_leave(&bucket, &path, 2).await;
     w.put("c", b"1").await.unwrap(); // 3
     w.put("d", b"1").await.unwrap(); // 4
     conn.faults().evict_below("refuse", 4).unwrap();
@@ -232,9 +236,7 @@ async fn a_restore_replaces_the_fold_from_the_newest_artifact_and_resumes_after_
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fold.snap");
     // This replica folded `a` only, then went away.
-    let (end, _) = fold_until(&bucket, None, ExpiryRepair::None, open_store(&path), 1).await;
-    let cursor = end.result.expect("clean stop");
-    drop(end.store);
+    let cursor = fold_and_leave(&bucket, &path, 1).await;
     w.put("b", b"1").await.unwrap(); // 2
     w.put("c", b"1").await.unwrap(); // 3
     // Another replica exported at 3.

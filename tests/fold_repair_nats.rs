@@ -102,6 +102,23 @@ async fn fold_until(
     (end, seen)
 }
 
+/// A replica folds the bucket into a new store at `path` up to `until` and goes away:
+/// its resume cursor.
+async fn fold_and_leave(bucket: &Arc<dyn KvStore>, path: &Path, until: u64) -> WatchCursor {
+    let (end, _) = fold_until(
+        bucket,
+        None,
+        ExpiryRepair::None,
+        open_store(path),
+        until,
+        None,
+    )
+    .await;
+    let cursor = end.result.expect("clean stop");
+    assert_eq!(cursor.rank(), until);
+    cursor
+}
+
 async fn history_1_bucket(conn: &kvfold::NatsConnection, name: &str) -> Arc<dyn KvStore> {
     conn.store_with_config(common::config::bucket(name, 1))
         .await
@@ -118,17 +135,7 @@ async fn a_relist_on_nats_removes_a_key_purged_while_the_cursor_was_expired() {
     w.put("b", b"1").await.unwrap(); // 2
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fold.snap");
-    let (end, _) = fold_until(
-        &bucket,
-        None,
-        ExpiryRepair::None,
-        open_store(&path),
-        2,
-        None,
-    )
-    .await;
-    let cursor = end.result.expect("clean stop");
-    drop(end.store);
+    let cursor = fold_and_leave(&bucket, &path, 2).await;
     // Away: `a` deleted then purged (its marker gone), `b` rewritten: the stream now
     // starts after the cursor's successor.
     w.delete("a").await.unwrap(); // 3
@@ -169,17 +176,7 @@ async fn a_restore_on_nats_takes_the_artifact_and_resumes_after_it() {
     w.put("b", b"1").await.unwrap(); // 2
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fold.snap");
-    let (end, _) = fold_until(
-        &bucket,
-        None,
-        ExpiryRepair::None,
-        open_store(&path),
-        2,
-        None,
-    )
-    .await;
-    let cursor = end.result.expect("clean stop");
-    drop(end.store);
+    let cursor = fold_and_leave(&bucket, &path, 2).await;
     w.put("c", b"1").await.unwrap(); // 3
     w.delete("a").await.unwrap(); // 4
     // Another replica exports at 4.

@@ -12,10 +12,10 @@ use std::fmt;
 use crate::kv::{KvError, Retention, WatchCursor};
 use crate::protocol::repair::{
     ArtifactView, RepairCommand, RepairEvent, RepairMachine, RepairNotice, RepairPhase,
-    RepairStart, Scratch, Unexpected, check_restore,
+    RepairStart, Scratch, Unexpected,
 };
 use crate::protocol::time::Millis;
-use crate::protocol::{RepairMode, cursor_rank, listing_truth};
+use crate::protocol::{RepairMode, listing_truth};
 
 // ===========================================================================
 // The subject: the production machine or a mutant wrapping it
@@ -315,14 +315,7 @@ impl Tracker {
     }
 
     fn check(&self, view: &ArtifactView, first: Option<u64>) -> bool {
-        check_restore(
-            cursor_rank(&view.cursor),
-            view.scope.as_deref(),
-            cursor_rank(&self.local),
-            first,
-            &self.scope,
-        )
-        .is_ok()
+        view.check(&self.local, first, &self.scope).is_ok()
     }
 
     /// What the executor feeds for this step, if anything.

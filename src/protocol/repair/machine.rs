@@ -10,11 +10,11 @@ use super::types::{
     ArtifactView, RETENTION_POLL_MS, RepairCommand, RepairEvent, RepairNotice, RepairPhase,
     RepairStart, Scratch, Unexpected,
 };
-use super::{check_restore, eviction_observed, retention_polls};
+use super::{eviction_observed, retention_polls};
 use crate::kv::{KvError, Retention, WatchCursor};
 use crate::protocol::time::Millis;
 use crate::protocol::{
-    RepairMode, RepairPlan, cursor_rank, cursorless_start_needs_repair, listing_truth, plan_repair,
+    RepairMode, RepairPlan, cursorless_start_needs_repair, listing_truth, plan_repair,
 };
 
 /// The error text of a refused relist: why the listing cannot be trusted and the
@@ -550,14 +550,8 @@ impl RepairMachine {
 
     /// `check_restore` of an artifact view against the local cursor and a floor.
     fn check(&self, view: &ArtifactView, first: Option<u64>) -> Result<(), String> {
-        check_restore(
-            cursor_rank(&view.cursor),
-            view.scope.as_deref(),
-            cursor_rank(&self.local),
-            first,
-            &self.scope,
-        )
-        .map_err(|refusal| refusal.to_string())
+        view.check(&self.local, first, &self.scope)
+            .map_err(|refusal| refusal.to_string())
     }
 
     /// `refuse(reason)`: the run fails with the reason (and the bootstrap advice

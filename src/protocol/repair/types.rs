@@ -4,10 +4,11 @@
 
 use std::fmt;
 
+use super::{RestoreRefusal, check_restore};
 use crate::kv::{KvError, Retention, WatchCursor};
-use crate::protocol::RepairMode;
 use crate::protocol::manifest::ExportManifest;
 use crate::protocol::time::Millis;
+use crate::protocol::{RepairMode, cursor_rank};
 
 /// How often retention is re-read while a watch runs and a relist could still be
 /// planned (measured from the watch's start, re-armed after each handled poll).
@@ -47,6 +48,24 @@ impl ArtifactView {
             scope: manifest.scope.clone(),
             created_at_unix: manifest.created_at_unix,
         }
+    }
+
+    /// `check_restore` of this artifact against the fold's `local` cursor, the
+    /// bucket's floor `first` (when known) and the watch's `scope`: whether it may
+    /// restore the fold.
+    pub fn check(
+        &self,
+        local: &WatchCursor,
+        first: Option<u64>,
+        scope: &[String],
+    ) -> Result<(), RestoreRefusal> {
+        check_restore(
+            cursor_rank(&self.cursor),
+            self.scope.as_deref(),
+            cursor_rank(local),
+            first,
+            scope,
+        )
     }
 }
 
