@@ -29,9 +29,15 @@
 //! - every artifact exported mid-run, imported into a fresh replica and resumed
 //!   from its cursor, converges to the truth.
 //!
+//! The relist tier (`ci_tier_relist_repairs_every_expiry`) runs the same campaigns
+//! with `ExpiryRepair::Relist` on the main node and the artifact replicas: every
+//! expired cursor is repaired, no difference is tolerated, synthetic deletes are
+//! checked to be in scope and of keys the bucket really deleted, and relists must
+//! really have removed stale keys.
+//!
 //! A failing run prints its seed, fault plan and full schedule, and the command
 //! that replays it (`KVFOLD_SIM_SEED`, see `replay_one_seed`). The CI tier is the
-//! two `ci_tier_*` tests; the deep tier is `deep_tier` (`--ignored`). Store files
+//! three `ci_tier_*` tests; the deep tier is `deep_tier` (`--ignored`). Store files
 //! go to `/dev/shm` when it exists (or `KVFOLD_SIM_TMPDIR`): on a disk the
 //! fsyncs of compactions, exports and imports make the tiers about 10x slower.
 
@@ -42,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use sim_support::board::Check;
 use sim_support::scenario::Scenario;
-use sim_support::sim::{Campaign, Depth, Failure, campaign, simulate};
+use sim_support::sim::{Campaign, Depth, Failure, campaign, campaign_with, simulate};
 use sim_support::store::{Fault, Mutation, parse_plan};
 
 /// Seeds of the CI tier (each runs with batch max 1 and 100).
@@ -165,6 +171,50 @@ fn ci_tier_batch_max_100() {
     ));
 }
 
+/// With `ExpiryRepair::Relist` every expired cursor is repaired: the fold and the
+/// domain equal the truth after every run, crash and fault (the `None` exception is
+/// never needed), keys outside the scope stay untouched, and relists really removed
+/// stale keys. Under `ExpiryRepair::None` the same seeds need the exception
+/// (`ci_tier_batch_max_*` require `kept_by_expiry > 0`), so this tier would fail
+/// if the repair did nothing.
+#[test]
+fn ci_tier_relist_repairs_every_expiry() {
+    let started = Instant::now();
+    let mut total = Campaign::default();
+    for seed in CI_SEEDS.take(12) {
+        let base = Scenario::new(seed, 100, CI_DEPTH.steps).with_relist();
+        total.merge(campaign_with(base, CI_DEPTH));
+    }
+    report("CI tier, relist, batch max 100", &total, started.elapsed());
+    if let Some(first) = total.failures.first() {
+        for f in &total.failures {
+            println!("failed: {}", f.scenario.replay_line());
+        }
+        panic!(
+            "{} relist runs failed; the first:\n{first}",
+            total.failures.len()
+        );
+    }
+    let s = &total.stats;
+    assert!(s.relists_planned > 0, "no expired cursor was ever relisted");
+    assert_eq!(
+        s.relists, 0,
+        "an armed relist never falls back to a bare re-list"
+    );
+    assert!(
+        s.stale_key_repairs > 0,
+        "no relist ever removed a stale key"
+    );
+    assert_eq!(
+        s.kept_by_expiry, 0,
+        "a fold kept a key the relist should have removed"
+    );
+    assert_eq!(
+        s.domain_kept_by_expiry, 0,
+        "a domain kept a key the relist should have removed"
+    );
+}
+
 /// The deep tier: `KVFOLD_SIM_DEEP_SEEDS` seeds (default 64) from `KVFOLD_SIM_DEEP_BASE`.
 #[test]
 #[ignore = "deep tier (~8 min): cargo test --test sim_fold deep_tier -- --ignored --nocapture"]
@@ -182,7 +232,8 @@ fn deep_tier() {
 /// Replays one run: `KVFOLD_SIM_SEED` (decimal or 0x-hex), optionally
 /// `KVFOLD_SIM_MAX` (default 1), `KVFOLD_SIM_STEPS` (default the CI tier's),
 /// `KVFOLD_SIM_PLAN` (`before@3,torn@7,burst17@2`, `none`) and
-/// `KVFOLD_SIM_MUTATION` (`DropDeletes`, `CursorOnError`, `ResumeFromOnApplied`).
+/// `KVFOLD_SIM_MUTATION` (`DropDeletes`, `CursorOnError`, `ResumeFromOnApplied`) and
+/// `KVFOLD_SIM_RELIST` (1 = the main node runs with `ExpiryRepair::Relist`).
 /// Without `KVFOLD_SIM_SEED` it does nothing.
 #[test]
 fn replay_one_seed() {
@@ -202,9 +253,12 @@ fn replay_one_seed() {
         Ok("ResumeFromOnApplied") => Mutation::ResumeFromOnApplied,
         _ => Mutation::None,
     };
-    let scenario = Scenario::new(seed, max, steps)
+    let mut scenario = Scenario::new(seed, max, steps)
         .with_plan(plan)
         .with_mutation(mutation);
+    if env_u64("KVFOLD_SIM_RELIST") == Some(1) {
+        scenario = scenario.with_relist();
+    }
     match simulate(&scenario) {
         Ok(outcome) => {
             for line in &outcome.trace {

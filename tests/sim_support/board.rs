@@ -90,6 +90,8 @@ pub struct Stats {
     pub evictions: u64,
     pub relists: u64,
     pub guard_expiries: u64,
+    pub stale_key_repairs: u64,
+    pub relists_planned: u64,
     pub cursor_moved_back: u64,
     /// Updates parsed while the node's store apply was running (store applies in flight).
     pub parsed_in_flight: u64,
@@ -116,6 +118,8 @@ impl Stats {
         self.evictions += o.evictions;
         self.relists += o.relists;
         self.guard_expiries += o.guard_expiries;
+        self.stale_key_repairs += o.stale_key_repairs;
+        self.relists_planned += o.relists_planned;
         self.cursor_moved_back += o.cursor_moved_back;
         self.parsed_in_flight += o.parsed_in_flight;
     }
@@ -160,6 +164,9 @@ pub struct Board {
     pub stats: Stats,
     /// Every store call and its outcome, in order (determinism and failure reports).
     pub trace: Vec<String>,
+    /// The main node repairs expiries by relist: its synthetic deletes (unknown
+    /// versions) are corrections, not deliveries.
+    pub relist: bool,
 }
 
 pub type Shared = Arc<Mutex<Board>>;
@@ -203,6 +210,29 @@ impl Board {
         n.fail_streak = 0;
     }
 
+    /// A relist's synthetic delete: an unknown-version delete, allowed only under
+    /// relist, in scope, of a key the bucket really deleted at some point.
+    fn check_correction(&mut self, who: &str, update: &KvUpdate) -> bool {
+        let KvUpdate::Delete { key, version } = update else {
+            return false;
+        };
+        if !self.relist || version.as_u64().is_some() {
+            return false;
+        }
+        if !in_scope(&self.prefixes, key) {
+            self.violate(
+                Check::Delivery,
+                format!("{who}: synthetic delete out of scope {key:?}"),
+            );
+        } else if !self.truth.ever_deleted(key) {
+            self.violate(
+                Check::Delivery,
+                format!("{who}: synthetic delete of {key:?}, which was never deleted"),
+            );
+        }
+        true
+    }
+
     fn check_update(&mut self, who: &str, update: &KvUpdate) -> Option<u64> {
         let key = update.key();
         if !in_scope(&self.prefixes, key) {
@@ -223,6 +253,14 @@ impl Board {
 
     /// The `parse` closure: every update the loop receives, in receive order.
     pub fn parse(&mut self, node: usize, update: &KvUpdate) -> Option<Item> {
+        if self.check_correction("parse", update) {
+            // Revision 0 marks a correction: no real write has it.
+            return Some(Item {
+                key: update.key().to_string(),
+                rev: 0,
+                value: None,
+            });
+        }
         let rev = self.check_update("parse", update)?;
         let last = self.nodes[node].last_parsed;
         if last.is_some_and(|l| rev <= l) {
@@ -256,6 +294,10 @@ impl Board {
     /// The `apply` closure: folds the batch into the domain state.
     pub fn apply(&mut self, node: usize, items: Vec<Item>) {
         for item in items {
+            if item.rev == 0 {
+                self.nodes[node].domain.remove(&item.key);
+                continue;
+            }
             let last = self.nodes[node].last_applied;
             if last.is_some_and(|l| item.rev <= l) {
                 self.violate(
@@ -326,6 +368,9 @@ impl Board {
         self.stats.store_calls += 1;
         let mut prev: Option<u64> = None;
         for update in batch {
+            if self.check_correction("store", update) {
+                continue;
+            }
             if let Some(rev) = self.check_update("store", update) {
                 if prev.is_some_and(|p| rev <= p) {
                     self.violate(

@@ -38,6 +38,7 @@ pub fn spawn_run(
     watcher: Arc<dyn KvWatcher>,
     scope: WatchScope,
     config: BatchConfig,
+    repair: ExpiryRepair<SimStore>,
     board: &Shared,
 ) {
     lock(board).begin_run(node.id);
@@ -49,7 +50,7 @@ pub fn spawn_run(
         watcher,
         scope,
         node.resume.clone(),
-        ExpiryRepair::<SimStore>::None,
+        repair,
         node.store.take(),
         Some(exports_rx),
         config,

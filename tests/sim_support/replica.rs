@@ -65,7 +65,11 @@ impl World {
             Arc::clone(&self.spare_watcher),
             self.shape.scope.clone(),
             Some(cursor),
-            ExpiryRepair::<SimStore>::None,
+            if self.s.relist {
+                ExpiryRepair::Relist(Arc::clone(&self.spare_reader))
+            } else {
+                ExpiryRepair::<SimStore>::None
+            },
             Some(store),
             None,
             self.config(),

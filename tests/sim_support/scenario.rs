@@ -19,6 +19,8 @@ pub struct Scenario {
     pub mutation: Mutation,
     /// Schedule steps before the final catch-up.
     pub steps: usize,
+    /// The main node runs with `ExpiryRepair::Relist` instead of `None`.
+    pub relist: bool,
 }
 
 impl Scenario {
@@ -29,7 +31,14 @@ impl Scenario {
             plan: BTreeMap::new(),
             mutation: Mutation::None,
             steps,
+            relist: false,
         }
+    }
+
+    #[must_use]
+    pub fn with_relist(mut self) -> Self {
+        self.relist = true;
+        self
     }
 
     #[must_use]
@@ -47,13 +56,14 @@ impl Scenario {
     /// The environment that replays this run.
     pub fn replay_line(&self) -> String {
         format!(
-            "KVFOLD_SIM_SEED={:#x} KVFOLD_SIM_MAX={} KVFOLD_SIM_STEPS={} KVFOLD_SIM_PLAN={} KVFOLD_SIM_MUTATION={:?} \
+            "KVFOLD_SIM_SEED={:#x} KVFOLD_SIM_MAX={} KVFOLD_SIM_STEPS={} KVFOLD_SIM_PLAN={} KVFOLD_SIM_MUTATION={:?} KVFOLD_SIM_RELIST={} \
              cargo test --test sim_fold replay_one_seed -- --nocapture",
             self.seed,
             self.batch_max,
             self.steps,
             plan_label(&self.plan),
-            self.mutation
+            self.mutation,
+            u8::from(self.relist)
         )
     }
 }

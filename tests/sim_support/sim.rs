@@ -119,6 +119,8 @@ pub fn simulate(s: &Scenario) -> Result<Outcome, Box<Failure>> {
     let after = COUNTER.with(Counter::snapshot);
     b.stats.relists += after.relists - before.relists;
     b.stats.guard_expiries += after.guard_expiries - before.guard_expiries;
+    b.stats.stale_key_repairs += after.stale_key_repairs - before.stale_key_repairs;
+    b.stats.relists_planned += after.relists_planned - before.relists_planned;
     b.stats.cursor_moved_back += after.cursor_moved_back - before.cursor_moved_back;
     b.stats.runs += 1;
     if b.violations.is_empty() {
@@ -180,8 +182,13 @@ impl Campaign {
 /// The fault-free run, then a crash before / after / torn at every single store
 /// call it made, then single transient failures and bursts, then random pairs.
 pub fn campaign(seed: u64, batch_max: usize, depth: Depth) -> Campaign {
+    campaign_with(Scenario::new(seed, batch_max, depth.steps), depth)
+}
+
+/// [`campaign`] around `base` (its seed, batch size, steps and repair mode).
+pub fn campaign_with(base: Scenario, depth: Depth) -> Campaign {
+    let (seed, batch_max) = (base.seed, base.batch_max);
     let mut out = Campaign::default();
-    let base = Scenario::new(seed, batch_max, depth.steps);
     let Some(baseline) = out.record(simulate(&base)) else {
         return out;
     };

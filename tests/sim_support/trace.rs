@@ -18,6 +18,10 @@ pub struct Counts {
     pub guard_expiries: u64,
     /// The fold machine reported `CursorMovedBack`.
     pub cursor_moved_back: u64,
+    /// A relist repair found stale keys (`StaleKeys`, more than none).
+    pub stale_key_repairs: u64,
+    /// The repair machine planned a relist after an expired cursor.
+    pub relists_planned: u64,
 }
 
 #[derive(Clone, Default)]
@@ -68,6 +72,10 @@ impl Subscriber for Counter {
             counts.relists += 1;
         } else if target.starts_with("kvfold::memory") && message.0.contains("cursor expired") {
             counts.guard_expiries += 1;
+        } else if target == "kvfold::repair" && message.0.contains("by a relist") {
+            counts.relists_planned += 1;
+        } else if target == "kvfold::fold" && message.0.contains("stale keys found") {
+            counts.stale_key_repairs += 1;
         } else if target == "kvfold::fold" && message.0.contains("cursor moved back") {
             counts.cursor_moved_back += 1;
         }

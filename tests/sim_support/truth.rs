@@ -79,6 +79,13 @@ impl Truth {
         Some((rev, &self.ops[&rev].1))
     }
 
+    /// Whether `key` was ever deleted or purged: the only keys a relist may delete.
+    pub fn ever_deleted(&self, key: &str) -> bool {
+        self.ops
+            .values()
+            .any(|(k, op)| k == key && matches!(op, Op::Delete | Op::Purge))
+    }
+
     /// The live keys in scope with their latest value: what the fold must hold.
     pub fn live_in(&self, prefixes: &[String]) -> Fold {
         self.latest

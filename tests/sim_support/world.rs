@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use kvfold::memory::{ManualClock, MemoryServer};
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, ExportManifest, ExportRequest, KvError, KvPurge,
-    KvWatcher, KvWriter, MemoryConfig, MemoryConnection, SnapshotStore, StoreConfig, WatchCursor,
-    WatchEnd,
+    AppendLogSnapshot, BatchConfig, Connection, ExpiryRepair, ExportManifest, ExportRequest,
+    KvError, KvPurge, KvReader, KvWatcher, KvWriter, MemoryConfig, MemoryConnection, SnapshotStore,
+    StoreConfig, WatchCursor, WatchEnd,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinError;
@@ -49,7 +49,11 @@ pub struct World {
     status: Arc<dyn KvWatcher>,
     fold_conn: MemoryConnection,
     fold_watcher: Arc<dyn KvWatcher>,
+    /// Lists the bucket for a relist repair, over the fold's connection.
+    fold_reader: Arc<dyn KvReader>,
     pub spare_watcher: Arc<dyn KvWatcher>,
+    /// Lists the bucket for an artifact replica's relist repair.
+    pub spare_reader: Arc<dyn KvReader>,
     pub main: Node,
     paused: bool,
     partitioned: bool,
@@ -114,6 +118,7 @@ impl World {
             let mut b = lock(&board);
             b.prefixes = shape.scope_prefixes();
             b.mutation = s.mutation;
+            b.relist = s.relist;
         }
         let id = lock(&board).add_node(WatchCursor::none());
         {
@@ -143,7 +148,9 @@ impl World {
             purger: writer_store.purge_writer().expect("memory purge"),
             status: writer_store.watcher().expect("memory watcher"),
             fold_watcher: fold_store.watcher().expect("memory watcher"),
+            fold_reader: fold_store.reader(),
             spare_watcher: spare_store.watcher().expect("memory watcher"),
+            spare_reader: spare_store.reader(),
             fold_conn,
             main: Node {
                 id,
@@ -181,7 +188,12 @@ impl World {
                 self.shape.scope.clone(),
                 self.config(),
             );
-            spawn_run(&mut self.main, watcher, scope, config, &self.board);
+            let repair = if self.s.relist {
+                ExpiryRepair::Relist(Arc::clone(&self.fold_reader))
+            } else {
+                ExpiryRepair::None
+            };
+            spawn_run(&mut self.main, watcher, scope, config, repair, &self.board);
         }
     }
 
