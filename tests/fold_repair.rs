@@ -6,40 +6,18 @@
 //! cursor on an evicted bucket seeds from an artifact; a store holding data without a
 //! cursor is relisted before its watch.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, DirRestore, DiscardPolicy, ExpiryRepair,
-    ExportRequest, KvError, KvStore, KvUpdate, MemoryConnection, RestoreSource, SnapshotStore,
-    StoreConfig, WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, Connection, DirRestore, DiscardPolicy, ExpiryRepair, KvError, KvStore,
+    KvUpdate, MemoryConnection, RestoreSource, SnapshotStore, StoreConfig, WatchCursor, WatchScope,
+    watch_applied_owned,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
 
-fn batch() -> BatchConfig {
-    BatchConfig {
-        window: Duration::from_millis(2),
-        max: 64,
-        channel_capacity: 16,
-    }
-}
-
-/// Every key the store holds, ascending.
-fn fold_keys(store: &AppendLogSnapshot) -> Vec<String> {
-    store
-        .range("")
-        .unwrap()
-        .into_iter()
-        .map(|e| e.key)
-        .collect()
-}
-
-fn open_store(path: &Path) -> AppendLogSnapshot {
-    AppendLogSnapshot::open(path, 1 << 20).expect("opens").1
-}
+use common::repair::{batch, export_at, fold_and_leave, fold_keys, fold_until, open_store};
 
 /// A bucket on `conn`; `evicting` makes it one whose limits can remove current values
 /// (discard-old under a size limit), so its key listing is not the truth once it evicted.
@@ -56,94 +34,6 @@ async fn bucket(conn: &MemoryConnection, name: &str, evicting: bool) -> Arc<dyn 
         ..StoreConfig::default()
     };
     conn.store_with_config(config).await.unwrap()
-}
-
-/// Runs a fold of the whole bucket from `resume` with `repair` until `on_applied`
-/// reaches `until`; returns the end and every update `apply` saw.
-async fn fold_until(
-    bucket: &Arc<dyn KvStore>,
-    resume: Option<WatchCursor>,
-    repair: ExpiryRepair<AppendLogSnapshot>,
-    store: AppendLogSnapshot,
-    until: u64,
-) -> (WatchEnd<AppendLogSnapshot>, Vec<KvUpdate>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let applied = Arc::clone(&seen);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let run = watch_applied_owned(
-        bucket.watcher().unwrap(),
-        WatchScope::All,
-        resume,
-        repair,
-        Some(store),
-        None,
-        batch(),
-        |u: &KvUpdate| Some(u.clone()),
-        move |updates: Vec<KvUpdate>| applied.lock().unwrap().extend(updates),
-        move |c: WatchCursor| {
-            if c.rank() >= until {
-                let _ = stop_tx.send(true);
-            }
-        },
-        stop_rx,
-    );
-    let end = tokio::time::timeout(WAIT, run).await.expect("the run ends");
-    let seen = seen.lock().unwrap().clone();
-    (end, seen)
-}
-
-/// A replica folds the bucket into a new store at `path` up to `until` and goes away:
-/// its resume cursor.
-async fn fold_and_leave(bucket: &Arc<dyn KvStore>, path: &Path, until: u64) -> WatchCursor {
-    let (end, _) = fold_until(bucket, None, ExpiryRepair::None, open_store(path), until).await;
-    let cursor = end.result.expect("clean stop");
-    assert_eq!(cursor.rank(), until);
-    cursor
-}
-
-/// Folds the whole bucket into a new store until `until`, exports an artifact into
-/// `dest` from inside the run, and stops.
-async fn export_at(bucket: &Arc<dyn KvStore>, store_path: &Path, dest: &Path, until: u64) {
-    let (exports_tx, exports_rx) = mpsc::channel(1);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (reached_tx, mut reached_rx) = mpsc::unbounded_channel();
-    let run = tokio::spawn(watch_applied_owned(
-        bucket.watcher().unwrap(),
-        WatchScope::All,
-        None,
-        ExpiryRepair::None,
-        Some(open_store(store_path)),
-        Some(exports_rx),
-        batch(),
-        |u: &KvUpdate| Some(u.clone()),
-        |_: Vec<KvUpdate>| {},
-        move |c: WatchCursor| {
-            if c.rank() >= until {
-                let _ = reached_tx.send(());
-            }
-        },
-        stop_rx,
-    ));
-    tokio::time::timeout(WAIT, reached_rx.recv())
-        .await
-        .expect("the exporter catches up");
-    let (reply, replied) = oneshot::channel();
-    exports_tx
-        .send(ExportRequest {
-            dest_dir: dest.to_path_buf(),
-            reply,
-        })
-        .await
-        .unwrap();
-    let manifest = tokio::time::timeout(WAIT, replied)
-        .await
-        .unwrap()
-        .unwrap()
-        .expect("the export succeeds");
-    assert_eq!(manifest.cursor.rank(), until);
-    stop_tx.send(true).unwrap();
-    let end = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
-    assert!(end.result.is_ok(), "{:?}", end.result);
 }
 
 fn is_delete_of(update: &KvUpdate, key: &str) -> bool {
@@ -174,6 +64,7 @@ async fn a_relist_removes_keys_deleted_while_the_cursor_was_expired() {
         ExpiryRepair::Relist(bucket.reader()),
         open_store(&path),
         5,
+        None,
     )
     .await;
     assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(5));
@@ -211,6 +102,7 @@ async fn a_relist_on_a_bucket_that_evicted_current_values_is_refused_and_touches
         ExpiryRepair::Relist(bucket.reader()),
         open_store(&path),
         u64::MAX,
+        None,
     )
     .await;
     match &end.result {
@@ -263,6 +155,7 @@ async fn a_restore_replaces_the_fold_from_the_newest_artifact_and_resumes_after_
         },
         open_store(&path),
         5,
+        None,
     )
     .await;
     assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(5));
@@ -306,6 +199,7 @@ async fn a_node_without_a_cursor_on_an_evicted_bucket_seeds_from_an_artifact() {
         },
         open_store(&dir.path().join("fresh.snap")),
         3,
+        None,
     )
     .await;
     assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(3));
@@ -386,6 +280,7 @@ async fn a_store_holding_data_without_a_cursor_is_relisted_before_the_watch() {
         ExpiryRepair::Relist(bucket.reader()),
         store,
         2,
+        None,
     )
     .await;
     assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(2));

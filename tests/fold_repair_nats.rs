@@ -6,118 +6,14 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use common::nats::{NatsServer, connected};
+use common::repair::{fold_and_leave, fold_keys, fold_until, is_synthetic_delete_of, open_store};
 use kvfold::{
-    AppendLogSnapshot, Connection, DirRestore, ExpiryRepair, ExportRequest, KvStore, KvUpdate,
-    RestoreSource, SnapshotStore, WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, Connection, DirRestore, ExpiryRepair, KvStore, KvUpdate, RestoreSource,
+    SnapshotStore,
 };
-use tokio::sync::{mpsc, oneshot, watch};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn batch() -> kvfold::BatchConfig {
-    kvfold::BatchConfig {
-        window: Duration::from_millis(5),
-        max: 64,
-        channel_capacity: 64,
-    }
-}
-
-fn open_store(path: &Path) -> AppendLogSnapshot {
-    AppendLogSnapshot::open(path, 1 << 20).expect("opens").1
-}
-
-fn fold_keys(store: &AppendLogSnapshot) -> Vec<String> {
-    store
-        .range("")
-        .unwrap()
-        .into_iter()
-        .map(|e| e.key)
-        .collect()
-}
-
-fn is_synthetic_delete_of(update: &KvUpdate, key: &str) -> bool {
-    matches!(update, KvUpdate::Delete { key: k, version } if k == key && version.as_u64().is_none())
-}
-
-/// Folds the whole bucket from `resume` with `repair` until `on_applied` reaches `until`;
-/// with `export_to`, exports an artifact there once it has, before stopping.
-async fn fold_until(
-    bucket: &Arc<dyn KvStore>,
-    resume: Option<WatchCursor>,
-    repair: ExpiryRepair<AppendLogSnapshot>,
-    store: AppendLogSnapshot,
-    until: u64,
-    export_to: Option<&Path>,
-) -> (WatchEnd<AppendLogSnapshot>, Vec<KvUpdate>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let applied = Arc::clone(&seen);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (reached_tx, mut reached_rx) = mpsc::unbounded_channel();
-    let (exports_tx, exports_rx) = mpsc::channel(1);
-    let run = tokio::spawn(watch_applied_owned(
-        bucket.watcher().unwrap(),
-        WatchScope::All,
-        resume,
-        repair,
-        Some(store),
-        Some(exports_rx),
-        batch(),
-        |u: &KvUpdate| Some(u.clone()),
-        move |updates: Vec<KvUpdate>| applied.lock().unwrap().extend(updates),
-        move |c: WatchCursor| {
-            if c.rank() >= until {
-                let _ = reached_tx.send(());
-            }
-        },
-        stop_rx,
-    ));
-    tokio::time::timeout(WAIT, reached_rx.recv())
-        .await
-        .expect("the fold reaches its target")
-        .expect("the run is still going");
-    if let Some(dest) = export_to {
-        let (reply, replied) = oneshot::channel();
-        exports_tx
-            .send(ExportRequest {
-                dest_dir: dest.to_path_buf(),
-                reply,
-            })
-            .await
-            .unwrap();
-        let manifest = tokio::time::timeout(WAIT, replied)
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("the export succeeds");
-        assert_eq!(manifest.cursor.rank(), until);
-    }
-    stop_tx.send(true).unwrap();
-    let end = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
-    let seen = seen.lock().unwrap().clone();
-    (end, seen)
-}
-
-/// A replica folds the bucket into a new store at `path` up to `until` and goes away:
-/// its resume cursor.
-async fn fold_and_leave(bucket: &Arc<dyn KvStore>, path: &Path, until: u64) -> WatchCursor {
-    let (end, _) = fold_until(
-        bucket,
-        None,
-        ExpiryRepair::None,
-        open_store(path),
-        until,
-        None,
-    )
-    .await;
-    let cursor = end.result.expect("clean stop");
-    assert_eq!(cursor.rank(), until);
-    cursor
-}
 
 async fn history_1_bucket(conn: &kvfold::NatsConnection, name: &str) -> Arc<dyn KvStore> {
     conn.store_with_config(common::config::bucket(name, 1))

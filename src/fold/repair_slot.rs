@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::watch_task::RepairRequest;
+use super::watch_task::{RepairRequest, drop_off_runtime};
 use crate::kv::{KvError, KvReader, KvUpdate, KvWatcher, WatchCursor};
 use crate::protocol::fold::{ChunkSource, RepairIo, RepairKind, RestoreRefused};
 use crate::repair::{
@@ -345,11 +345,5 @@ impl<S: SnapshotStore + Send + 'static> RepairSlot<S> {
     pub(crate) async fn clear(&mut self) {
         self.drop_restored().await;
         *self = Self::default();
-    }
-}
-
-async fn drop_off_runtime<S: Send + 'static>(restored: RestoredFold<S>) {
-    if let Err(e) = tokio::task::spawn_blocking(move || drop(restored)).await {
-        tracing::warn!(target: "kvfold::repair", error = %e, "dropping the artifact fold failed");
     }
 }

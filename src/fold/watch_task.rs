@@ -339,11 +339,11 @@ async fn send_restore<S: Send + 'static>(
     })
 }
 
-/// Drops a fetched artifact fold on a blocking thread (it may close files and remove a
+/// Drops an artifact fold on a blocking thread (it may close files and remove a
 /// scratch directory); a panic there is logged and ignored.
-async fn drop_off_runtime<S: Send + 'static>(restored: RestoredFold<S>) {
+pub(crate) async fn drop_off_runtime<S: Send + 'static>(restored: RestoredFold<S>) {
     if let Err(e) = tokio::task::spawn_blocking(move || drop(restored)).await {
-        tracing::warn!(target: "kvfold::repair", error = %e, "dropping a fetched artifact fold failed");
+        tracing::warn!(target: "kvfold::repair", error = %e, "dropping an artifact fold failed");
     }
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod expiring;
 pub mod fold;
 pub mod prop;
+pub mod repair;
 pub mod scripted;
 pub mod state_sync;
 pub mod store;
