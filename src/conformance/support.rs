@@ -153,6 +153,11 @@ impl<'a> Ctx<'a> {
         self.profile.delivery_timeout
     }
 
+    /// How long "nothing more arrives" is watched for (`Profile::quiet_window`).
+    pub(crate) fn quiet_window(&self) -> Duration {
+        self.profile.quiet()
+    }
+
     /// Ends the check with a message naming it.
     #[track_caller]
     pub(crate) fn fail(&self, message: impl Display) -> ! {
@@ -695,9 +700,9 @@ impl WatchRun<'_> {
         }
     }
 
-    /// Waits the delivery timeout and fails if anything arrives.
+    /// Waits the quiet window and fails if anything arrives.
     pub(crate) async fn quiet(&mut self) {
-        tokio::time::sleep(self.cx.timeout()).await;
+        tokio::time::sleep(self.cx.quiet_window()).await;
         self.assert_quiet_now();
     }
 
@@ -764,9 +769,9 @@ impl WatchRun<'_> {
     }
 }
 
-/// Waits the delivery timeout once and fails if any of the watches got anything.
+/// Waits the quiet window once and fails if any of the watches got anything.
 pub(crate) async fn quiet_all(cx: &Ctx<'_>, runs: &mut [&mut WatchRun<'_>]) {
-    tokio::time::sleep(cx.timeout()).await;
+    tokio::time::sleep(cx.quiet_window()).await;
     for run in runs.iter_mut() {
         run.assert_quiet_now();
     }
