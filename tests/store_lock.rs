@@ -63,24 +63,41 @@ fn refused<T>(what: &str, path: &Path, result: Result<T, SnapshotError>) -> Resu
     }
 }
 
-/// Every way of opening `path` for writing is refused.
+/// Every way of opening `path` for writing is refused. Each refusal first waits out the
+/// bounded lock wait (about a second), so the four attempts run side by side, each on its
+/// own thread and its own descriptor.
 fn all_refused(path: &Path) -> Result<(), String> {
-    refused(
-        "AppendLogSnapshot::open",
-        path,
-        AppendLogSnapshot::open(path, DEFAULT_COMPACT_THRESHOLD),
-    )?;
-    refused(
-        "AppendLogSnapshot::load",
-        path,
-        <AppendLogSnapshot as SnapshotStore>::load(path),
-    )?;
-    refused(
-        "SnapshotWriter::open",
-        path,
-        SnapshotWriter::open(path, DEFAULT_COMPACT_THRESHOLD),
-    )?;
-    refused("snapshot::load", path, load(path))
+    std::thread::scope(|scope| {
+        let attempts = [
+            scope.spawn(|| {
+                refused(
+                    "AppendLogSnapshot::open",
+                    path,
+                    AppendLogSnapshot::open(path, DEFAULT_COMPACT_THRESHOLD),
+                )
+            }),
+            scope.spawn(|| {
+                refused(
+                    "AppendLogSnapshot::load",
+                    path,
+                    <AppendLogSnapshot as SnapshotStore>::load(path),
+                )
+            }),
+            scope.spawn(|| {
+                refused(
+                    "SnapshotWriter::open",
+                    path,
+                    SnapshotWriter::open(path, DEFAULT_COMPACT_THRESHOLD),
+                )
+            }),
+            scope.spawn(|| refused("snapshot::load", path, load(path))),
+        ];
+        attempts
+            .into_iter()
+            .map(|attempt| attempt.join().expect("an open attempt panicked"))
+            .collect::<Result<Vec<()>, String>>()
+            .map(|_| ())
+    })
 }
 
 #[test]

@@ -82,7 +82,10 @@ fn deep_three_writes_keep_every_property() {
 #[test]
 #[ignore = "deep bounds: cargo test --release --features model-check --test model -- --ignored"]
 fn deep_three_writes_keep_every_property_with_exports() {
-    assert_eq!(check_all(FoldModel::new(Bounds::EXPORT_THREE_WRITES)), 1_821_122);
+    assert_eq!(
+        check_all(FoldModel::new(Bounds::EXPORT_THREE_WRITES)),
+        1_821_122
+    );
 }
 
 #[test]
