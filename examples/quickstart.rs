@@ -170,6 +170,71 @@ async fn main() -> Result<(), KvError> {
         if a == b { "they agree" } else { "THEY DIFFER" }
     );
     assert_eq!(a, b, "both replicas hold the same fold");
+
+    // 10. Cursor-expiry repair: replica b goes away at its cursor. Meanwhile a key is
+    //     deleted, every other key is rewritten, and the bucket drops the history below
+    //     the rewrites (here the embedded backend's fault controls stand in for a
+    //     bucket's limits), delete marker included: no watch can deliver that delete
+    //     any more. With `ExpiryRepair::Relist`, `watch_applied` lists the bucket,
+    //     deletes what is gone from the fold, re-applies what is live and resumes; the
+    //     store ends equal to the bucket.
+    let away_at = end.result?;
+    writer.delete("config.size").await?;
+    let mut first_rewrite = None;
+    for key in reader.keys("").await? {
+        let rewrite = writer.put(&key, b"rewritten").await?;
+        first_rewrite.get_or_insert(rewrite.as_u64().expect("memory revisions are numbers"));
+    }
+    let newest = writer.put("config.region", b"eu").await?;
+    let newest = newest.as_u64().expect("memory revisions are numbers");
+    let floor = first_rewrite.unwrap_or(newest);
+    conn.faults().evict_below("quickstart", floor)?;
+    println!(
+        "replica b left at revision {}; config.size deleted, history below {floor} evicted",
+        away_at.rank()
+    );
+    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel();
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let repaired = tokio::spawn(kvfold::watch_applied_owned(
+        store.watcher().expect("watcher"),
+        WatchScope::All,
+        Some(away_at),
+        kvfold::ExpiryRepair::Relist(store.reader()),
+        Some(replica_b),
+        None,
+        BatchConfig::default(),
+        |update: &KvUpdate| Some(update.clone()),
+        |batch: Vec<KvUpdate>| {
+            for update in &batch {
+                print_update("replica b repair", update);
+            }
+        },
+        move |cursor: WatchCursor| {
+            if cursor.rank() >= newest {
+                let _ = reached_tx.send(());
+            }
+        },
+        shutdown,
+    ));
+    tokio::time::timeout(Duration::from_secs(10), reached.recv())
+        .await
+        .expect("the repaired fold catches up");
+    shutdown_tx.send(true).expect("the fold is running");
+    let end = repaired.await.expect("fold task");
+    let replica_b = end.store.expect("the store comes back");
+    let folded: Vec<String> = replica_b
+        .range("")
+        .expect("read b")
+        .into_iter()
+        .map(|entry| entry.key)
+        .collect();
+    let live = reader.keys("").await?;
+    println!(
+        "after the repair replica b holds {folded:?} and the bucket {live:?}: {}",
+        if folded == live { "they agree" } else { "THEY DIFFER" }
+    );
+    assert_eq!(folded, live, "the repaired fold equals the bucket");
+    drop(replica_b);
     std::fs::remove_dir_all(&dir).ok();
     conn.shutdown().await?;
     Ok(())
