@@ -231,7 +231,11 @@ async fn main() -> Result<(), KvError> {
     let live = reader.keys("").await?;
     println!(
         "after the repair replica b holds {folded:?} and the bucket {live:?}: {}",
-        if folded == live { "they agree" } else { "THEY DIFFER" }
+        if folded == live {
+            "they agree"
+        } else {
+            "THEY DIFFER"
+        }
     );
     assert_eq!(folded, live, "the repaired fold equals the bucket");
     drop(replica_b);

@@ -168,6 +168,9 @@ pub use protocol::lease::LeaseRecord;
 pub use protocol::manifest::{
     ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, MANIFEST_FILE,
 };
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub use repair::sort_keys_external;
 pub use repair::{DirRestore, ExpiryRepair, RestoreSource, RestoredFold};
 pub use snapshot::{AppendLogConfig, AppendLogSnapshot, SnapshotError, SnapshotStore};
 pub use stores::{

@@ -23,6 +23,8 @@ pub(crate) use error::RepairKind;
 pub(crate) use relist::{DeleteChunks, relist_stale, sort_listing};
 pub(crate) use restore_diff::{RewriteChunks, filter_listed_live, restore_diff};
 pub(crate) use sorter::SORT_RUN_BYTES;
+#[cfg(feature = "testkit")]
+pub use sorter::sort_keys_external;
 
 use std::any::Any;
 use std::path::PathBuf;

@@ -73,7 +73,7 @@ impl KeySorter {
         Ok(())
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testkit"))]
     /// How many runs were spilled so far (merged runs included).
     pub(crate) fn runs_spilled(&self) -> usize {
         self.runs_spilled
@@ -200,6 +200,36 @@ impl Iterator for Merge {
         self.failed = step.is_err();
         step.transpose()
     }
+}
+
+/// Benchmarks only (`benches/relist_sorter.rs`, testkit): pushes every key of `keys`
+/// through the relist's sorter with runs of `run_bytes_max` held bytes (`None`: the
+/// production bound, [`SORT_RUN_BYTES`]), spilling into
+/// `dir` (`None` = the system temp dir), drains the sorted output, and returns how many
+/// distinct keys came out and how many runs were spilled.
+#[cfg(feature = "testkit")]
+pub fn sort_keys_external(
+    keys: impl IntoIterator<Item = String>,
+    dir: Option<PathBuf>,
+    run_bytes_max: Option<usize>,
+) -> Result<(u64, usize), String> {
+    let run_bytes_max = run_bytes_max.unwrap_or(SORT_RUN_BYTES);
+    let mut sorter = KeySorter::new(RepairKind::Relist, dir, run_bytes_max);
+    for key in keys {
+        sorter.push(key).map_err(|e| e.to_string())?;
+    }
+    let runs = sorter.runs_spilled();
+    let mut distinct = 0u64;
+    let mut last: Option<String> = None;
+    for key in sorter.finish().map_err(|e| e.to_string())? {
+        let key = key.map_err(|e| e.to_string())?;
+        if last.as_ref().is_some_and(|l| *l >= key) {
+            return Err(format!("out of order: {last:?} then {key:?}"));
+        }
+        last = Some(key);
+        distinct += 1;
+    }
+    Ok((distinct, runs))
 }
 
 #[cfg(test)]
