@@ -55,6 +55,9 @@ pub struct Bounds {
     pub buckets: [bool; 2],
     /// The operator may switch eviction off once (on an evicting bucket).
     pub eviction_off: bool,
+    /// Running watches poll retention (one poll per watch, explored only when it
+    /// would find eviction the memo lacks).
+    pub polls: bool,
 }
 
 impl Bounds {
@@ -67,6 +70,7 @@ impl Bounds {
         publishes: 1,
         buckets: [true, false],
         eviction_off: false,
+        polls: false,
     };
 
     /// The default run on a bucket that never evicts current values (relist repairs).
@@ -75,10 +79,11 @@ impl Bounds {
         ..Bounds::DEFAULT
     };
 
-    /// An evicting bucket whose eviction the operator may switch off (the memo).
+    /// An evicting bucket whose eviction the operator may switch off (the memo),
+    /// with retention polls.
     pub const EVICTION_OFF: Bounds = Bounds {
         eviction_off: true,
-        offline: 2,
+        polls: true,
         publishes: 0,
         ..Bounds::DEFAULT
     };
@@ -90,12 +95,13 @@ impl Bounds {
         ..Bounds::DEFAULT
     };
 
-    /// The `#[ignore]`d deep run with more churn: three offline periods, three
-    /// publishes, the eviction switch.
+    /// The `#[ignore]`d deep run with more churn: two offline periods, two
+    /// publishes, retention polls and the eviction switch.
     pub const DEEP_CHURN: Bounds = Bounds {
-        offline: 3,
-        publishes: 3,
+        offline: 2,
+        publishes: 2,
         eviction_off: true,
+        polls: true,
         ..Bounds::DEFAULT
     };
 }
@@ -234,6 +240,8 @@ impl Seen {
     pub const MEMO_SET: Seen = Seen(1 << 9);
     /// Witness: a repair planned while eviction was switched off after it happened.
     pub const PLANNED_AFTER_OFF: Seen = Seen(1 << 10);
+    /// Witness: a retention poll of a running watch set the memo.
+    pub const POLL_OBSERVED: Seen = Seen(1 << 11);
 
     /// Sets `bits`.
     pub fn insert(&mut self, bits: Seen) {
@@ -343,6 +351,8 @@ pub enum Action {
     Start(usize),
     /// A watching node's consumer delivers its next revision (or trips on the floor).
     Deliver(usize),
+    /// A watching node's retention poll is due (`PollDue`).
+    Poll(usize),
     /// A running node stops; its store stays.
     Offline(usize),
     /// A watching node exports its fold and publishes it as the newest artifact.
@@ -380,6 +390,8 @@ pub mod names {
     pub const TRIPPED_MID_WATCH: &str = "a resumed watch trips on the floor mid-watch";
     /// Witness.
     pub const MEMO_SET: &str = "a node records the eviction memo";
+    /// Witness.
+    pub const POLL_OBSERVED: &str = "a retention poll of a running watch records the memo";
     /// Witness.
     pub const PLANNED_AFTER_OFF: &str = "a repair is planned after eviction was switched off";
 }
@@ -477,6 +489,9 @@ impl Model for FleetModel {
                     if usize::from(*next) <= state.log.len() {
                         actions.push(Action::Deliver(i));
                     }
+                    if b.polls && self.can_poll(state, i) {
+                        actions.push(Action::Poll(i));
+                    }
                     if state.used.offline < b.offline {
                         actions.push(Action::Offline(i));
                     }
@@ -516,6 +531,7 @@ impl Model for FleetModel {
             }
             Action::Start(i) => self.start(&mut state, i),
             Action::Deliver(i) => self.deliver(&mut state, i),
+            Action::Poll(i) => self.poll(&mut state, i),
             Action::Offline(i) => {
                 state.used.offline += 1;
                 state.nodes[i].run = Run::Offline;
@@ -553,7 +569,7 @@ impl Model for FleetModel {
         ];
         let evicting = b.buckets[0];
         type Condition = fn(&FleetModel, &FleetState) -> bool;
-        let witnesses: [(bool, &'static str, Condition); 7] = [
+        let witnesses: [(bool, &'static str, Condition); 8] = [
             (evicting, LOUD_LOSS, |_, s| {
                 s.seen.contains(Seen::UNFOLDED_AGED_OUT) && s.seen.contains(Seen::LOUD)
             }),
@@ -570,6 +586,9 @@ impl Model for FleetModel {
                 s.seen.contains(Seen::TRIPPED_MID_WATCH)
             }),
             (evicting, MEMO_SET, |_, s| s.seen.contains(Seen::MEMO_SET)),
+            (evicting && b.polls, POLL_OBSERVED, |_, s| {
+                s.seen.contains(Seen::POLL_OBSERVED)
+            }),
             (b.eviction_off, PLANNED_AFTER_OFF, |_, s| {
                 s.seen.contains(Seen::PLANNED_AFTER_OFF)
             }),

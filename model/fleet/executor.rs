@@ -10,6 +10,7 @@ use kvfold::protocol::manifest::{
 };
 use kvfold::protocol::repair::{
     ArtifactView, RepairCommand, RepairEvent, RepairMachine, RepairPhase, RepairStart, arm_repair,
+    eviction_observed,
 };
 use kvfold::protocol::time::Millis;
 use kvfold::protocol::{
@@ -19,8 +20,8 @@ use kvfold::{KvError, Retention, WatchCursor};
 
 use super::{FleetModel, FleetState, Mutation, Seen, Slot};
 
-/// The model never advances the repair machine's clock: retention polls (`PollDue`)
-/// are not modelled; every start, expiry and restore reads retention itself.
+/// The clock of every event but `PollDue` (which carries the machine's own deadline):
+/// time matters to the machine only for its retention polls.
 const NOW: Millis = Millis(0);
 
 /// A node's run.
@@ -36,6 +37,8 @@ pub enum Run {
         next: u8,
         /// The rank a resumed (`_from`) watch started after; `None` for a full watch.
         resumed_from: Option<u8>,
+        /// This watch's one modelled retention poll happened.
+        polled: bool,
     },
     /// The run failed with a `WatchError`: the node knowingly cannot recover (loud).
     Failed,
@@ -156,7 +159,47 @@ impl FleetModel {
             scope: scope(),
         });
         feed(state, &mut machine, RepairEvent::Start { now: NOW });
-        self.drive(state, i, machine);
+        self.drive(state, i, machine, None);
+    }
+
+    /// Whether a retention poll of node `i` is worth exploring: its watch has a poll
+    /// deadline, it has not polled during this watch, and the poll would find eviction
+    /// its memo lacks (a poll that finds nothing only moves the clock).
+    pub(super) fn can_poll(&self, state: &FleetState, i: usize) -> bool {
+        match &state.nodes[i].run {
+            Run::Watching {
+                machine, polled, ..
+            } => {
+                !polled
+                    && machine.poll_timeout().is_some()
+                    && !machine.memo()
+                    && eviction_observed(Some(state.retention()))
+            }
+            _ => false,
+        }
+    }
+
+    /// `Poll`: the retention poll's deadline passes (`PollDue`); the watch stays
+    /// active while the machine reads retention and hands `Evicting` to the fold.
+    pub(super) fn poll(&self, state: &mut FleetState, i: usize) {
+        let Run::Watching {
+            machine,
+            next,
+            resumed_from,
+            ..
+        } = state.nodes[i].run.clone()
+        else {
+            return;
+        };
+        let mut machine = *machine;
+        let Some(now) = machine.poll_timeout() else {
+            return;
+        };
+        feed(state, &mut machine, RepairEvent::PollDue { now });
+        if machine.phase() == RepairPhase::Polling && eviction_observed(Some(state.retention())) {
+            state.seen.insert(Seen::POLL_OBSERVED);
+        }
+        self.drive(state, i, machine, Some((next, resumed_from, true)));
     }
 
     /// `Deliver`: the consumer hands the next revision to the fold, or the floor
@@ -166,6 +209,7 @@ impl FleetModel {
             machine,
             next,
             resumed_from,
+            polled,
         } = state.nodes[i].run.clone()
         else {
             return;
@@ -183,7 +227,7 @@ impl FleetModel {
                     result: Err(KvError::CursorExpired),
                 },
             );
-            self.drive(state, i, machine);
+            self.drive(state, i, machine, None);
             return;
         }
         let w = state.log[usize::from(next) - 1];
@@ -195,6 +239,7 @@ impl FleetModel {
             machine,
             next: next + 1,
             resumed_from,
+            polled,
         };
         state.seen = seen;
     }
@@ -244,8 +289,15 @@ impl FleetModel {
 
     /// Performs the machine's commands in order, feeding each completion, until it
     /// waits on a watch or finishes; then stores the run.
-    fn drive(&self, state: &mut FleetState, i: usize, mut machine: RepairMachine) {
-        let mut watch: Option<(u8, Option<u8>)> = None;
+    /// `watch` is the watch still active when the machine was fed (a poll):
+    /// `(next, resumed_from, polled)`.
+    fn drive(
+        &self,
+        state: &mut FleetState,
+        i: usize,
+        mut machine: RepairMachine,
+        mut watch: Option<(u8, Option<u8>, bool)>,
+    ) {
         let mut fetched: Option<Artifact> = None;
         let mut finished: Option<Result<(), KvError>> = None;
         while let Some(command) = machine.poll_command() {
@@ -275,14 +327,14 @@ impl FleetModel {
                 }
                 RepairCommand::StartWatch { from: None } => {
                     self.state_sync(state, i);
-                    watch = Some((state.log.len() as u8 + 1, None));
+                    watch = Some((state.log.len() as u8 + 1, None, false));
                     None
                 }
                 RepairCommand::StartWatch { from: Some(c) } => {
                     let rank = cursor_rank(&c);
                     if resume_window_ok(rank, u64::from(state.floor)) {
                         let rank = rank as u8;
-                        watch = Some((rank + 1, Some(rank)));
+                        watch = Some((rank + 1, Some(rank), false));
                         None
                     } else {
                         // The resume check (ResumeGuard pre-check) reports expiry.
@@ -338,10 +390,11 @@ impl FleetModel {
                 Run::Failed
             }
             (Some(_), _) => Run::Offline,
-            (None, Some((next, resumed_from))) => Run::Watching {
+            (None, Some((next, resumed_from, polled))) => Run::Watching {
                 machine: Box::new(machine),
                 next,
                 resumed_from,
+                polled,
             },
             (None, None) => {
                 state.seen.insert(Seen::CONTRACT_BROKEN);

@@ -32,7 +32,7 @@ fn production_fleet_loses_nothing_silently_on_a_non_evicting_bucket() {
 
 #[test]
 fn production_fleet_loses_nothing_silently_when_eviction_is_switched_off() {
-    assert_eq!(check_all(FleetModel::new(Bounds::EVICTION_OFF)), 271_184);
+    assert_eq!(check_all(FleetModel::new(Bounds::EVICTION_OFF)), 430_348);
 }
 
 // ---------------------------------------------------------------------------
