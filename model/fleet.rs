@@ -16,6 +16,17 @@
 //! `WatchError` instead. No node ever holds a key at a revision older than one it held
 //! or deleted before.
 //!
+//! What is abstracted (docs/decisions.md, entries 113–115): one model step runs a
+//! node's machine until it waits on a watch or finishes, with the bucket unchanged
+//! meanwhile; every node runs `ExpiryRepair::Auto` over all keys with a store that
+//! never fails (store faults are the `fold` model's); a state-sync watch takes its
+//! snapshot in one step; a watch whose next revision aged out trips on the floor
+//! (the `resume` model checks the guard); publish and seed go through one pointer
+//! (artifact transport has not landed), `latest` and `fetch` returning the same
+//! artifact; retention polls are explored once per watch, and only when they would
+//! find eviction; the operator switches eviction off only after every running node
+//! observed it (outside the memo's documented blind spot).
+//!
 //! Shared by the `model` test target (`mod fleet;`).
 //!
 //! [`RepairMachine`]: kvfold::protocol::repair::RepairMachine
@@ -88,9 +99,10 @@ impl Bounds {
         ..Bounds::DEFAULT
     };
 
-    /// The `#[ignore]`d deep run: four writes, both bucket kinds.
+    /// The `#[ignore]`d deep run: four writes, two publishes, both bucket kinds.
     pub const DEEP: Bounds = Bounds {
         writes: 4,
+        publishes: 2,
         buckets: [true, true],
         ..Bounds::DEFAULT
     };
@@ -152,6 +164,10 @@ pub struct FleetModel {
     pub bounds: Bounds,
     /// The decision altered, if any.
     pub mutation: Mutation,
+    /// A candidate fix, not production behaviour (docs/decisions.md, entry 115): a
+    /// node publishes only while its fold equals the truth at its cursor (so never
+    /// while a key a restore kept because the bucket lists it live is stale).
+    pub exports_wait_for_exact: bool,
 }
 
 impl FleetModel {
@@ -160,6 +176,16 @@ impl FleetModel {
         Self {
             bounds,
             mutation: Mutation::None,
+            exports_wait_for_exact: false,
+        }
+    }
+
+    /// The same model with exports held back while a fold is not exact at its
+    /// cursor (the candidate fix of docs/decisions.md, entry 115).
+    pub fn exports_waiting_for_exact(self) -> Self {
+        Self {
+            exports_wait_for_exact: true,
+            ..self
         }
     }
 
@@ -171,7 +197,11 @@ impl FleetModel {
 
 impl fmt::Display for FleetModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "fleet model, mutation {}", self.mutation.name())
+        write!(f, "fleet model, mutation {}", self.mutation.name())?;
+        if self.exports_wait_for_exact {
+            write!(f, ", exports wait for an exact fold")?;
+        }
+        Ok(())
     }
 }
 
@@ -499,7 +529,10 @@ impl Model for FleetModel {
                         .artifact
                         .as_ref()
                         .is_none_or(|a| a.cursor < node.cursor);
+                    let exact = !self.exports_wait_for_exact
+                        || node.store == fold_of(&state.log, usize::from(node.cursor), b.keys);
                     if node.cursor > 0
+                        && exact
                         && newer
                         && state.used.publishes < b.publishes
                         && pointer_publish_allowed(&state.pointer(), u64::from(node.cursor))

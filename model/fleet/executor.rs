@@ -196,10 +196,12 @@ impl FleetModel {
             return;
         };
         feed(state, &mut machine, RepairEvent::PollDue { now });
-        if machine.phase() == RepairPhase::Polling && eviction_observed(Some(state.retention())) {
+        self.drive(state, i, machine, Some((next, resumed_from, true)));
+        if let Run::Watching { machine, .. } = &state.nodes[i].run
+            && machine.memo()
+        {
             state.seen.insert(Seen::POLL_OBSERVED);
         }
-        self.drive(state, i, machine, Some((next, resumed_from, true)));
     }
 
     /// `Deliver`: the consumer hands the next revision to the fold, or the floor
