@@ -421,6 +421,9 @@ pub mod names {
     /// Witness.
     pub const MEMO_SET: &str = "a node records the eviction memo";
     /// Witness.
+    pub const KEPT_LISTED_LIVE: &str =
+        "a restore keeps a local key the artifact deleted because the bucket lists it live";
+    /// Witness.
     pub const POLL_OBSERVED: &str = "a retention poll of a running watch records the memo";
     /// Witness.
     pub const PLANNED_AFTER_OFF: &str = "a repair is planned after eviction was switched off";
@@ -602,7 +605,7 @@ impl Model for FleetModel {
         ];
         let evicting = b.buckets[0];
         type Condition = fn(&FleetModel, &FleetState) -> bool;
-        let witnesses: [(bool, &'static str, Condition); 8] = [
+        let witnesses: [(bool, &'static str, Condition); 9] = [
             (evicting, LOUD_LOSS, |_, s| {
                 s.seen.contains(Seen::UNFOLDED_AGED_OUT) && s.seen.contains(Seen::LOUD)
             }),
@@ -619,6 +622,9 @@ impl Model for FleetModel {
                 s.seen.contains(Seen::TRIPPED_MID_WATCH)
             }),
             (evicting, MEMO_SET, |_, s| s.seen.contains(Seen::MEMO_SET)),
+            (evicting && b.publishes > 0, KEPT_LISTED_LIVE, |_, s| {
+                s.seen.contains(Seen::KEPT_LISTED_LIVE)
+            }),
             (evicting && b.polls, POLL_OBSERVED, |_, s| {
                 s.seen.contains(Seen::POLL_OBSERVED)
             }),
