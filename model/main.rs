@@ -3,6 +3,7 @@
 //! a model is one `mod` line here. `check` runs a checker the same way for every model.
 
 mod check;
+mod fleet;
 mod fold;
 mod lease;
 mod resume;
