@@ -5,4 +5,5 @@
 mod check;
 mod fold;
 mod lease;
+mod repair;
 mod resume;
