@@ -26,7 +26,7 @@ mod executor;
 #[path = "repair/tests.rs"]
 mod tests;
 
-pub use env::{Artifact, Bucket, Slot, Store, WatchStep};
+pub use env::{Artifact, Bucket, Slot, Store, Trim, WatchStep};
 pub use executor::{Job, Request, Run};
 
 // ===========================================================================
@@ -64,6 +64,10 @@ pub struct Bounds {
     /// The run starts with key 0 written once and folded (store and domain at cursor 1);
     /// `writes` counts that write.
     pub seeded: bool,
+    /// The service starts at any point of the run (`Boot`) instead of before the
+    /// first write: a cursor-less start on a bucket that may have evicted, and a
+    /// repair before any crash.
+    pub late_start: bool,
 }
 
 impl Bounds {
@@ -83,6 +87,7 @@ impl Bounds {
         eviction_off: true,
         channel: 1,
         seeded: false,
+        late_start: true,
     };
 
     /// Relist repair on a bucket that never evicts current values (superseded messages
@@ -101,6 +106,7 @@ impl Bounds {
         eviction_off: false,
         channel: 1,
         seeded: false,
+        late_start: true,
     };
 
     /// The ack-barrier scenario: one key, deleted during the gap and re-created before
@@ -119,6 +125,7 @@ impl Bounds {
         eviction_off: false,
         channel: 1,
         seeded: true,
+        late_start: false,
     };
 
     /// Auto with two artifacts over two writes in batches of two: a restore whose
@@ -340,6 +347,8 @@ pub struct RepairState {
     pub run: Option<Run>,
     /// Budgets used.
     pub used: Used,
+    /// The service has started.
+    pub booted: bool,
     /// History.
     pub seen: Seen,
 }
@@ -395,6 +404,8 @@ pub enum Action {
     Io,
     /// The process crashes (outside a store apply).
     Crash,
+    /// The service starts.
+    Boot,
     /// Quiescence (every write delivered, nothing outstanding): the service shuts the
     /// run down (`Shutdown`) and stops once its final flush committed.
     Shutdown,
@@ -473,8 +484,10 @@ impl RepairModel {
     }
 
     /// A relist is between its planning retention read and the fold's ack. That read
-    /// vouches for the listing: the model lets no current value age out meanwhile (the
-    /// relist takes seconds, an age limit hours; docs/decisions.md 110).
+    /// vouches for the listing, and the listing for the re-list: the model lets no
+    /// current value age out and no current delete marker be purged meanwhile (the
+    /// relist takes seconds, an age limit or a marker's life hours; docs/decisions.md
+    /// 110).
     fn relisting(&self, state: &RepairState) -> bool {
         state.run.as_ref().is_some_and(|run| {
             run.task.machine.phase() == kvfold::protocol::repair::RepairPhase::AwaitingAck
@@ -519,9 +532,12 @@ impl Model for RepairModel {
             store,
             run: None,
             used: Used::default(),
+            booted: !self.bounds.late_start,
             seen: Seen::default(),
         };
-        self.start_run(&mut state);
+        if state.booted {
+            self.start_run(&mut state);
+        }
         vec![state]
     }
 
@@ -543,7 +559,7 @@ impl Model for RepairModel {
         let trim = bucket.trimmable();
         if trim.is_some()
             && !self.full_watch_behind(state)
-            && !(trim == Some(true) && self.relisting(state))
+            && !(trim != Some(Trim::Superseded) && self.relisting(state))
         {
             actions.push(Action::Trim);
         }
@@ -557,6 +573,9 @@ impl Model for RepairModel {
             && bucket.head() > bucket.artifact.as_ref().map_or(0, |a| a.rank)
         {
             actions.push(Action::Publish);
+        }
+        if !state.booted {
+            actions.push(Action::Boot);
         }
         let Some(run) = &state.run else {
             return;
@@ -646,7 +665,7 @@ impl Model for RepairModel {
         match action {
             Action::Write { key, live } => state.bucket.log.push(env::Write { key, live }),
             Action::Trim => {
-                if state.bucket.trimmable()? {
+                if state.bucket.trimmable()? == Trim::Value {
                     state.seen.insert(Seen::AGED_OUT);
                 }
                 state.bucket.floor += 1;
@@ -707,6 +726,10 @@ impl Model for RepairModel {
             Action::Io => self.io(&mut state),
             Action::Crash => self.crash(&mut state),
             Action::Shutdown => self.shutdown(&mut state),
+            Action::Boot => {
+                state.booted = true;
+                self.start_run(&mut state);
+            }
         }
         if state
             .run
@@ -756,9 +779,11 @@ impl Model for RepairModel {
             (b.eviction_off, EVICTION_OFF, |_, s| {
                 s.seen.contains(Seen::EVICTION_OFF)
             }),
-            (b.crashes > 1, CRASHED_IN_REPAIR, |_, s| {
-                s.seen.contains(Seen::CRASHED_IN_REPAIR)
-            }),
+            (
+                b.crashes > 0 && (b.late_start && restores || b.seeded),
+                CRASHED_IN_REPAIR,
+                |_, s| s.seen.contains(Seen::CRASHED_IN_REPAIR),
+            ),
             (b.writes >= 3, EXPIRED_MID_WATCH, |_, s| {
                 s.seen.contains(Seen::EXPIRED_MID_WATCH)
             }),

@@ -184,24 +184,35 @@ impl Bucket {
         })
     }
 
-    /// What removing the message at the floor would remove: `None` when the bucket may
-    /// not remove it, else whether it is a current value. A superseded message or a
-    /// current delete marker may always go; a current value only while the bucket
-    /// evicts. Either only once an artifact at or above it is published (exports run
-    /// well inside retention, docs/repair.md "Limits").
-    pub fn trimmable(&self) -> Option<bool> {
+    /// What removing the message at the floor would remove, or `None` when the bucket
+    /// may not remove it: a superseded message or a current delete marker may always
+    /// go, a current value only while the bucket evicts; either only once an artifact
+    /// at or above it is published (exports run well inside retention, docs/repair.md
+    /// "Limits").
+    pub fn trimmable(&self) -> Option<Trim> {
         let rev = self.floor;
         if rev > self.head() || self.artifact.as_ref().is_none_or(|a| a.rank < rev) {
             return None;
         }
         let write = self.log[usize::from(rev) - 1];
-        let current = self.latest_of_key(rev, self.head());
-        match (current, write.live) {
-            (false, _) | (true, false) => Some(false),
-            (true, true) if self.evicting => Some(true),
+        match (self.latest_of_key(rev, self.head()), write.live) {
+            (false, _) => Some(Trim::Superseded),
+            (true, false) => Some(Trim::Marker),
+            (true, true) if self.evicting => Some(Trim::Value),
             (true, true) => None,
         }
     }
+}
+
+/// What leaves the bucket when its floor moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Trim {
+    /// A message a later write of its key superseded.
+    Superseded,
+    /// A key's current delete marker (purged).
+    Marker,
+    /// A key's current value (aged out or discarded).
+    Value,
 }
 
 /// The watch the watch task started: resumed after `from`, or state-sync (the latest

@@ -276,6 +276,7 @@ impl RepairModel {
                 FoldCommand::DropRestored => run.slot.restored = None,
                 FoldCommand::AckRelist => {
                     run.slot = RepairSlot::default();
+                    run.drained_view = None;
                     if run.task.awaiting == Some(true) {
                         run.task.awaiting = None;
                         let now = Millis(run.task.clock);
@@ -285,6 +286,7 @@ impl RepairModel {
                 }
                 FoldCommand::ReplyRestore(reply) => {
                     run.slot = RepairSlot::default();
+                    run.drained_view = None;
                     run.task.awaiting = None;
                     if reply.is_ok() {
                         state.seen.insert(Seen::RESTORED);
