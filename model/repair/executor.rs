@@ -252,6 +252,21 @@ impl RepairModel {
             let Some(command) = run.fold.poll_command() else {
                 return;
             };
+            // While a store apply is in flight only timers and the expiry answer may be
+            // queued (the machine receives on); nothing may follow a repair step
+            // awaiting its completion.
+            let awaited = match &run.job {
+                Some(Job::Store { .. }) => !matches!(
+                    command,
+                    FoldCommand::SetTimer(_) | FoldCommand::AnswerExpiry(_)
+                ),
+                Some(Job::Io(_)) => true,
+                None => false,
+            };
+            if awaited {
+                state.seen.insert(Seen::CONTRACT_BROKEN);
+                return;
+            }
             let now = Millis(run.clock);
             match command {
                 FoldCommand::SetTimer(_) | FoldCommand::OnApplied(_) => {}
