@@ -299,8 +299,9 @@ impl Seen {
     pub const FAILED: Seen = Seen(1 << 13);
     /// Environment bookkeeping: the node says its eviction memo is durable (the store
     /// committed it; the `NoEvictionMemo` mutant says so when it drops the hand-off).
-    /// The operator turns eviction off only after that (docs/repair.md, "The eviction
-    /// memo", blind spot).
+    /// The operator turns eviction off only after that: eviction that starts, drops a
+    /// value and stops between two retention reads is the memo's blind spot
+    /// (docs/decisions.md 110).
     pub const MEMO_CLAIMED: Seen = Seen(1 << 14);
 
     /// Sets `bits`.
@@ -423,9 +424,9 @@ pub mod names {
     pub const STORE_CURSOR_MONOTONE: &str = "the store cursor never moves backward";
     /// Within one run, `apply` never sees a key's revision go backward.
     pub const DOMAIN_MONOTONE: &str = "the domain never sees a revision go backward";
-    /// G1: a repair never moves a key to an older revision.
+    /// A repair never moves a key to an older revision.
     pub const NO_REGRESS: &str = "a repair never moves a key to an older revision";
-    /// G2: a repair never deletes a current value.
+    /// A repair never deletes a current value.
     pub const NO_CURRENT_DELETED: &str = "a repair never deletes a current value";
     /// The executors keep both machines' drive-loop contracts.
     pub const DRIVE_LOOP: &str = "the machines keep their drive-loop contracts";
@@ -498,7 +499,7 @@ impl RepairModel {
 
     /// A full (state-sync) watch is active and has not delivered past the floor: the
     /// bucket removing its floor message now would lose it unseen (an unguarded watch
-    /// relies on retention far above its lag, docs/repair.md "Limits").
+    /// relies on retention far above its lag; docs/decisions.md 110).
     fn full_watch_behind(&self, state: &RepairState) -> bool {
         state.run.as_ref().is_some_and(|run| {
             run.task

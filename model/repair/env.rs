@@ -187,8 +187,8 @@ impl Bucket {
     /// What removing the message at the floor would remove, or `None` when the bucket
     /// may not remove it: a superseded message or a current delete marker may always
     /// go, a current value only while the bucket evicts; either only once an artifact
-    /// at or above it is published (exports run well inside retention, docs/repair.md
-    /// "Limits").
+    /// at or above it is published (exports run well inside retention;
+    /// docs/decisions.md 110).
     pub fn trimmable(&self) -> Option<Trim> {
         let rev = self.floor;
         if rev > self.head() || self.artifact.as_ref().is_none_or(|a| a.rank < rev) {

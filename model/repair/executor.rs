@@ -654,8 +654,8 @@ impl RepairModel {
         }
     }
 
-    /// `NextChunk`: the next corrections, each through `parse`; the ghost checks of G1
-    /// (no key moves to an older revision) and G2 (no current value is deleted).
+    /// `NextChunk`: the next corrections, each through `parse`; the ghost checks that no
+    /// key moves to an older revision and no current value is deleted.
     fn next_chunk(
         &self,
         state: &mut RepairState,
