@@ -6,4 +6,5 @@ mod check;
 mod fleet;
 mod fold;
 mod lease;
+mod repair;
 mod resume;
