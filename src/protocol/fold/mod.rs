@@ -384,7 +384,7 @@ impl fmt::Display for RestoreRefused {
         match self {
             RestoreRefused::NotAhead { artifact, applied } => write!(
                 f,
-                "restore refused: artifact cursor {} is not ahead of the applied cursor {}",
+                "the artifact cursor {} is not ahead of the applied cursor {}",
                 artifact.rank(),
                 applied.rank()
             ),
@@ -393,7 +393,7 @@ impl fmt::Display for RestoreRefused {
                 first_revision,
             } => write!(
                 f,
-                "restore refused: the bucket evicted past the artifact cursor {} (first revision {first_revision}) during the listing",
+                "the bucket evicted past the artifact cursor {} (first revision {first_revision}) during the listing",
                 artifact.rank()
             ),
         }

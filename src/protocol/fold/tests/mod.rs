@@ -536,8 +536,8 @@ fn refusal_and_unexpected_texts() {
     assert_eq!(
         texts,
         [
-            "restore refused: artifact cursor 4 is not ahead of the applied cursor 9",
-            "restore refused: the bucket evicted past the artifact cursor 4 (first revision 12) during the listing",
+            "the artifact cursor 4 is not ahead of the applied cursor 9",
+            "the bucket evicted past the artifact cursor 4 (first revision 12) during the listing",
             "fold machine in phase Idle does not accept BacklogDrained",
         ]
     );
