@@ -2,7 +2,7 @@
 //! nodes fold one bucket that may evict current values, go offline (so their cursors
 //! expire), restart, repair, seed from the newest published artifact and publish their
 //! own. Each node's watch task is the production [`RepairMachine`], driven the way the
-//! watch-task executor drives it (docs/repair.md, "Watch-task executor"); the fold's
+//! watch-task executor drives it (docs/protocols/repair.md, "Watch-task executor"); the fold's
 //! half of a restore calls the production kernels (`restore_ahead`, `restore_key`,
 //! `resume_window_ok`); publishing runs the manifest kernels (`encode_manifest`,
 //! `decode_manifest`, `ArtifactView::of`, `pointer_publish_allowed`). Nothing is
@@ -502,7 +502,7 @@ impl Model for FleetModel {
         if self.can_age_out(state) {
             actions.push(Action::AgeOut);
         }
-        // Outside the memo's documented blind spot (docs/repair.md, "The eviction
+        // Outside the memo's documented blind spot (docs/protocols/repair.md, "The eviction
         // memo"): the operator switches eviction off only after every node still
         // running has seen it happen.
         if b.eviction_off

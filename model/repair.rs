@@ -1,4 +1,4 @@
-//! The `repair` model (docs/verification.md, "Stateright models"; docs/repair.md): the
+//! The `repair` model (docs/verification.md, "Stateright models"; docs/protocols/repair.md): the
 //! production [`FoldMachine`](kvfold::protocol::fold::FoldMachine) and
 //! [`RepairMachine`](kvfold::protocol::repair::RepairMachine), each driven the way its
 //! executor drives it (the fold loop of `watch_applied` with its repair slot, and the

@@ -1,4 +1,4 @@
-//! Cursor-expiry repair end to end (docs/repair.md): `watch_applied_owned` on the
+//! Cursor-expiry repair end to end (docs/protocols/repair.md): `watch_applied_owned` on the
 //! embedded backend with a real append-log store, a real key listing and real
 //! artifacts in a directory. A relist removes keys deleted while the cursor was
 //! expired; a relist on a bucket that evicted current values is refused; a restore

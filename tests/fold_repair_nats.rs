@@ -1,4 +1,4 @@
-//! Cursor-expiry repair live against a real nats-server (docs/repair.md): a replica
+//! Cursor-expiry repair live against a real nats-server (docs/protocols/repair.md): a replica
 //! away while its cursor's successor left the stream (superseded writes, a purged key)
 //! repairs by a relist (the key listing is the truth on a bucket without age or
 //! discard-old limits) or by a restore from an artifact another replica exported.

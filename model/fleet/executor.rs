@@ -1,5 +1,5 @@
 //! The fleet model's nodes: each node's watch task is a production `RepairMachine`
-//! driven as the watch-task executor drives it (docs/repair.md, "Watch-task executor");
+//! driven as the watch-task executor drives it (docs/protocols/repair.md, "Watch-task executor");
 //! the fold's half of a relist and a restore calls the production kernels; a publish
 //! runs the manifest kernels. One model step runs the machine until it waits on a
 //! watch or finishes (see the module docs of `model/fleet.rs` for what that leaves out).
@@ -426,7 +426,7 @@ impl FleetModel {
         state.seen = seen;
     }
 
-    /// `SendRelist`: the relist diff (docs/repair.md §6): every fold key the bucket
+    /// `SendRelist`: the relist diff (docs/protocols/repair.md §6): every fold key the bucket
     /// does not list gets a synthetic delete (unknown version); the cursor stays.
     fn relist(&self, state: &mut FleetState, i: usize) {
         state.seen.insert(Seen::RELISTED);
@@ -437,7 +437,7 @@ impl FleetModel {
         }
     }
 
-    /// `SendRestore`: the fold's half of a restore (docs/repair.md §7.2): the
+    /// `SendRestore`: the fold's half of a restore (docs/protocols/repair.md §7.2): the
     /// authoritative ahead check, the per-key rule, the listed-live filter, the
     /// retention re-check, the rewrites and deletes, the final commit at the
     /// artifact's cursor (memo OR-ed).

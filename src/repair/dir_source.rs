@@ -1,5 +1,5 @@
 //! [`DirRestore`]: a [`RestoreSource`] over a local directory of exported append-log
-//! artifacts (docs/repair.md, "Repair I/O: listing, sorting, diffs"; docs/decisions.md 105).
+//! artifacts (docs/protocols/repair.md, "Repair I/O: listing, sorting, diffs"; docs/decisions.md 105).
 //! It picks and imports; whether an artifact may restore a fold is the caller's check.
 
 use std::cmp::Reverse;

@@ -1,6 +1,6 @@
 //! The repair I/O toolkit's one error type: every failure of a listing, a key sort, a
 //! spill file or a fold read during a relist or restore, named by repair and step
-//! (docs/repair.md, "Repair I/O: listing, sorting, diffs"). It decides nothing.
+//! (docs/protocols/repair.md, "Repair I/O: listing, sorting, diffs"). It decides nothing.
 
 use std::fmt;
 use std::io;

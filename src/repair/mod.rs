@@ -1,9 +1,9 @@
-//! Cursor-expiry repair configuration (docs/repair.md, "What this version does:
+//! Cursor-expiry repair configuration (docs/protocols/repair.md, "What this version does:
 //! `ExpiryRepair::None`"): what `watch_applied` does when its cursor expires, and the
 //! restore source it can restore from. The decisions (arming, planning, the per-key rule)
 //! are `protocol` kernels.
 //!
-//! The repair I/O toolkit the fold executor drives (docs/repair.md, "Repair I/O: listing,
+//! The repair I/O toolkit the fold executor drives (docs/protocols/repair.md, "Repair I/O: listing,
 //! sorting, diffs") lives in the submodules: `sorter` and `spill` (the external key
 //! sort), `relist` (listing, merge-join, delete chunks), `restore_diff` (the restore diff,
 //! the listed-live filter, rewrite chunks), `dir_source` (a local-directory restore

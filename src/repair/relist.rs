@@ -1,4 +1,4 @@
-//! Relist repair I/O (docs/repair.md, "Repair I/O: listing, sorting, diffs"): the live
+//! Relist repair I/O (docs/protocols/repair.md, "Repair I/O: listing, sorting, diffs"): the live
 //! key listing streamed into the external sorter, the merge-join of the fold against it,
 //! and the correction chunks. The per-key and prefix rules are `protocol::repair`'s.
 

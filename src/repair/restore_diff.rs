@@ -1,4 +1,4 @@
-//! Restore repair I/O (docs/repair.md, "Repair I/O: listing, sorting, diffs"): the diff
+//! Restore repair I/O (docs/protocols/repair.md, "Repair I/O: listing, sorting, diffs"): the diff
 //! of the local fold against an artifact fold (keys to rewrite spilled, delete candidates
 //! held), the listed-live filter and the rewrite chunks. Every per-key verdict is
 //! `protocol::restore_key`'s; the prefix walk is `protocol::repair::disjoint_prefixes`'s.

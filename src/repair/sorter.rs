@@ -1,4 +1,4 @@
-//! The external key sorter of the relist repair (docs/repair.md, "Repair I/O: listing,
+//! The external key sorter of the relist repair (docs/protocols/repair.md, "Repair I/O: listing,
 //! sorting, diffs"): keys in any order and any number, out ascending and de-duplicated, in
 //! bounded memory (sorted runs spilled to unlinked files, k-way merged). No decisions.
 

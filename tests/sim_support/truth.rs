@@ -122,7 +122,7 @@ impl Truth {
         live.into_iter().take(n).map(|(_, k)| k.clone()).collect()
     }
 
-    /// The documented exception of `ExpiryRepair::None` (docs/repair.md, "What this version
+    /// The documented exception of `ExpiryRepair::None` (docs/protocols/repair.md, "What this version
     /// does: `ExpiryRepair::None`"): a key deleted while its marker was evicted may stay in
     /// the fold — but only with a value it really had before that delete.
     pub fn kept_by_expiry(&self, key: &str, rev: u64, value: &[u8]) -> bool {

@@ -272,7 +272,7 @@ impl World {
         match &end.result {
             // A resumed watch that expires falls back to a full watch; a full
             // (state-sync) watch whose reconnect-resume expires ends the run
-            // (docs/repair.md) and the restart re-lists.
+            // (docs/protocols/repair.md) and the restart re-lists.
             Err(KvError::CursorExpired) => b.stats.expired_ends += 1,
             Err(KvError::WatchError(m)) if m.contains("consecutive") => {
                 b.stats.fail_stops += 1;

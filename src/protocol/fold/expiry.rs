@@ -11,7 +11,7 @@ use crate::protocol::identity::{
 use crate::protocol::repair::{ArmRefusal, arm_repair};
 
 /// The machine's arming step, before it is built: `arm_repair(mode, has_store)`
-/// (docs/repair.md, "Arming a repair"). The `Ok` value is `FoldConfig::repair_armed`;
+/// (docs/protocols/repair.md, "Arming a repair"). The `Ok` value is `FoldConfig::repair_armed`;
 /// a refusal ends the run before anything starts.
 pub fn arm_expiry(mode: RepairMode, has_store: bool) -> Result<bool, ArmRefusal> {
     arm_repair(mode, has_store)
@@ -29,9 +29,9 @@ pub fn effective_mode(mode: RepairMode, armed: bool) -> RepairMode {
 pub enum ExpiryAction {
     /// No repair is armed: re-list with a full state-sync watch of the scope
     /// (`ExpiryRepair::None`; keys deleted while their markers were evicted may stay
-    /// in the fold, docs/repair.md).
+    /// in the fold, docs/protocols/repair.md).
     Relist,
-    /// A repair is armed: the watch task's repair machine plans it (docs/repair.md).
+    /// A repair is armed: the watch task's repair machine plans it (docs/protocols/repair.md).
     Repair,
     /// The bucket is not the one the run started on, or the cursor is ahead of it:
     /// the watch task ends with this refusal, which comes back as `WatchEnded{Failed}`.

@@ -226,7 +226,7 @@ pub enum TaskEnd {
     Panicked(String),
 }
 
-/// A repair the watch task requests (docs/repair.md).
+/// A repair the watch task requests (docs/protocols/repair.md).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RepairKind {
     /// The bucket was seen evicting current values: record the memo.

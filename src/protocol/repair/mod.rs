@@ -1,4 +1,4 @@
-//! Repair kernels (docs/repair.md, "Kernels already in place"): the eviction memo rule,
+//! Repair kernels (docs/protocols/repair.md, "Kernels already in place"): the eviction memo rule,
 //! retention polling, arming, artifact scope and restore checks, disjoint prefixes and the
 //! sorted-listing merge; and the watch-task side of a repair, the sans-IO `RepairMachine`
 //! (docs/protocols/repair-machine.md). Pure: no I/O, no clock; the executor decides nothing.
@@ -47,7 +47,7 @@ impl fmt::Display for ArmRefusal {
     }
 }
 
-/// Whether a repair channel into the fold is created (docs/repair.md, "Arming a repair"):
+/// Whether a repair channel into the fold is created (docs/protocols/repair.md, "Arming a repair"):
 /// `None` → `Ok(false)`; with a store → `Ok(true)`; `Restore`/`Auto` without one →
 /// `Err(NeedsStore)`; `Relist` without one → `Ok(false)`.
 pub fn arm_repair(mode: RepairMode, has_store: bool) -> Result<bool, ArmRefusal> {
