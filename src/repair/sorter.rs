@@ -204,7 +204,7 @@ impl Iterator for Merge {
 
 /// Benchmarks only (`benches/relist_sorter.rs`, testkit): pushes every key of `keys`
 /// through the relist's sorter with runs of `run_bytes_max` held bytes (`None`: the
-/// production bound, [`SORT_RUN_BYTES`]), spilling into
+/// production bound, `SORT_RUN_BYTES` = 64 MiB), spilling into
 /// `dir` (`None` = the system temp dir), drains the sorted output, and returns how many
 /// distinct keys came out and how many runs were spilled.
 #[cfg(feature = "testkit")]
