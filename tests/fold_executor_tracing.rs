@@ -399,3 +399,165 @@ async fn an_expired_cursor_is_logged_by_the_watch_task_inside_the_span() {
         "{expired:#?}"
     );
 }
+
+/// A memory bucket; `evicting` gives it limits that can remove current values.
+async fn memory_bucket(
+    conn: &kvfold::MemoryConnection,
+    name: &str,
+    evicting: bool,
+) -> Arc<dyn kvfold::KvStore> {
+    use kvfold::{Connection, DiscardPolicy, StoreConfig};
+    conn.connect().await.unwrap();
+    let config = StoreConfig {
+        name: name.to_string(),
+        max_bytes: evicting.then_some(1 << 20),
+        discard: if evicting {
+            DiscardPolicy::Old
+        } else {
+            DiscardPolicy::New
+        },
+        ..StoreConfig::default()
+    };
+    conn.store_with_config(config).await.unwrap()
+}
+
+/// The `kvfold::repair` events of a run, as (level, message, cursor field).
+fn repair_events(captured: &capture::Captured) -> Vec<(tracing::Level, String, Option<String>)> {
+    captured
+        .events
+        .iter()
+        .filter(|e| e.target == "kvfold::repair")
+        .map(|e| {
+            (
+                e.level,
+                e.message().to_string(),
+                e.field("cursor").map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// A relist repair on the embedded backend logs, inside the fold's span, the expiry
+/// (with the cursor) and the plan as warnings, in that order, and nothing at error level.
+#[tokio::test]
+async fn a_relist_repair_logs_the_expiry_and_the_plan() {
+    use common::repair::{fold_and_leave, fold_until, open_store};
+    use kvfold::{ExpiryRepair, MemoryConnection};
+    use tracing::Level;
+
+    let conn = MemoryConnection::new();
+    let bucket = memory_bucket(&conn, "traced-relist", false).await;
+    let w = bucket.writer().unwrap();
+    w.put("a", b"1").await.unwrap(); // 1
+    w.put("b", b"1").await.unwrap(); // 2
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fold.snap");
+    let cursor = fold_and_leave(&bucket, &path, 2).await;
+    w.delete("a").await.unwrap(); // 3
+    w.put("c", b"1").await.unwrap(); // 4
+    conn.faults().evict_below("traced-relist", 4).unwrap();
+
+    let collector = capture::Collector::default();
+    let captured = Arc::clone(&collector.captured);
+    let _default = tracing::subscriber::set_default(collector);
+    let (end, _) = fold_until(
+        &bucket,
+        Some(cursor),
+        ExpiryRepair::Relist(bucket.reader()),
+        open_store(&path),
+        4,
+        None,
+    )
+    .await;
+    assert_eq!(end.result.as_ref().map(WatchCursor::rank), Ok(4));
+
+    let captured = captured.lock().unwrap();
+    let events = repair_events(&captured);
+    let expired = events
+        .iter()
+        .position(|(level, message, cursor)| {
+            *level == Level::WARN
+                && message == "watch cursor expired"
+                && cursor.as_deref() == Some("2")
+        })
+        .unwrap_or_else(|| panic!("no expiry warning with cursor 2: {events:#?}"));
+    let planned = events
+        .iter()
+        .position(|(level, message, _)| {
+            *level == Level::WARN && message.starts_with("repairing the expired cursor by a relist")
+        })
+        .unwrap_or_else(|| panic!("no relist plan warning: {events:#?}"));
+    assert!(
+        expired < planned,
+        "the expiry is logged before the plan: {events:#?}"
+    );
+    assert!(
+        events.iter().all(|(level, ..)| *level != Level::ERROR),
+        "{events:#?}"
+    );
+    assert!(
+        captured
+            .events
+            .iter()
+            .filter(|e| e.target == "kvfold::repair")
+            .all(|e| e.span.as_deref() == Some("kvfold.watch")),
+        "every repair event is inside the fold's span"
+    );
+}
+
+/// A relist on a bucket that evicted current values is refused: one error-level
+/// `kvfold::repair` event names why, after the expiry warning.
+#[tokio::test]
+async fn a_refused_relist_logs_one_error_naming_the_eviction() {
+    use common::repair::{fold_and_leave, fold_until, open_store};
+    use kvfold::{ExpiryRepair, MemoryConnection};
+    use tracing::Level;
+
+    let conn = MemoryConnection::new();
+    let bucket = memory_bucket(&conn, "traced-refuse", true).await;
+    let w = bucket.writer().unwrap();
+    w.put("a", b"1").await.unwrap(); // 1
+    w.put("b", b"1").await.unwrap(); // 2
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fold.snap");
+    let cursor = fold_and_leave(&bucket, &path, 2).await;
+    w.put("c", b"1").await.unwrap(); // 3
+    w.put("d", b"1").await.unwrap(); // 4
+    conn.faults().evict_below("traced-refuse", 4).unwrap();
+
+    let collector = capture::Collector::default();
+    let captured = Arc::clone(&collector.captured);
+    let _default = tracing::subscriber::set_default(collector);
+    let (end, _) = fold_until(
+        &bucket,
+        Some(cursor),
+        ExpiryRepair::Relist(bucket.reader()),
+        open_store(&path),
+        u64::MAX,
+        None,
+    )
+    .await;
+    assert!(
+        matches!(end.result, Err(KvError::WatchError(_))),
+        "{:?}",
+        end.result
+    );
+
+    let captured = captured.lock().unwrap();
+    let events = repair_events(&captured);
+    let errors: Vec<_> = events
+        .iter()
+        .filter(|(level, ..)| *level == Level::ERROR)
+        .collect();
+    assert_eq!(errors.len(), 1, "{events:#?}");
+    assert!(
+        errors[0].1.starts_with("relist refused") && errors[0].1.contains("evicts"),
+        "{errors:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(level, message, _)| *level == Level::WARN && message == "watch cursor expired"),
+        "{events:#?}"
+    );
+}

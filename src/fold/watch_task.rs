@@ -161,7 +161,12 @@ pub(crate) async fn watch_task<S: Send + 'static>(task: WatchTask<S>) -> Result<
     let poll = tokio::time::sleep_until(started);
     tokio::pin!(poll);
     loop {
-        while let Some(command) = m.poll_command() {
+        // Notices first, before the command that follows them: a notice queued in the
+        // same step as `Finish` (a refusal, say) is logged before the task returns.
+        while let Some(command) = {
+            emit_notices(&mut m);
+            m.poll_command()
+        } {
             match command {
                 RepairCommand::ReadRetention => {
                     let result = watcher.retention().await;
@@ -248,9 +253,7 @@ pub(crate) async fn watch_task<S: Send + 'static>(task: WatchTask<S>) -> Result<
                 }
             }
         }
-        while let Some(notice) = m.poll_notice() {
-            emit(&notice);
-        }
+        emit_notices(&mut m);
         // Only `Watching` waits on the world; every other phase issued a command above.
         let Some((watch, from)) = active.as_mut() else {
             panic!("watch task executor bug: the repair machine waits with no watch running");
@@ -344,6 +347,13 @@ async fn send_restore<S: Send + 'static>(
 pub(crate) async fn drop_off_runtime<S: Send + 'static>(restored: RestoredFold<S>) {
     if let Err(e) = tokio::task::spawn_blocking(move || drop(restored)).await {
         tracing::warn!(target: "kvfold::repair", error = %e, "dropping an artifact fold failed");
+    }
+}
+
+/// Logs every queued repair notice, oldest first.
+fn emit_notices(m: &mut RepairMachine) {
+    while let Some(notice) = m.poll_notice() {
+        emit(&notice);
     }
 }
 
