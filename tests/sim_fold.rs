@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sim_support::board::Check;
-use sim_support::scenario::Scenario;
+use sim_support::scenario::{Repair, Scenario};
 use sim_support::sim::{Campaign, Depth, Failure, campaign, campaign_with, simulate};
 use sim_support::store::{Fault, Mutation, parse_plan};
 
@@ -215,6 +215,143 @@ fn ci_tier_relist_repairs_every_expiry() {
     );
 }
 
+/// Seeds of the restore tiers (batch max 1: a restore chunk per key, so a crash
+/// point between every two rewrites).
+const RESTORE_SEEDS: std::ops::Range<u64> = 3..11;
+const RESTORE_DEPTH: Depth = Depth {
+    steps: 40,
+    pairs: 8,
+    transients: 4,
+};
+
+fn report_repair(name: &str, total: &Campaign, elapsed: Duration) {
+    report(name, total, elapsed);
+    let s = &total.stats;
+    println!(
+        "{name}: restores {}, rewrites {}, synthetic deletes {}, crashes during a repair {}, keys' latest writes evicted {}, \
+         lost before the exporter folded them {}, final keys excused as lost (loudly) {}, domains rebuilt after an error {}",
+        s.restores,
+        s.restored_puts,
+        s.synthetic_deletes,
+        s.repair_crashes,
+        s.values_evicted,
+        s.lost,
+        s.lost_excused,
+        s.domain_rebuilt
+    );
+}
+
+/// Campaigns of restore worlds with `repair` on the main node.
+fn run_restore_tier(
+    name: &str,
+    repair: Repair,
+    seeds: impl IntoIterator<Item = u64>,
+    depth: Depth,
+) -> Campaign {
+    let started = Instant::now();
+    let mut total = Campaign::default();
+    for seed in seeds {
+        let base = Scenario::new(seed, 1, depth.steps).with_repair(repair);
+        total.merge(campaign_with(base, depth));
+    }
+    report_repair(name, &total, started.elapsed());
+    if let Some(first) = total.failures.first() {
+        for f in &total.failures {
+            println!("failed: {}", f.scenario.replay_line());
+        }
+        panic!(
+            "{} {name} runs failed; the first:\n{first}",
+            total.failures.len()
+        );
+    }
+    total
+}
+
+/// Restore worlds (`ExpiryRepair::Restore`): the bucket evicts current values by age
+/// (manual clock) and, in half the worlds, by size with discard old; the main node
+/// goes offline while its cursor ages out, and restores from the exporter's
+/// artifacts through `DirRestore`, with a crash before / after / torn at every
+/// store call of the fault-free schedule, restores included. After every run the
+/// fold equals the truth except keys whose latest write aged out before the
+/// exporter folded it (and only with an error or repair warning in the run); no
+/// store call moved a key back or deleted a value the truth still held or the
+/// listing showed live.
+#[test]
+fn ci_tier_restore_repairs_every_expiry() {
+    let total = run_restore_tier(
+        "CI tier, restore, batch max 1",
+        Repair::Restore,
+        RESTORE_SEEDS,
+        RESTORE_DEPTH,
+    );
+    assert_restore_exercised(&total);
+}
+
+/// The same worlds with `ExpiryRepair::Auto` (restore once eviction was seen,
+/// relist while the listing is the truth).
+#[test]
+fn ci_tier_auto_repairs_every_expiry() {
+    let total = run_restore_tier(
+        "CI tier, auto, batch max 1",
+        Repair::Auto,
+        RESTORE_SEEDS.take(4),
+        RESTORE_DEPTH,
+    );
+    assert!(total.stats.restores > 0, "auto never restored");
+}
+
+fn assert_restore_exercised(total: &Campaign) {
+    let s = &total.stats;
+    let witnesses = [
+        ("restores", s.restores),
+        ("restore rewrites", s.restored_puts),
+        ("restore deletes", s.synthetic_deletes),
+        ("crashes during a repair", s.repair_crashes),
+        ("current values evicted", s.values_evicted),
+        ("writes lost before the exporter folded them", s.lost),
+        ("final keys excused as lost", s.lost_excused),
+        ("torn crashes", s.crashes_torn),
+    ];
+    for (what, count) in witnesses {
+        assert!(count > 0, "the restore tier never exercised {what}");
+    }
+    assert_eq!(
+        s.kept_by_expiry, 0,
+        "a restore world tolerated the None exception"
+    );
+}
+
+/// The deep restore tier: `KVFOLD_SIM_DEEP_RESTORE_SEEDS` seeds (default 48) from
+/// `KVFOLD_SIM_DEEP_BASE`, each as a restore and an auto world, batch max 1 and 100.
+#[test]
+#[ignore = "deep restore tier: cargo test --all-features --test sim_fold deep_restore_tier -- --ignored --nocapture"]
+fn deep_restore_tier() {
+    let count = env_u64("KVFOLD_SIM_DEEP_RESTORE_SEEDS").unwrap_or(48);
+    let base = env_u64("KVFOLD_SIM_DEEP_BASE").unwrap_or(0xDEE9_0000);
+    let started = Instant::now();
+    let mut total = Campaign::default();
+    for i in 0..count {
+        for repair in [Repair::Restore, Repair::Auto] {
+            for max in [1, 100] {
+                let base =
+                    Scenario::new(base.wrapping_add(i), max, DEEP_DEPTH.steps).with_repair(repair);
+                total.merge(campaign_with(base, DEEP_DEPTH));
+            }
+        }
+    }
+    report_repair("deep restore tier", &total, started.elapsed());
+    if let Some(first) = total.failures.first() {
+        for f in &total.failures {
+            println!("failed: {}", f.scenario.replay_line());
+        }
+        panic!(
+            "{} deep restore runs failed; the first:\n{first}",
+            total.failures.len()
+        );
+    }
+    assert_restore_exercised(&total);
+}
+
 /// The deep tier: `KVFOLD_SIM_DEEP_SEEDS` seeds (default 64) from `KVFOLD_SIM_DEEP_BASE`.
 #[test]
 #[ignore = "deep tier (~8 min): cargo test --test sim_fold deep_tier -- --ignored --nocapture"]
@@ -251,6 +388,8 @@ fn replay_one_seed() {
         Ok("DropDeletes") => Mutation::DropDeletes,
         Ok("CursorOnError") => Mutation::CursorOnError,
         Ok("ResumeFromOnApplied") => Mutation::ResumeFromOnApplied,
+        Ok("RepairKeepsStale") => Mutation::RepairKeepsStale,
+        Ok("ListingHidesKeys") => Mutation::ListingHidesKeys,
         _ => Mutation::None,
     };
     let mut scenario = Scenario::new(seed, max, steps)
@@ -258,6 +397,11 @@ fn replay_one_seed() {
         .with_mutation(mutation);
     if env_u64("KVFOLD_SIM_RELIST") == Some(1) {
         scenario = scenario.with_relist();
+    }
+    if let Ok(text) = std::env::var("KVFOLD_SIM_REPAIR") {
+        let repair =
+            Repair::parse(&text).expect("KVFOLD_SIM_REPAIR: none, relist, restore or auto");
+        scenario = scenario.with_repair(repair);
     }
     match simulate(&scenario) {
         Ok(outcome) => {
@@ -300,6 +444,38 @@ fn a_seed_replays_the_same_run() {
                 split(&first.trace),
                 split(&second.trace),
                 "seed {seed:#x} max {max} ran differently twice"
+            );
+        }
+    }
+}
+
+/// The same for restore worlds: the schedule, and each node's store calls (the
+/// main node's and the exporter's run on separate blocking threads, so only their
+/// interleaving may differ). A restore's artifact import runs on a blocking thread
+/// too, so the cursor a stop finds (`run ended (stopped): Ok(..)`) may be before or
+/// after a restore that is under way; the store calls still match.
+#[test]
+fn a_seed_replays_the_same_restore_run() {
+    fn per_node(trace: &[String]) -> (Vec<&String>, Vec<&String>, Vec<&String>) {
+        let (mut schedule, calls) = split(trace);
+        schedule.retain(|l| !l.starts_with("-- run ended (stopped)"));
+        let (main, exporter) = calls.into_iter().partition(|l| l.starts_with("n0 "));
+        (schedule, main, exporter)
+    }
+    for (seed, repair) in [(5u64, Repair::Restore), (9, Repair::Auto)] {
+        for plan in [
+            BTreeMap::new(),
+            BTreeMap::from([(6, Fault::Torn), (12, Fault::CrashAfter)]),
+        ] {
+            let scenario = Scenario::new(seed, 1, CI_DEPTH.steps)
+                .with_repair(repair)
+                .with_plan(plan);
+            let first = simulate(&scenario).unwrap_or_else(|f| panic!("{f}"));
+            let second = simulate(&scenario).unwrap_or_else(|f| panic!("{f}"));
+            assert_eq!(
+                per_node(&first.trace),
+                per_node(&second.trace),
+                "restore seed {seed:#x} ran differently twice"
             );
         }
     }
@@ -401,6 +577,35 @@ fn mutation_resuming_from_the_on_applied_cursor_is_caught() {
         &scenarios,
         &[Check::FoldTruth],
     );
+}
+
+/// Restore worlds a mutation test runs (fault-free schedules, batch max 1).
+fn restore_scenarios(repair: Repair) -> Vec<Scenario> {
+    RESTORE_SEEDS
+        .map(|seed| Scenario::new(seed, 1, CI_DEPTH.steps).with_repair(repair))
+        .collect()
+}
+
+#[test]
+fn mutation_a_repair_that_keeps_stale_keys_is_caught() {
+    let mut scenarios = restore_scenarios(Repair::Restore);
+    scenarios.extend(restore_scenarios(Repair::Auto).into_iter().take(2));
+    assert_caught(
+        Mutation::RepairKeepsStale,
+        &scenarios,
+        &[Check::FoldTruth, Check::DomainFold],
+    );
+}
+
+#[test]
+fn mutation_a_repair_that_deletes_listed_live_keys_is_caught() {
+    let mut scenarios = restore_scenarios(Repair::Restore);
+    scenarios.extend(
+        MUTATION_SEEDS
+            .take(4)
+            .map(|seed| Scenario::new(seed, 100, CI_DEPTH.steps).with_relist()),
+    );
+    assert_caught(Mutation::ListingHidesKeys, &scenarios, &[Check::Repair]);
 }
 
 // ---- Findings, kept as regression tests ----
