@@ -815,7 +815,17 @@ impl World {
                 }
                 10 => {
                     let refused = self.rng.chance(20);
-                    self.export(refused).await;
+                    if self.exporter.is_some() {
+                        // A restore reads the artifact directory on blocking threads:
+                        // publishing only while the main node is down keeps which
+                        // artifact a restore sees a function of the seed.
+                        self.log("main node down while the exporter publishes".to_string());
+                        self.stop().await;
+                        self.export(refused).await;
+                        self.start();
+                    } else {
+                        self.export(refused).await;
+                    }
                 }
                 11 => {
                     self.log("restart in-process".to_string());
@@ -855,6 +865,13 @@ impl World {
         self.stop().await;
         let n = self.rng.between(1, 6);
         self.writes(n).await;
+        // Half the time a key is deleted before the export and re-created after
+        // the age-out: the restore must keep the main node's copy (the listing
+        // shows it live) and let the resume deliver the new value.
+        let churn = self.rng.chance(50).then(|| self.rng.pick(&KEYS));
+        if let Some(key) = churn {
+            self.write(key, 7).await;
+        }
         if self.paused {
             self.resume_delivery();
         }
@@ -862,6 +879,9 @@ impl World {
         self.export(false).await;
         let ms = MAX_AGE_MS + self.rng.between(1, 20_000);
         self.advance_clock(ms).await;
+        if let Some(key) = churn {
+            self.write(key, 0).await;
+        }
         self.log("main node back".to_string());
         self.start();
     }
@@ -1000,6 +1020,7 @@ impl World {
         lock(&self.board).nodes[id].armed = false;
         self.log("converge: every fault cleared".to_string());
         if self.exporter.is_some() {
+            self.stop().await;
             self.exporter_catch_up().await;
             self.export(false).await;
         }
