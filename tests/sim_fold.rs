@@ -35,9 +35,20 @@
 //! checked to be in scope and of keys the bucket really deleted, and relists must
 //! really have removed stale keys.
 //!
+//! The restore tiers (`ci_tier_restore_repairs_every_expiry`,
+//! `ci_tier_auto_repairs_every_expiry`) run restore worlds (`sim_support/restore.rs`,
+//! docs/decisions.md 117–120): the bucket evicts current values by age (manual
+//! clock) and by size (discard old), a fault-free exporter node publishes artifacts,
+//! and the main node runs `ExpiryRepair::Restore` / `Auto` with `DirRestore` over
+//! them, with every crash point of its schedule, restores included. The fold must
+//! end equal to the truth except keys whose latest write aged out before the
+//! exporter folded it, and only loudly; no store call of a repair may move a key
+//! back, delete a value the truth still held, or delete a key live at the listing.
+//!
 //! A failing run prints its seed, fault plan and full schedule, and the command
 //! that replays it (`KVFOLD_SIM_SEED`, see `replay_one_seed`). The CI tier is the
-//! three `ci_tier_*` tests; the deep tier is `deep_tier` (`--ignored`). Store files
+//! five `ci_tier_*` tests; the deep tiers are `deep_tier` and `deep_restore_tier`
+//! (`--ignored`). Store files
 //! go to `/dev/shm` when it exists (or `KVFOLD_SIM_TMPDIR`): on a disk the
 //! fsyncs of compactions, exports and imports make the tiers about 10x slower.
 
@@ -229,7 +240,7 @@ fn report_repair(name: &str, total: &Campaign, elapsed: Duration) {
     let s = &total.stats;
     println!(
         "{name}: restores {}, rewrites {}, synthetic deletes {}, crashes during a repair {}, keys' latest writes evicted {}, \
-         lost before the exporter folded them {}, final keys excused as lost (loudly) {}, domains rebuilt after an error {}",
+         lost before the exporter folded them {}, final keys excused as lost (loudly) {}, domains rebuilt after an error {}, runs with a byte limit {}",
         s.restores,
         s.restored_puts,
         s.synthetic_deletes,
@@ -237,7 +248,8 @@ fn report_repair(name: &str, total: &Campaign, elapsed: Duration) {
         s.values_evicted,
         s.lost,
         s.lost_excused,
-        s.domain_rebuilt
+        s.domain_rebuilt,
+        s.byte_limited_runs
     );
 }
 
@@ -308,6 +320,7 @@ fn assert_restore_exercised(total: &Campaign) {
         ("restore deletes", s.synthetic_deletes),
         ("crashes during a repair", s.repair_crashes),
         ("current values evicted", s.values_evicted),
+        ("byte-limited buckets (discard old)", s.byte_limited_runs),
         ("writes lost before the exporter folded them", s.lost),
         ("final keys excused as lost", s.lost_excused),
         ("torn crashes", s.crashes_torn),
@@ -324,7 +337,7 @@ fn assert_restore_exercised(total: &Campaign) {
 /// The deep restore tier: `KVFOLD_SIM_DEEP_RESTORE_SEEDS` seeds (default 48) from
 /// `KVFOLD_SIM_DEEP_BASE`, each as a restore and an auto world, batch max 1 and 100.
 #[test]
-#[ignore = "deep restore tier: cargo test --all-features --test sim_fold deep_restore_tier -- --ignored --nocapture"]
+#[ignore = "deep restore tier (~11 min): cargo test --all-features --test sim_fold deep_restore_tier -- --ignored --nocapture"]
 fn deep_restore_tier() {
     let count = env_u64("KVFOLD_SIM_DEEP_RESTORE_SEEDS").unwrap_or(48);
     let base = env_u64("KVFOLD_SIM_DEEP_BASE").unwrap_or(0xDEE9_0000);
@@ -369,8 +382,10 @@ fn deep_tier() {
 /// Replays one run: `KVFOLD_SIM_SEED` (decimal or 0x-hex), optionally
 /// `KVFOLD_SIM_MAX` (default 1), `KVFOLD_SIM_STEPS` (default the CI tier's),
 /// `KVFOLD_SIM_PLAN` (`before@3,torn@7,burst17@2`, `none`) and
-/// `KVFOLD_SIM_MUTATION` (`DropDeletes`, `CursorOnError`, `ResumeFromOnApplied`) and
-/// `KVFOLD_SIM_RELIST` (1 = the main node runs with `ExpiryRepair::Relist`).
+/// `KVFOLD_SIM_MUTATION` (`DropDeletes`, `CursorOnError`, `ResumeFromOnApplied`,
+/// `RepairKeepsStale`, `ListingHidesKeys`), `KVFOLD_SIM_RELIST` (1 = the main node
+/// runs with `ExpiryRepair::Relist`) and `KVFOLD_SIM_REPAIR` (`none`, `relist`,
+/// `restore`, `auto`; the last two run a restore world).
 /// Without `KVFOLD_SIM_SEED` it does nothing.
 #[test]
 fn replay_one_seed() {
@@ -598,15 +613,71 @@ fn mutation_a_repair_that_keeps_stale_keys_is_caught() {
     );
 }
 
+/// A listing that hides every key: the restore then deletes a key re-created after
+/// its artifact (kept only because the listing shows it live), the relist deletes
+/// everything. Checked apart, so each repair is shown to be caught.
 #[test]
 fn mutation_a_repair_that_deletes_listed_live_keys_is_caught() {
-    let mut scenarios = restore_scenarios(Repair::Restore);
-    scenarios.extend(
-        MUTATION_SEEDS
-            .take(4)
-            .map(|seed| Scenario::new(seed, 100, CI_DEPTH.steps).with_relist()),
+    let restores: Vec<Scenario> = (0..16)
+        .map(|seed| Scenario::new(seed, 1, CI_DEPTH.steps).with_repair(Repair::Restore))
+        .collect();
+    assert_caught(Mutation::ListingHidesKeys, &restores, &[Check::Repair]);
+    let relists: Vec<Scenario> = MUTATION_SEEDS
+        .take(4)
+        .map(|seed| Scenario::new(seed, 100, CI_DEPTH.steps).with_relist())
+        .collect();
+    assert_caught(Mutation::ListingHidesKeys, &relists, &[Check::Repair]);
+}
+
+/// The loss check itself: a key whose latest write was lost may differ from the
+/// truth only while the run has said something loud; with nothing said it is a
+/// silent loss, and a key that was not lost is never excused.
+#[test]
+fn a_silent_loss_is_a_violation() {
+    use sim_support::board::Board;
+    use sim_support::compare::check_fold;
+    use sim_support::truth::{Fold, Op};
+    let board = std::sync::Arc::new(std::sync::Mutex::new(Board::default()));
+    {
+        let mut b = board.lock().unwrap();
+        b.prefixes = vec![String::new()];
+        b.repairing = true;
+        b.restore = true;
+        b.loud_base = sim_support::trace::current().loud;
+        b.truth.record(1, "a/0", Op::Put(b"old".to_vec()));
+        b.truth.record(2, "a/0", Op::Put(b"new".to_vec()));
+        b.truth.record(3, "a/1", Op::Put(b"kept".to_vec()));
+        b.lost.insert("a/0".to_string(), 2);
+    }
+    let fold: Fold = [("a/0".to_string(), (1, b"old".to_vec()))].into();
+    check_fold(&board, "silent", &fold, &Fold::new());
+    let checks: Vec<Check> = board
+        .lock()
+        .unwrap()
+        .violations
+        .iter()
+        .map(|v| v.check)
+        .collect();
+    assert_eq!(
+        checks,
+        [Check::Loss, Check::FoldTruth],
+        "a/0 silently lost, a/1 missing"
     );
-    assert_caught(Mutation::ListingHidesKeys, &scenarios, &[Check::Repair]);
+    tracing::error!(target: "kvfold::fold", "a loud event");
+    board.lock().unwrap().violations.clear();
+    check_fold(&board, "loud", &fold, &Fold::new());
+    let checks: Vec<Check> = board
+        .lock()
+        .unwrap()
+        .violations
+        .iter()
+        .map(|v| v.check)
+        .collect();
+    assert_eq!(
+        checks,
+        [Check::FoldTruth],
+        "a/0 excused once the run was loud"
+    );
 }
 
 // ---- Findings, kept as regression tests ----

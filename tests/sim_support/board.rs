@@ -113,6 +113,8 @@ pub struct Stats {
     pub repair_refusals: u64,
     /// Keys' latest writes (current values, markers) evicted and seen gone.
     pub values_evicted: u64,
+    /// Runs of restore worlds whose bucket also has a byte limit (discard old).
+    pub byte_limited_runs: u64,
     /// In-process restarts after an error whose domain had run ahead of the store
     /// (restore worlds rebuild it from the store).
     pub domain_rebuilt: u64,
@@ -157,6 +159,7 @@ impl Stats {
         self.lost += o.lost;
         self.repair_crashes += o.repair_crashes;
         self.domain_rebuilt += o.domain_rebuilt;
+        self.byte_limited_runs += o.byte_limited_runs;
         self.lost_excused += o.lost_excused;
     }
 }

@@ -136,6 +136,7 @@ impl World {
             b.repairing = s.repair != Repair::None;
             b.restore = s.repair.restores();
             b.loud_base = super::trace::current().loud;
+            b.stats.byte_limited_runs += u64::from(shape.max_bytes.is_some());
         }
         let id = lock(&board).add_node(WatchCursor::none());
         {
@@ -639,7 +640,17 @@ impl World {
 
     /// Rewrites the `refresh` oldest live keys (3 = every live key, which lets the
     /// eviction take every delete marker), then evicts below the safe floor.
+    ///
+    /// Restore worlds evict only the way their bucket does (age, size): `evict_below`
+    /// there would remove young delete markers, which is a marker purge, outside
+    /// what the resume checks can see (docs/repair.md, "Limits"). They move the
+    /// clock instead, up to the age limit.
     async fn evict(&mut self, refresh: u64) {
+        if self.s.repair.restores() {
+            let ms = self.rng.between(1, MAX_AGE_MS + 1);
+            self.advance_clock(ms).await;
+            return;
+        }
         let count = if refresh >= 3 {
             KEYS.len()
         } else {
@@ -1021,6 +1032,10 @@ impl World {
         self.log("converge: every fault cleared".to_string());
         if self.exporter.is_some() {
             self.stop().await;
+            // One more write: after a loss the exporter's newest artifact may sit
+            // below the floor (a restore then refuses, loudly, until a newer one
+            // exists); folding a new write moves the exporter past the gap.
+            self.write("a/r", 0).await;
             self.exporter_catch_up().await;
             self.export(false).await;
         }
