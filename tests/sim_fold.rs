@@ -240,7 +240,7 @@ fn report_repair(name: &str, total: &Campaign, elapsed: Duration) {
     let s = &total.stats;
     println!(
         "{name}: restores {}, rewrites {}, synthetic deletes {}, crashes during a repair {}, keys' latest writes evicted {}, \
-         lost before the exporter folded them {}, final keys excused as lost (loudly) {}, domains rebuilt after an error {}, runs with a byte limit {}",
+         lost before the exporter folded them {}, final keys excused as lost (loudly) {}, domains rebuilt {}, runs with a byte limit {}",
         s.restores,
         s.restored_puts,
         s.synthetic_deletes,

@@ -115,7 +115,7 @@ pub struct Stats {
     pub values_evicted: u64,
     /// Runs of restore worlds whose bucket also has a byte limit (discard old).
     pub byte_limited_runs: u64,
-    /// In-process restarts after an error whose domain had run ahead of the store
+    /// In-process restarts whose domain had run ahead of the store
     /// (restore worlds rebuild it from the store).
     pub domain_rebuilt: u64,
     /// Crashes (before / after / torn) at a store call of a relist or restore.

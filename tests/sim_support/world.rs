@@ -492,12 +492,14 @@ impl World {
             );
             lock(&self.board).violate(Check::RunEnd, text);
         }
-        // Restore worlds: a run that ended in an error may leave `apply`'s domain
-        // ahead of the store (a failed, re-queued batch). Resuming redelivers it,
-        // but when the cursor has also expired the repair diffs the *store*, which
-        // never held it, so nothing would correct the domain (docs/decisions.md 119).
-        // The caller here does what such a caller must: rebuild from the store.
-        if self.s.repair.restores() && end.result.is_err() {
+        // Restore worlds: a run that ended with a failed, re-queued batch (an error,
+        // or a stop whose last flush failed) leaves `apply`'s domain ahead of the
+        // store. Resuming redelivers it, but when the cursor has also expired the
+        // repair diffs the *store*, which never held it: nothing corrects the domain,
+        // and a restore's rewrite can move it back (docs/decisions.md 119). The
+        // caller here does what such a caller must: rebuild from the store (only
+        // then: the run's last store call failed).
+        if self.s.repair.restores() && streak > 0 {
             let want = domain_of(&store.fold());
             let mut b = lock(&self.board);
             if b.nodes[id].domain != want {
