@@ -337,7 +337,7 @@ fn assert_restore_exercised(total: &Campaign) {
 /// The deep restore tier: `KVFOLD_SIM_DEEP_RESTORE_SEEDS` seeds (default 48) from
 /// `KVFOLD_SIM_DEEP_BASE`, each as a restore and an auto world, batch max 1 and 100.
 #[test]
-#[ignore = "deep restore tier (~11 min): cargo test --all-features --test sim_fold deep_restore_tier -- --ignored --nocapture"]
+#[ignore = "deep restore tier (~11 min, 48 seeds): cargo test --all-features --test sim_fold deep_restore_tier -- --ignored --nocapture"]
 fn deep_restore_tier() {
     let count = env_u64("KVFOLD_SIM_DEEP_RESTORE_SEEDS").unwrap_or(48);
     let base = env_u64("KVFOLD_SIM_DEEP_BASE").unwrap_or(0xDEE9_0000);
