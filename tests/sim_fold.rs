@@ -663,7 +663,22 @@ fn a_silent_loss_is_a_violation() {
         [Check::Loss, Check::FoldTruth],
         "a/0 silently lost, a/1 missing"
     );
-    tracing::error!(target: "kvfold::fold", "a loud event");
+    tracing::error!(target: "kvfold::fold", "watch finished with an error");
+    board.lock().unwrap().violations.clear();
+    check_fold(&board, "unrelated error", &fold, &Fold::new());
+    let checks: Vec<Check> = board
+        .lock()
+        .unwrap()
+        .violations
+        .iter()
+        .map(|v| v.check)
+        .collect();
+    assert_eq!(
+        checks,
+        [Check::Loss, Check::FoldTruth],
+        "an unrelated error says nothing of a loss"
+    );
+    tracing::warn!(target: "kvfold::repair", "watch cursor expired");
     board.lock().unwrap().violations.clear();
     check_fold(&board, "loud", &fold, &Fold::new());
     let checks: Vec<Check> = board

@@ -26,7 +26,8 @@ pub struct Counts {
     pub restores: u64,
     /// A repair was refused (`repair refused`, error).
     pub repair_refusals: u64,
-    /// Loud events: every error of kvfold, every warning of `kvfold::repair`.
+    /// Loud events about expiry and repair: warnings and errors of `kvfold::repair`,
+    /// `repair refused` of `kvfold::fold`.
     pub loud: u64,
 }
 
@@ -94,7 +95,12 @@ impl Subscriber for Counter {
         let target = event.metadata().target();
         let level = *event.metadata().level();
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if level == Level::ERROR || (level == Level::WARN && target == "kvfold::repair") {
+        // Loud about an expiry or a repair: the repair target's warnings and errors
+        // (expired cursors, re-lists, refusals) and the fold's refused repairs. Other
+        // errors (a watch that ended, a fail-stop) do not speak for a loss.
+        if (level <= Level::WARN && target == "kvfold::repair")
+            || (target == "kvfold::fold" && message.text.contains("repair refused"))
+        {
             counts.loud += 1;
         }
         if target == "kvfold::fold" && message.text == "restoring" {
