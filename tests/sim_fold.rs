@@ -35,9 +35,20 @@
 //! checked to be in scope and of keys the bucket really deleted, and relists must
 //! really have removed stale keys.
 //!
+//! The restore tiers (`ci_tier_restore_repairs_every_expiry`,
+//! `ci_tier_auto_repairs_every_expiry`) run restore worlds (`sim_support/restore.rs`,
+//! docs/decisions.md 117–120): the bucket evicts current values by age (manual
+//! clock) and by size (discard old), a fault-free exporter node publishes artifacts,
+//! and the main node runs `ExpiryRepair::Restore` / `Auto` with `DirRestore` over
+//! them, with every crash point of its schedule, restores included. The fold must
+//! end equal to the truth except keys whose latest write aged out before the
+//! exporter folded it, and only loudly; no store call of a repair may move a key
+//! back, delete a value the truth still held, or delete a key live at the listing.
+//!
 //! A failing run prints its seed, fault plan and full schedule, and the command
 //! that replays it (`KVFOLD_SIM_SEED`, see `replay_one_seed`). The CI tier is the
-//! three `ci_tier_*` tests; the deep tier is `deep_tier` (`--ignored`). Store files
+//! five `ci_tier_*` tests; the deep tiers are `deep_tier` and `deep_restore_tier`
+//! (`--ignored`). Store files
 //! go to `/dev/shm` when it exists (or `KVFOLD_SIM_TMPDIR`): on a disk the
 //! fsyncs of compactions, exports and imports make the tiers about 10x slower.
 
@@ -47,7 +58,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sim_support::board::Check;
-use sim_support::scenario::Scenario;
+use sim_support::scenario::{Repair, Scenario};
 use sim_support::sim::{Campaign, Depth, Failure, campaign, campaign_with, simulate};
 use sim_support::store::{Fault, Mutation, parse_plan};
 
@@ -215,6 +226,145 @@ fn ci_tier_relist_repairs_every_expiry() {
     );
 }
 
+/// Seeds of the restore tiers (batch max 1: a restore chunk per key, so a crash
+/// point between every two rewrites).
+const RESTORE_SEEDS: std::ops::Range<u64> = 3..11;
+const RESTORE_DEPTH: Depth = Depth {
+    steps: 40,
+    pairs: 8,
+    transients: 4,
+};
+
+fn report_repair(name: &str, total: &Campaign, elapsed: Duration) {
+    report(name, total, elapsed);
+    let s = &total.stats;
+    println!(
+        "{name}: restores {}, rewrites {}, synthetic deletes {}, crashes during a repair {}, keys' latest writes evicted {}, \
+         lost before the exporter folded them {}, final keys excused as lost (loudly) {}, domains rebuilt {}, runs with a byte limit {}",
+        s.restores,
+        s.restored_puts,
+        s.synthetic_deletes,
+        s.repair_crashes,
+        s.values_evicted,
+        s.lost,
+        s.lost_excused,
+        s.domain_rebuilt,
+        s.byte_limited_runs
+    );
+}
+
+/// Campaigns of restore worlds with `repair` on the main node.
+fn run_restore_tier(
+    name: &str,
+    repair: Repair,
+    seeds: impl IntoIterator<Item = u64>,
+    depth: Depth,
+) -> Campaign {
+    let started = Instant::now();
+    let mut total = Campaign::default();
+    for seed in seeds {
+        let base = Scenario::new(seed, 1, depth.steps).with_repair(repair);
+        total.merge(campaign_with(base, depth));
+    }
+    report_repair(name, &total, started.elapsed());
+    if let Some(first) = total.failures.first() {
+        for f in &total.failures {
+            println!("failed: {}", f.scenario.replay_line());
+        }
+        panic!(
+            "{} {name} runs failed; the first:\n{first}",
+            total.failures.len()
+        );
+    }
+    total
+}
+
+/// Restore worlds (`ExpiryRepair::Restore`): the bucket evicts current values by age
+/// (manual clock) and, in half the worlds, by size with discard old; the main node
+/// goes offline while its cursor ages out, and restores from the exporter's
+/// artifacts through `DirRestore`, with a crash before / after / torn at every
+/// store call of the fault-free schedule, restores included. After every run the
+/// fold equals the truth except keys whose latest write aged out before the
+/// exporter folded it (and only with an error or repair warning in the run); no
+/// store call moved a key back or deleted a value the truth still held or the
+/// listing showed live.
+#[test]
+fn ci_tier_restore_repairs_every_expiry() {
+    let total = run_restore_tier(
+        "CI tier, restore, batch max 1",
+        Repair::Restore,
+        RESTORE_SEEDS,
+        RESTORE_DEPTH,
+    );
+    assert_restore_exercised(&total);
+}
+
+/// The same worlds with `ExpiryRepair::Auto` (restore once eviction was seen,
+/// relist while the listing is the truth).
+#[test]
+fn ci_tier_auto_repairs_every_expiry() {
+    let total = run_restore_tier(
+        "CI tier, auto, batch max 1",
+        Repair::Auto,
+        RESTORE_SEEDS.take(4),
+        RESTORE_DEPTH,
+    );
+    assert!(total.stats.restores > 0, "auto never restored");
+}
+
+fn assert_restore_exercised(total: &Campaign) {
+    let s = &total.stats;
+    let witnesses = [
+        ("restores", s.restores),
+        ("restore rewrites", s.restored_puts),
+        ("restore deletes", s.synthetic_deletes),
+        ("crashes during a repair", s.repair_crashes),
+        ("current values evicted", s.values_evicted),
+        ("byte-limited buckets (discard old)", s.byte_limited_runs),
+        ("writes lost before the exporter folded them", s.lost),
+        ("final keys excused as lost", s.lost_excused),
+        ("torn crashes", s.crashes_torn),
+    ];
+    for (what, count) in witnesses {
+        assert!(count > 0, "the restore tier never exercised {what}");
+    }
+    assert_eq!(
+        s.kept_by_expiry, 0,
+        "a restore world tolerated the None exception"
+    );
+}
+
+/// The deep restore tier: `KVFOLD_SIM_DEEP_RESTORE_SEEDS` seeds (default 48) from
+/// `KVFOLD_SIM_DEEP_BASE`, each as a restore and an auto world, batch max 1 and 100.
+#[test]
+#[ignore = "deep restore tier (~11 min, 48 seeds): cargo test --all-features --test sim_fold deep_restore_tier -- --ignored --nocapture"]
+fn deep_restore_tier() {
+    let count = env_u64("KVFOLD_SIM_DEEP_RESTORE_SEEDS").unwrap_or(48);
+    let base = env_u64("KVFOLD_SIM_DEEP_BASE").unwrap_or(0xDEE9_0000);
+    let started = Instant::now();
+    let mut total = Campaign::default();
+    for i in 0..count {
+        for repair in [Repair::Restore, Repair::Auto] {
+            for max in [1, 100] {
+                let base =
+                    Scenario::new(base.wrapping_add(i), max, DEEP_DEPTH.steps).with_repair(repair);
+                total.merge(campaign_with(base, DEEP_DEPTH));
+            }
+        }
+    }
+    report_repair("deep restore tier", &total, started.elapsed());
+    if let Some(first) = total.failures.first() {
+        for f in &total.failures {
+            println!("failed: {}", f.scenario.replay_line());
+        }
+        panic!(
+            "{} deep restore runs failed; the first:\n{first}",
+            total.failures.len()
+        );
+    }
+    assert_restore_exercised(&total);
+}
+
 /// The deep tier: `KVFOLD_SIM_DEEP_SEEDS` seeds (default 64) from `KVFOLD_SIM_DEEP_BASE`.
 #[test]
 #[ignore = "deep tier (~8 min): cargo test --test sim_fold deep_tier -- --ignored --nocapture"]
@@ -232,8 +382,10 @@ fn deep_tier() {
 /// Replays one run: `KVFOLD_SIM_SEED` (decimal or 0x-hex), optionally
 /// `KVFOLD_SIM_MAX` (default 1), `KVFOLD_SIM_STEPS` (default the CI tier's),
 /// `KVFOLD_SIM_PLAN` (`before@3,torn@7,burst17@2`, `none`) and
-/// `KVFOLD_SIM_MUTATION` (`DropDeletes`, `CursorOnError`, `ResumeFromOnApplied`) and
-/// `KVFOLD_SIM_RELIST` (1 = the main node runs with `ExpiryRepair::Relist`).
+/// `KVFOLD_SIM_MUTATION` (`DropDeletes`, `CursorOnError`, `ResumeFromOnApplied`,
+/// `RepairKeepsStale`, `ListingHidesKeys`), `KVFOLD_SIM_RELIST` (1 = the main node
+/// runs with `ExpiryRepair::Relist`) and `KVFOLD_SIM_REPAIR` (`none`, `relist`,
+/// `restore`, `auto`; the last two run a restore world).
 /// Without `KVFOLD_SIM_SEED` it does nothing.
 #[test]
 fn replay_one_seed() {
@@ -251,6 +403,8 @@ fn replay_one_seed() {
         Ok("DropDeletes") => Mutation::DropDeletes,
         Ok("CursorOnError") => Mutation::CursorOnError,
         Ok("ResumeFromOnApplied") => Mutation::ResumeFromOnApplied,
+        Ok("RepairKeepsStale") => Mutation::RepairKeepsStale,
+        Ok("ListingHidesKeys") => Mutation::ListingHidesKeys,
         _ => Mutation::None,
     };
     let mut scenario = Scenario::new(seed, max, steps)
@@ -258,6 +412,11 @@ fn replay_one_seed() {
         .with_mutation(mutation);
     if env_u64("KVFOLD_SIM_RELIST") == Some(1) {
         scenario = scenario.with_relist();
+    }
+    if let Ok(text) = std::env::var("KVFOLD_SIM_REPAIR") {
+        let repair =
+            Repair::parse(&text).expect("KVFOLD_SIM_REPAIR: none, relist, restore or auto");
+        scenario = scenario.with_repair(repair);
     }
     match simulate(&scenario) {
         Ok(outcome) => {
@@ -300,6 +459,39 @@ fn a_seed_replays_the_same_run() {
                 split(&first.trace),
                 split(&second.trace),
                 "seed {seed:#x} max {max} ran differently twice"
+            );
+        }
+    }
+}
+
+/// The same for restore worlds: the schedule, and each node's store calls (the
+/// main node's and the exporter's run on separate blocking threads, so only their
+/// interleaving may differ). The exporter publishes only while the main node is
+/// down, so which artifact a restore sees is the seed's; the cursor a stop finds
+/// (`run ended (stopped): Ok(..)`) is left out, as a restore's blocking steps may
+/// or may not have finished when the stop arrives.
+#[test]
+fn a_seed_replays_the_same_restore_run() {
+    fn per_node(trace: &[String]) -> (Vec<&String>, Vec<&String>, Vec<&String>) {
+        let (mut schedule, calls) = split(trace);
+        schedule.retain(|l| !l.starts_with("-- run ended (stopped)"));
+        let (main, exporter) = calls.into_iter().partition(|l| l.starts_with("n0 "));
+        (schedule, main, exporter)
+    }
+    for (seed, repair) in [(5u64, Repair::Restore), (9, Repair::Auto)] {
+        for plan in [
+            BTreeMap::new(),
+            BTreeMap::from([(6, Fault::Torn), (12, Fault::CrashAfter)]),
+        ] {
+            let scenario = Scenario::new(seed, 1, CI_DEPTH.steps)
+                .with_repair(repair)
+                .with_plan(plan);
+            let first = simulate(&scenario).unwrap_or_else(|f| panic!("{f}"));
+            let second = simulate(&scenario).unwrap_or_else(|f| panic!("{f}"));
+            assert_eq!(
+                per_node(&first.trace),
+                per_node(&second.trace),
+                "restore seed {seed:#x} ran differently twice"
             );
         }
     }
@@ -400,6 +592,106 @@ fn mutation_resuming_from_the_on_applied_cursor_is_caught() {
         Mutation::ResumeFromOnApplied,
         &scenarios,
         &[Check::FoldTruth],
+    );
+}
+
+/// Restore worlds a mutation test runs (fault-free schedules, batch max 1).
+fn restore_scenarios(repair: Repair) -> Vec<Scenario> {
+    RESTORE_SEEDS
+        .map(|seed| Scenario::new(seed, 1, CI_DEPTH.steps).with_repair(repair))
+        .collect()
+}
+
+#[test]
+fn mutation_a_repair_that_keeps_stale_keys_is_caught() {
+    let mut scenarios = restore_scenarios(Repair::Restore);
+    scenarios.extend(restore_scenarios(Repair::Auto).into_iter().take(2));
+    assert_caught(
+        Mutation::RepairKeepsStale,
+        &scenarios,
+        &[Check::FoldTruth, Check::DomainFold],
+    );
+}
+
+/// A listing that hides every key: the restore then deletes a key re-created after
+/// its artifact (kept only because the listing shows it live), the relist deletes
+/// everything. Checked apart, so each repair is shown to be caught.
+#[test]
+fn mutation_a_repair_that_deletes_listed_live_keys_is_caught() {
+    let restores: Vec<Scenario> = (0..16)
+        .map(|seed| Scenario::new(seed, 1, CI_DEPTH.steps).with_repair(Repair::Restore))
+        .collect();
+    assert_caught(Mutation::ListingHidesKeys, &restores, &[Check::Repair]);
+    let relists: Vec<Scenario> = MUTATION_SEEDS
+        .take(4)
+        .map(|seed| Scenario::new(seed, 100, CI_DEPTH.steps).with_relist())
+        .collect();
+    assert_caught(Mutation::ListingHidesKeys, &relists, &[Check::Repair]);
+}
+
+/// The loss check itself: a key whose latest write was lost may differ from the
+/// truth only while the run has said something loud; with nothing said it is a
+/// silent loss, and a key that was not lost is never excused.
+#[test]
+fn a_silent_loss_is_a_violation() {
+    use sim_support::board::Board;
+    use sim_support::compare::check_fold;
+    use sim_support::truth::{Fold, Op};
+    let board = std::sync::Arc::new(std::sync::Mutex::new(Board::default()));
+    {
+        let mut b = board.lock().unwrap();
+        b.prefixes = vec![String::new()];
+        b.repairing = true;
+        b.restore = true;
+        b.loud_base = sim_support::trace::current().loud;
+        b.truth.record(1, "a/0", Op::Put(b"old".to_vec()));
+        b.truth.record(2, "a/0", Op::Put(b"new".to_vec()));
+        b.truth.record(3, "a/1", Op::Put(b"kept".to_vec()));
+        b.lost.insert("a/0".to_string(), 2);
+    }
+    let fold: Fold = [("a/0".to_string(), (1, b"old".to_vec()))].into();
+    check_fold(&board, "silent", &fold, &Fold::new());
+    let checks: Vec<Check> = board
+        .lock()
+        .unwrap()
+        .violations
+        .iter()
+        .map(|v| v.check)
+        .collect();
+    assert_eq!(
+        checks,
+        [Check::Loss, Check::FoldTruth],
+        "a/0 silently lost, a/1 missing"
+    );
+    tracing::error!(target: "kvfold::fold", "watch finished with an error");
+    board.lock().unwrap().violations.clear();
+    check_fold(&board, "unrelated error", &fold, &Fold::new());
+    let checks: Vec<Check> = board
+        .lock()
+        .unwrap()
+        .violations
+        .iter()
+        .map(|v| v.check)
+        .collect();
+    assert_eq!(
+        checks,
+        [Check::Loss, Check::FoldTruth],
+        "an unrelated error says nothing of a loss"
+    );
+    tracing::warn!(target: "kvfold::repair", "watch cursor expired");
+    board.lock().unwrap().violations.clear();
+    check_fold(&board, "loud", &fold, &Fold::new());
+    let checks: Vec<Check> = board
+        .lock()
+        .unwrap()
+        .violations
+        .iter()
+        .map(|v| v.check)
+        .collect();
+    assert_eq!(
+        checks,
+        [Check::FoldTruth],
+        "a/0 excused once the run was loud"
     );
 }
 

@@ -33,6 +33,12 @@ pub enum Check {
     RunEnd,
     /// The fold did not catch up once every fault was cleared.
     Liveness,
+    /// A repair moved a key to an older revision, deleted a value the truth still
+    /// held, or deleted a key the bucket listed as live when the repair listed it.
+    Repair,
+    /// A key lost to eviction (aged out before the exporter folded it) with no
+    /// error or repair warning anywhere in the run: a silent loss.
+    Loss,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +59,8 @@ pub struct Item {
     pub key: String,
     pub rev: u64,
     pub value: Option<Vec<u8>>,
+    /// A restore's rewrite (the artifact's entry): exempt from the per-run order.
+    pub restored: bool,
 }
 
 /// Keys ending in `/r` are rejected by `parse` (still bucket state: they reach the store).
@@ -95,6 +103,27 @@ pub struct Stats {
     pub cursor_moved_back: u64,
     /// Updates parsed while the node's store apply was running (store applies in flight).
     pub parsed_in_flight: u64,
+    /// Restores that started applying (`restoring`).
+    pub restores: u64,
+    /// Restore rewrites (artifact entries) the main node parsed.
+    pub restored_puts: u64,
+    /// Synthetic deletes the main node's store applied.
+    pub synthetic_deletes: u64,
+    /// Repairs refused (`repair refused`, error level).
+    pub repair_refusals: u64,
+    /// Keys' latest writes (current values, markers) evicted and seen gone.
+    pub values_evicted: u64,
+    /// Runs of restore worlds whose bucket also has a byte limit (discard old).
+    pub byte_limited_runs: u64,
+    /// In-process restarts whose domain had run ahead of the store
+    /// (restore worlds rebuild it from the store).
+    pub domain_rebuilt: u64,
+    /// Crashes (before / after / torn) at a store call of a relist or restore.
+    pub repair_crashes: u64,
+    /// Keys lost: their latest write was evicted before the exporter folded it.
+    pub lost: u64,
+    /// Final-fold keys that differ from the truth only by such a loss (loudly).
+    pub lost_excused: u64,
 }
 
 impl Stats {
@@ -122,6 +151,16 @@ impl Stats {
         self.relists_planned += o.relists_planned;
         self.cursor_moved_back += o.cursor_moved_back;
         self.parsed_in_flight += o.parsed_in_flight;
+        self.restores += o.restores;
+        self.restored_puts += o.restored_puts;
+        self.synthetic_deletes += o.synthetic_deletes;
+        self.repair_refusals += o.repair_refusals;
+        self.values_evicted += o.values_evicted;
+        self.lost += o.lost;
+        self.repair_crashes += o.repair_crashes;
+        self.domain_rebuilt += o.domain_rebuilt;
+        self.byte_limited_runs += o.byte_limited_runs;
+        self.lost_excused += o.lost_excused;
     }
 }
 
@@ -138,6 +177,10 @@ pub struct NodeObs {
     pub last_applied: Option<u64>,
     pub last_on_applied_rank: Option<u64>,
     pub fail_streak: u32,
+    /// The cursor rank of the artifact this run fetched for a restore (set by
+    /// `SimRestore::fetch`, cleared by the commit that reaches it or the next run):
+    /// puts at or below it may be the restore's rewrites, in key order.
+    pub restoring: Option<u64>,
     // Per process (reset on a reboot).
     pub domain: Fold,
     pub last_on_applied: Option<WatchCursor>,
@@ -164,9 +207,23 @@ pub struct Board {
     pub stats: Stats,
     /// Every store call and its outcome, in order (determinism and failure reports).
     pub trace: Vec<String>,
-    /// The main node repairs expiries by relist: its synthetic deletes (unknown
-    /// versions) are corrections, not deliveries.
-    pub relist: bool,
+    /// The main node repairs expiries (relist, restore, auto): its synthetic deletes
+    /// (unknown versions) are corrections, not deliveries, and no difference from the
+    /// truth is tolerated.
+    pub repairing: bool,
+    /// A restore world: the main node (node 0) restores from an exporter's artifacts.
+    pub restore: bool,
+    /// The exporter node of a restore world.
+    pub exporter: Option<usize>,
+    /// Every revision the exporter's `parse` received.
+    pub exporter_received: BTreeSet<u64>,
+    /// Keys whose latest write (at the revision given) was evicted before the exporter
+    /// folded it.
+    pub lost: BTreeMap<String, u64>,
+    /// The truth's last revision when the main node's repair last listed each prefix.
+    pub listings: BTreeMap<String, u64>,
+    /// The thread's loud-event count when this run began.
+    pub loud_base: u64,
 }
 
 pub type Shared = Arc<Mutex<Board>>;
@@ -208,6 +265,7 @@ impl Board {
         n.last_applied = None;
         n.last_on_applied_rank = None;
         n.fail_streak = 0;
+        n.restoring = None;
     }
 
     /// A relist's synthetic delete: an unknown-version delete, allowed only under
@@ -216,7 +274,7 @@ impl Board {
         let KvUpdate::Delete { key, version } = update else {
             return false;
         };
-        if !self.relist || version.as_u64().is_some() {
+        if !self.repairing || version.as_u64().is_some() {
             return false;
         }
         if !in_scope(&self.prefixes, key) {
@@ -224,7 +282,7 @@ impl Board {
                 Check::Delivery,
                 format!("{who}: synthetic delete out of scope {key:?}"),
             );
-        } else if !self.truth.ever_deleted(key) {
+        } else if !self.truth.ever_deleted(key) && !self.lost.contains_key(key) {
             self.violate(
                 Check::Delivery,
                 format!("{who}: synthetic delete of {key:?}, which was never deleted"),
@@ -233,9 +291,10 @@ impl Board {
         true
     }
 
-    fn check_update(&mut self, who: &str, update: &KvUpdate) -> Option<u64> {
+    fn check_update(&mut self, node: usize, who: &str, update: &KvUpdate) -> Option<u64> {
         let key = update.key();
-        if !in_scope(&self.prefixes, key) {
+        // The exporter folds the whole bucket.
+        if Some(node) != self.exporter && !in_scope(&self.prefixes, key) {
             self.violate(Check::Delivery, format!("{who}: out-of-scope key {key:?}"));
         }
         let Some(rev) = update.version().as_u64() else {
@@ -259,11 +318,20 @@ impl Board {
                 key: update.key().to_string(),
                 rev: 0,
                 value: None,
+                restored: false,
             });
         }
-        let rev = self.check_update("parse", update)?;
+        let rev = self.check_update(node, "parse", update)?;
+        let restored = self.nodes[node].restoring.is_some_and(|to| rev <= to)
+            && matches!(update, KvUpdate::Put(_));
+        if node == 0 && restored {
+            self.stats.restored_puts += 1;
+        }
+        if Some(node) == self.exporter {
+            self.exporter_received.insert(rev);
+        }
         let last = self.nodes[node].last_parsed;
-        if last.is_some_and(|l| rev <= l) {
+        if !restored && last.is_some_and(|l| rev <= l) {
             self.violate(
                 Check::Delivery,
                 format!("node {node}: delivery regressed within a run: {rev} after {last:?}"),
@@ -273,7 +341,9 @@ impl Board {
             self.stats.parsed_in_flight += 1;
         }
         let n = &mut self.nodes[node];
-        n.last_parsed = Some(rev);
+        if !restored {
+            n.last_parsed = Some(rev);
+        }
         n.received.insert(rev);
         let key = update.key();
         if !accepted(key) {
@@ -288,6 +358,7 @@ impl Board {
             key: key.to_string(),
             rev,
             value,
+            restored,
         })
     }
 
@@ -299,7 +370,18 @@ impl Board {
                 continue;
             }
             let last = self.nodes[node].last_applied;
-            if last.is_some_and(|l| item.rev <= l) {
+            if item.restored {
+                // G1 in the domain: a rewrite never moves a key to an older revision.
+                if let Some((held, _)) = self.nodes[node].domain.get(&item.key)
+                    && *held > item.rev
+                {
+                    let text = format!(
+                        "node {node}: a restore rewrote {:?} from revision {held} back to {}",
+                        item.key, item.rev
+                    );
+                    self.violate(Check::Repair, text);
+                }
+            } else if last.is_some_and(|l| item.rev <= l) {
                 self.violate(
                     Check::Delivery,
                     format!(
@@ -309,7 +391,9 @@ impl Board {
                 );
             }
             let n = &mut self.nodes[node];
-            n.last_applied = Some(item.rev);
+            if !item.restored {
+                n.last_applied = Some(item.rev);
+            }
             if !n.pending.remove(&item.rev) {
                 self.violate(
                     Check::Delivery,
@@ -366,12 +450,17 @@ impl Board {
         cursor: &WatchCursor,
     ) {
         self.stats.store_calls += 1;
+        let restoring = self.nodes[node].restoring;
         let mut prev: Option<u64> = None;
         for update in batch {
             if self.check_correction("store", update) {
                 continue;
             }
-            if let Some(rev) = self.check_update("store", update) {
+            if let Some(rev) = self.check_update(node, "store", update) {
+                // A restore's rewrites go in key order under the old cursor.
+                if restoring.is_some_and(|to| rev <= to) {
+                    continue;
+                }
                 if prev.is_some_and(|p| rev <= p) {
                     self.violate(
                         Check::Delivery,
@@ -439,6 +528,9 @@ impl Board {
         let n = &mut self.nodes[node];
         n.fail_streak = 0;
         n.committed = cursor.clone();
+        if n.restoring.is_some_and(|to| rank >= to) {
+            n.restoring = None;
+        }
         n.stored.extend(revs(batch));
         let hole = n
             .received
@@ -471,7 +563,10 @@ impl Board {
         self.nodes[node].fail_streak += 1;
     }
 
-    pub fn crashed(&mut self, node: usize, crash: Crash) {
+    pub fn crashed(&mut self, node: usize, crash: Crash, repairing: bool) {
+        if repairing {
+            self.stats.repair_crashes += 1;
+        }
         match crash.fault {
             Fault::CrashBefore => self.stats.crashes_before += 1,
             Fault::CrashAfter => self.stats.crashes_after += 1,

@@ -6,6 +6,7 @@ pub mod board;
 pub mod compare;
 pub mod node;
 pub mod replica;
+pub mod restore;
 pub mod rng;
 pub mod scenario;
 pub mod sim;

@@ -65,7 +65,7 @@ impl World {
             Arc::clone(&self.spare_watcher),
             self.shape.scope.clone(),
             Some(cursor),
-            if self.s.relist {
+            if self.s.repair == super::scenario::Repair::Relist {
                 ExpiryRepair::Relist(Arc::clone(&self.spare_reader))
             } else {
                 ExpiryRepair::<SimStore>::None

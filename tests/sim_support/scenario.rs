@@ -19,8 +19,47 @@ pub struct Scenario {
     pub mutation: Mutation,
     /// Schedule steps before the final catch-up.
     pub steps: usize,
-    /// The main node runs with `ExpiryRepair::Relist` instead of `None`.
-    pub relist: bool,
+    /// How the main node repairs an expired cursor.
+    pub repair: Repair,
+}
+
+/// The main node's `ExpiryRepair`. `Restore` and `Auto` also change the world: the
+/// bucket evicts current values (age limit on the manual clock, sometimes a byte limit
+/// with discard old) and an exporter node publishes artifacts the main node restores
+/// from (`sim_support/restore.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Repair {
+    #[default]
+    None,
+    Relist,
+    Restore,
+    Auto,
+}
+
+impl Repair {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "none" => Repair::None,
+            "relist" => Repair::Relist,
+            "restore" => Repair::Restore,
+            "auto" => Repair::Auto,
+            _ => return None,
+        })
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Repair::None => "none",
+            Repair::Relist => "relist",
+            Repair::Restore => "restore",
+            Repair::Auto => "auto",
+        }
+    }
+
+    /// The world evicts current values and restores from artifacts.
+    pub fn restores(self) -> bool {
+        matches!(self, Repair::Restore | Repair::Auto)
+    }
 }
 
 impl Scenario {
@@ -31,13 +70,18 @@ impl Scenario {
             plan: BTreeMap::new(),
             mutation: Mutation::None,
             steps,
-            relist: false,
+            repair: Repair::None,
         }
     }
 
     #[must_use]
-    pub fn with_relist(mut self) -> Self {
-        self.relist = true;
+    pub fn with_relist(self) -> Self {
+        self.with_repair(Repair::Relist)
+    }
+
+    #[must_use]
+    pub fn with_repair(mut self, repair: Repair) -> Self {
+        self.repair = repair;
         self
     }
 
@@ -56,14 +100,14 @@ impl Scenario {
     /// The environment that replays this run.
     pub fn replay_line(&self) -> String {
         format!(
-            "KVFOLD_SIM_SEED={:#x} KVFOLD_SIM_MAX={} KVFOLD_SIM_STEPS={} KVFOLD_SIM_PLAN={} KVFOLD_SIM_MUTATION={:?} KVFOLD_SIM_RELIST={} \
+            "KVFOLD_SIM_SEED={:#x} KVFOLD_SIM_MAX={} KVFOLD_SIM_STEPS={} KVFOLD_SIM_PLAN={} KVFOLD_SIM_MUTATION={:?} KVFOLD_SIM_REPAIR={} \
              cargo test --test sim_fold replay_one_seed -- --nocapture",
             self.seed,
             self.batch_max,
             self.steps,
             plan_label(&self.plan),
             self.mutation,
-            u8::from(self.relist)
+            self.repair.label()
         )
     }
 }
@@ -77,9 +121,30 @@ pub struct Shape {
     pub max_history: u32,
     pub watch_queue_len: usize,
     pub compact_threshold: u64,
+    /// Bucket age limit on the manual clock (restore worlds only).
+    pub max_age_ms: Option<u64>,
+    /// Bucket byte limit with discard old (some restore worlds).
+    pub max_bytes: Option<i64>,
 }
 
+/// The age limit of a restore world's bucket (manual clock).
+pub const MAX_AGE_MS: u64 = 60_000;
+
 impl Shape {
+    /// The world `s` runs in: [`Shape::of`] its seed; a restore world keeps one
+    /// revision per key and evicts current values by age, sometimes by size too.
+    pub fn for_scenario(s: &Scenario) -> Self {
+        let mut shape = Self::of(s.seed);
+        if s.repair.restores() {
+            let mut rng = Rng::derived(s.seed, 3);
+            shape.max_history = 1;
+            shape.max_age_ms = Some(MAX_AGE_MS);
+            // About 9 messages of `$KV.sim.a/0` with a short value.
+            shape.max_bytes = rng.chance(50).then_some(9 * 46);
+        }
+        shape
+    }
+
     pub fn of(seed: u64) -> Self {
         let mut rng = Rng::derived(seed, 0);
         let scope = match rng.below(3) {
@@ -94,6 +159,8 @@ impl Shape {
             max_history: rng.pick(&[1, 1, 4]),
             watch_queue_len: rng.pick(&[2, 8, 1024]),
             compact_threshold: rng.pick(&[600, 10 * 1024 * 1024]),
+            max_age_ms: None,
+            max_bytes: None,
         }
     }
 

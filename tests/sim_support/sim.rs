@@ -11,7 +11,7 @@ use super::board::{Board, Check, Stats, Violation, lock};
 use super::rng::Rng;
 use super::scenario::{Scenario, Shape};
 use super::store::{Fault, SimCrash, plan_label};
-use super::trace::Counter;
+use super::trace::{COUNTER, Counter};
 use super::world::World;
 
 /// A clean run's results.
@@ -78,17 +78,6 @@ fn quiet_simulated_crashes() {
     });
 }
 
-thread_local! {
-    /// One counting subscriber per test thread, installed for the thread's life:
-    /// registering a new dispatcher per run would make `tracing` rebuild its
-    /// callsite interest while other test threads emit, and lose events.
-    static COUNTER: Counter = {
-        let counter = Counter::default();
-        std::mem::forget(tracing::subscriber::set_default(counter.clone()));
-        counter
-    };
-}
-
 /// Runs one scenario to the end and checks everything.
 pub fn simulate(s: &Scenario) -> Result<Outcome, Box<Failure>> {
     quiet_simulated_crashes();
@@ -122,6 +111,8 @@ pub fn simulate(s: &Scenario) -> Result<Outcome, Box<Failure>> {
     b.stats.stale_key_repairs += after.stale_key_repairs - before.stale_key_repairs;
     b.stats.relists_planned += after.relists_planned - before.relists_planned;
     b.stats.cursor_moved_back += after.cursor_moved_back - before.cursor_moved_back;
+    b.stats.restores += after.restores - before.restores;
+    b.stats.repair_refusals += after.repair_refusals - before.repair_refusals;
     b.stats.runs += 1;
     if b.violations.is_empty() {
         Ok(Outcome {
@@ -132,7 +123,7 @@ pub fn simulate(s: &Scenario) -> Result<Outcome, Box<Failure>> {
     } else {
         Err(Box::new(Failure {
             scenario: s.clone(),
-            shape: Shape::of(s.seed),
+            shape: Shape::for_scenario(s),
             violations: std::mem::take(&mut b.violations),
             trace: std::mem::take(&mut b.trace),
         }))

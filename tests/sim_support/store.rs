@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 
 use kvfold::protocol::log::{LogFormat, encode_cursor, encode_delete, encode_put};
 use kvfold::{
-    AppendLogSnapshot, ExportManifest, KvEntry, KvUpdate, SnapshotError, SnapshotStore, WatchCursor,
+    AppendLogSnapshot, ExportManifest, KvEntry, KvUpdate, RestoredFold, SnapshotError,
+    SnapshotStore, WatchCursor,
 };
 
-use super::board::{Check, Shared, lock};
+use super::board::{Board, Check, Shared, lock};
 use super::rng::Rng;
 use super::truth::Fold;
 
@@ -67,6 +68,12 @@ pub enum Mutation {
     CursorOnError,
     /// The caller resumes in-process from the last `on_applied` cursor instead of `WatchEnd::applied`.
     ResumeFromOnApplied,
+    /// The main node's store drops a repair's synthetic deletes (unknown versions):
+    /// a repair that keeps stale keys.
+    RepairKeepsStale,
+    /// The main node's repair listing reports no key (`sim_support/restore.rs`,
+    /// `SimReader`): a repair that deletes keys the bucket lists as live.
+    ListingHidesKeys,
 }
 
 /// What a crash left on disk: the cursor and fold a reopen must find.
@@ -150,6 +157,8 @@ impl Drop for Applying {
 
 pub struct SimStore {
     inner: Option<AppendLogSnapshot>,
+    /// An artifact fold a restore reads (`SimStore::artifact`): read-only, no node.
+    artifact: Option<RestoredFold<AppendLogSnapshot>>,
     path: PathBuf,
     node: usize,
     board: Shared,
@@ -166,6 +175,7 @@ impl SimStore {
     ) -> Self {
         Self {
             inner: Some(inner),
+            artifact: None,
             path: path.to_path_buf(),
             node,
             board,
@@ -173,10 +183,95 @@ impl SimStore {
         }
     }
 
+    /// The read-only view of a fetched artifact fold the restore diff reads.
+    pub fn artifact(restored: RestoredFold<AppendLogSnapshot>, board: Shared) -> Self {
+        Self {
+            inner: None,
+            artifact: Some(restored),
+            path: PathBuf::new(),
+            node: usize::MAX,
+            board,
+            seed: 0,
+        }
+    }
+
     fn inner(&self) -> &AppendLogSnapshot {
+        if let Some(restored) = &self.artifact {
+            return restored.fold();
+        }
         self.inner
             .as_ref()
             .expect("a crashed SimStore is never used again")
+    }
+
+    /// The revision this store holds for `key`.
+    fn held(&self, key: &str) -> Option<u64> {
+        self.inner()
+            .get(key)
+            .ok()
+            .flatten()
+            .map(|e| e.version.as_u64().unwrap_or(0))
+    }
+
+    /// Repair guarantees at a store batch (docs/repair.md, "Guarantees"), against
+    /// what the store holds before it: no put moves a key to an older revision (G1);
+    /// a synthetic delete removes only a value the truth deleted later, and (main
+    /// node) never a key live when the repair listed its prefix (G2). Keys lost to
+    /// eviction are exempt: the fleet no longer holds their truth.
+    fn check_repair(&self, b: &mut Board, call: u64, batch: &[KvUpdate]) {
+        let node = self.node;
+        let mut view: BTreeMap<&str, Option<u64>> = BTreeMap::new();
+        for update in batch {
+            let key = update.key();
+            let held = *view.entry(key).or_insert_with(|| self.held(key));
+            match update {
+                KvUpdate::Put(e) => {
+                    let rev = e.version.as_u64().unwrap_or(0);
+                    if held.is_some_and(|h| h > rev) {
+                        let text = format!(
+                            "node {node}: store call {call} moves {key:?} back from revision {} to {rev}",
+                            held.unwrap_or(0)
+                        );
+                        b.violate(Check::Repair, text);
+                    }
+                    view.insert(key, Some(rev));
+                }
+                KvUpdate::Delete { version, .. } if version.as_u64().is_none() => {
+                    view.insert(key, None);
+                    let Some(held) = held else { continue };
+                    if node == 0 {
+                        b.stats.synthetic_deletes += 1;
+                    }
+                    if b.lost.contains_key(key) {
+                        continue;
+                    }
+                    if !b.truth.deleted_after(key, held) {
+                        let text = format!(
+                            "node {node}: store call {call} deletes {key:?}@{held}, which the truth never deleted after it"
+                        );
+                        b.violate(Check::Repair, text);
+                    }
+                    let listed = b
+                        .listings
+                        .iter()
+                        .filter(|(p, _)| key.starts_with(p.as_str()))
+                        .max_by_key(|(p, _)| p.len())
+                        .map(|(_, at)| *at);
+                    if node == 0
+                        && let Some(at) = listed
+                        && let Some(live) = b.truth.live_at(key, at)
+                    {
+                        let text = format!(
+                            "node {node}: store call {call} deletes {key:?}, live at {live} when the repair listed the bucket at {at}"
+                        );
+                        b.violate(Check::Repair, text);
+                    }
+                }
+                KvUpdate::Delete { .. } | KvUpdate::Purge { .. } => {
+                    view.insert(key, None);
+                }
+            }
+        }
     }
 
     pub fn fold(&self) -> Fold {
@@ -195,10 +290,10 @@ impl SimStore {
 
     /// Kills the process here: drop the RAM store, leave the disk as `write_disk`
     /// makes it, record what a reopen must find, and unwind the blocking task.
-    fn die(&mut self, crash: Crash, write_disk: impl FnOnce(&Path)) -> ! {
+    fn die(&mut self, crash: Crash, repair: bool, write_disk: impl FnOnce(&Path)) -> ! {
         drop(self.inner.take());
         write_disk(&self.path);
-        lock(&self.board).crashed(self.node, crash);
+        lock(&self.board).crashed(self.node, crash, repair);
         std::panic::panic_any(SimCrash)
     }
 }
@@ -207,6 +302,9 @@ impl Drop for SimStore {
     /// Records what the store held when it was dropped (a killed run drops it
     /// wherever it was), then closes it.
     fn drop(&mut self) {
+        if self.artifact.is_some() {
+            return;
+        }
         let held = self
             .inner
             .as_ref()
@@ -229,12 +327,27 @@ impl SnapshotStore for SimStore {
     }
 
     fn apply(&mut self, batch: &[KvUpdate], cursor: &WatchCursor) -> Result<(), SnapshotError> {
+        if self.artifact.is_some() {
+            return Err(SnapshotError::Backend(
+                "sim: an artifact fold is read-only".to_string(),
+            ));
+        }
         let _applying = Applying::start(&self.board, self.node);
+        // A store call of a repair: a synthetic delete, or any call while a
+        // fetched restore is pending or applying.
+        let repair = batch
+            .iter()
+            .any(|u| matches!(u, KvUpdate::Delete { version, .. } if version.as_u64().is_none()))
+            || lock(&self.board).nodes[self.node].restoring.is_some();
         let (call, fault, mutation) = {
-            let mut b = lock(&self.board);
+            let board = std::sync::Arc::clone(&self.board);
+            let mut b = lock(&board);
             let call = b.nodes[self.node].calls;
             b.nodes[self.node].calls += 1;
             b.check_store_batch(self.node, call, batch, cursor);
+            if b.repairing {
+                self.check_repair(&mut b, call, batch);
+            }
             let fault = b.next_fault(self.node, call);
             (call, fault, b.mutation)
         };
@@ -242,6 +355,11 @@ impl SnapshotStore for SimStore {
             Mutation::DropDeletes => batch
                 .iter()
                 .filter(|u| matches!(u, KvUpdate::Put(_)))
+                .cloned()
+                .collect(),
+            Mutation::RepairKeepsStale if self.node == 0 => batch
+                .iter()
+                .filter(|u| !matches!(u, KvUpdate::Delete { version, .. } if version.as_u64().is_none()))
                 .cloned()
                 .collect(),
             _ => batch.to_vec(),
@@ -299,7 +417,7 @@ impl SnapshotStore for SimStore {
                     state: self.fold(),
                     detail: format!("{} updates never written", batch.len()),
                 };
-                self.die(crash, |_| {})
+                self.die(crash, repair, |_| {})
             }
             Some(Fault::CrashAfter) => {
                 let inner = self.inner.as_mut().expect("live store");
@@ -314,7 +432,7 @@ impl SnapshotStore for SimStore {
                     state: self.fold(),
                     detail: format!("{} updates durable", batch.len()),
                 };
-                self.die(crash, |_| {})
+                self.die(crash, repair, |_| {})
             }
             Some(Fault::Torn) => {
                 let (bytes, ends) = batch_bytes(&effective, cursor);
@@ -338,7 +456,7 @@ impl SnapshotStore for SimStore {
                         effective.len()
                     ),
                 };
-                self.die(crash, |path| {
+                self.die(crash, repair, |path| {
                     let mut file = std::fs::OpenOptions::new()
                         .append(true)
                         .open(path)
@@ -367,7 +485,11 @@ impl SnapshotStore for SimStore {
     }
 
     fn export_to(&mut self, dest_dir: &Path) -> Result<ExportManifest, SnapshotError> {
-        let inner = self.inner.as_mut().expect("live store");
+        let Some(inner) = self.inner.as_mut() else {
+            return Err(SnapshotError::Backend(
+                "sim: an artifact fold does not export".to_string(),
+            ));
+        };
         let manifest = inner.export_to(dest_dir)?;
         if manifest.cursor != inner.cursor() {
             lock(&self.board).violate(

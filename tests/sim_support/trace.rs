@@ -22,6 +22,13 @@ pub struct Counts {
     pub stale_key_repairs: u64,
     /// The repair machine planned a relist after an expired cursor.
     pub relists_planned: u64,
+    /// A restore started applying (`restoring`, info).
+    pub restores: u64,
+    /// A repair was refused (`repair refused`, error).
+    pub repair_refusals: u64,
+    /// Loud events about expiry and repair: warnings and errors of `kvfold::repair`,
+    /// `repair refused` of `kvfold::fold`.
+    pub loud: u64,
 }
 
 #[derive(Clone, Default)]
@@ -38,12 +45,31 @@ impl Counter {
     }
 }
 
-struct Message(String);
+thread_local! {
+    /// One counting subscriber per test thread, installed for the thread's life:
+    /// registering a new dispatcher per run would make `tracing` rebuild its
+    /// callsite interest while other test threads emit, and lose events.
+    pub static COUNTER: Counter = {
+        let counter = Counter::default();
+        std::mem::forget(tracing::subscriber::set_default(counter.clone()));
+        counter
+    };
+}
+
+/// The counts on this thread (the runtime thread of a simulation run).
+pub fn current() -> Counts {
+    COUNTER.with(Counter::snapshot)
+}
+
+#[derive(Default)]
+struct Message {
+    text: String,
+}
 
 impl Visit for Message {
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
         if field.name() == "message" {
-            self.0 = format!("{value:?}");
+            self.text = format!("{value:?}");
         }
     }
 }
@@ -51,7 +77,7 @@ impl Visit for Message {
 impl Subscriber for Counter {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.is_event()
-            && *metadata.level() <= Level::WARN
+            && *metadata.level() <= Level::INFO
             && metadata.target().starts_with("kvfold")
     }
 
@@ -64,19 +90,36 @@ impl Subscriber for Counter {
     fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let mut message = Message(String::new());
+        let mut message = Message::default();
         event.record(&mut message);
         let target = event.metadata().target();
+        let level = *event.metadata().level();
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if target == "kvfold::repair" && message.0.contains("re-listing") {
+        // Loud about an expiry or a repair: the repair target's warnings and errors
+        // (expired cursors, re-lists, refusals) and the fold's refused repairs. Other
+        // errors (a watch that ended, a fail-stop) do not speak for a loss.
+        if (level <= Level::WARN && target == "kvfold::repair")
+            || (target == "kvfold::fold" && message.text.contains("repair refused"))
+        {
+            counts.loud += 1;
+        }
+        if target == "kvfold::fold" && message.text == "restoring" {
+            counts.restores += 1;
+        } else if target == "kvfold::fold" && message.text.contains("repair refused") {
+            counts.repair_refusals += 1;
+        }
+        if level == Level::INFO {
+            return;
+        }
+        if target == "kvfold::repair" && message.text.contains("re-listing") {
             counts.relists += 1;
-        } else if target.starts_with("kvfold::memory") && message.0.contains("cursor expired") {
+        } else if target.starts_with("kvfold::memory") && message.text.contains("cursor expired") {
             counts.guard_expiries += 1;
-        } else if target == "kvfold::repair" && message.0.contains("by a relist") {
+        } else if target == "kvfold::repair" && message.text.contains("by a relist") {
             counts.relists_planned += 1;
-        } else if target == "kvfold::fold" && message.0.contains("stale keys found") {
+        } else if target == "kvfold::fold" && message.text.contains("stale keys found") {
             counts.stale_key_repairs += 1;
-        } else if target == "kvfold::fold" && message.0.contains("cursor moved back") {
+        } else if target == "kvfold::fold" && message.text.contains("cursor moved back") {
             counts.cursor_moved_back += 1;
         }
     }

@@ -79,6 +79,44 @@ impl Truth {
         Some((rev, &self.ops[&rev].1))
     }
 
+    /// Whether `key` really had `value` at revision `rev`.
+    pub fn was_put(&self, key: &str, rev: u64, value: &[u8]) -> bool {
+        matches!(self.ops.get(&rev), Some((k, Op::Put(v))) if k == key && v.as_slice() == value)
+    }
+
+    /// Whether the truth deleted `key` at a revision above `rev`: the only case
+    /// where a repair may delete a value the fold holds at `rev`.
+    pub fn deleted_after(&self, key: &str, rev: u64) -> bool {
+        self.ops
+            .range(rev + 1..)
+            .any(|(_, (k, op))| k == key && matches!(op, Op::Delete | Op::Purge))
+    }
+
+    /// The latest write of `key` at or below revision `at`: `Some(rev)` when it is a put.
+    pub fn live_at(&self, key: &str, at: u64) -> Option<u64> {
+        self.ops
+            .range(..=at)
+            .rev()
+            .find(|(_, (k, _))| k == key)
+            .and_then(|(rev, (_, op))| matches!(op, Op::Put(_)).then_some(*rev))
+    }
+
+    /// The last revision written.
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// Keys (every scope) whose latest write sits below `first`: gone from the
+    /// bucket (with one revision per key, exactly the evicted current values and
+    /// the evicted delete markers of deleted keys), with that write's revision.
+    pub fn evicted_latest(&self, first: u64) -> Vec<(String, u64)> {
+        self.latest
+            .iter()
+            .filter(|(_, rev)| **rev < first)
+            .map(|(k, rev)| (k.clone(), *rev))
+            .collect()
+    }
+
     /// Whether `key` was ever deleted or purged: the only keys a relist may delete.
     pub fn ever_deleted(&self, key: &str) -> bool {
         self.ops

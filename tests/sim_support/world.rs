@@ -10,16 +10,17 @@ use std::time::Duration;
 
 use kvfold::memory::{ManualClock, MemoryServer};
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, Connection, ExpiryRepair, ExportManifest, ExportRequest,
-    KvError, KvPurge, KvReader, KvWatcher, KvWriter, MemoryConfig, MemoryConnection, SnapshotStore,
-    StoreConfig, WatchCursor, WatchEnd,
+    AppendLogSnapshot, BatchConfig, Connection, DirRestore, DiscardPolicy, ExpiryRepair,
+    ExportManifest, ExportRequest, KvError, KvPurge, KvReader, KvWatcher, KvWriter, MemoryConfig,
+    MemoryConnection, SnapshotStore, StoreConfig, WatchCursor, WatchEnd, WatchScope,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinError;
 
 use super::board::{Check, Shared, lock};
+use super::restore::{SimReader, SimRestore};
 use super::rng::Rng;
-use super::scenario::{Scenario, Shape};
+use super::scenario::{MAX_AGE_MS, Repair, Scenario, Shape};
 use super::store::{Mutation, SimStore, entry, fold_of};
 use super::truth::{Fold, Op};
 
@@ -55,6 +56,13 @@ pub struct World {
     /// Lists the bucket for an artifact replica's relist repair.
     pub spare_reader: Arc<dyn KvReader>,
     pub main: Node,
+    /// A restore world's exporter: a fault-free fold of the whole bucket that
+    /// publishes artifacts into `artifact_root` (the main node restores from them).
+    exporter: Option<Node>,
+    exporter_watcher: Option<Arc<dyn KvWatcher>>,
+    artifact_root: PathBuf,
+    /// Evicted current values already counted (restore worlds).
+    evicted_seen: std::collections::BTreeSet<u64>,
     paused: bool,
     partitioned: bool,
     pub artifacts: Vec<(PathBuf, ExportManifest)>,
@@ -98,7 +106,7 @@ async fn connect(
 
 impl World {
     pub async fn new(s: &Scenario, board: Shared) -> Self {
-        let shape = Shape::of(s.seed);
+        let shape = Shape::for_scenario(s);
         let clock = ManualClock::new(1_700_000_000_000);
         let server = MemoryServer::new(
             MemoryConfig::new()
@@ -108,6 +116,13 @@ impl World {
         let config = StoreConfig {
             name: BUCKET.to_string(),
             max_history: Some(shape.max_history),
+            max_age: shape.max_age_ms.map(Duration::from_millis),
+            max_bytes: shape.max_bytes.or(StoreConfig::default().max_bytes),
+            discard: if shape.max_bytes.is_some() {
+                DiscardPolicy::Old
+            } else {
+                DiscardPolicy::default()
+            },
             ..StoreConfig::default()
         };
         let (_writer_conn, writer_store) = connect(&server, &config).await;
@@ -118,7 +133,10 @@ impl World {
             let mut b = lock(&board);
             b.prefixes = shape.scope_prefixes();
             b.mutation = s.mutation;
-            b.relist = s.relist;
+            b.repairing = s.repair != Repair::None;
+            b.restore = s.repair.restores();
+            b.loud_base = super::trace::current().loud;
+            b.stats.byte_limited_runs += u64::from(shape.max_bytes.is_some());
         }
         let id = lock(&board).add_node(WatchCursor::none());
         {
@@ -136,6 +154,34 @@ impl World {
             foreign.insert(FOREIGN_KEY.to_string(), (999_999, b"untouched".to_vec()));
         }
         lock(&board).nodes[id].domain = domain_of(&store.fold());
+        let artifact_root = dir.path().join("artifacts");
+        let (exporter, exporter_watcher) = if s.repair.restores() {
+            std::fs::create_dir_all(&artifact_root).expect("mkdir artifacts");
+            std::fs::create_dir_all(dir.path().join("scratch")).expect("mkdir scratch");
+            let (_conn, exporter_store) = connect(&server, &config).await;
+            let eid = lock(&board).add_node(WatchCursor::none());
+            lock(&board).exporter = Some(eid);
+            let epath = dir.path().join("exporter.snap");
+            let (ecursor, einner) =
+                AppendLogSnapshot::open(&epath, shape.compact_threshold).expect("fresh store");
+            let estore = SimStore::new(einner, &epath, eid, Arc::clone(&board), s.seed);
+            (
+                Some(Node {
+                    id: eid,
+                    path: epath,
+                    store: Some(estore),
+                    resume: Some(ecursor),
+                    run: None,
+                }),
+                Some(exporter_store.watcher().expect("memory watcher")),
+            )
+        } else {
+            (None, None)
+        };
+        let fold_reader: Arc<dyn KvReader> = Arc::new(SimReader {
+            inner: fold_store.reader(),
+            board: Arc::clone(&board),
+        });
         Self {
             s: s.clone(),
             shape,
@@ -148,7 +194,7 @@ impl World {
             purger: writer_store.purge_writer().expect("memory purge"),
             status: writer_store.watcher().expect("memory watcher"),
             fold_watcher: fold_store.watcher().expect("memory watcher"),
-            fold_reader: fold_store.reader(),
+            fold_reader,
             spare_watcher: spare_store.watcher().expect("memory watcher"),
             spare_reader: spare_store.reader(),
             fold_conn,
@@ -159,6 +205,10 @@ impl World {
                 resume: Some(cursor),
                 run: None,
             },
+            exporter,
+            exporter_watcher,
+            artifact_root,
+            evicted_seen: std::collections::BTreeSet::new(),
             paused: false,
             partitioned: false,
             artifacts: Vec::new(),
@@ -188,13 +238,137 @@ impl World {
                 self.shape.scope.clone(),
                 self.config(),
             );
-            let repair = if self.s.relist {
-                ExpiryRepair::Relist(Arc::clone(&self.fold_reader))
-            } else {
-                ExpiryRepair::None
+            let reader = Arc::clone(&self.fold_reader);
+            let restore = || -> Arc<dyn kvfold::RestoreSource<SimStore>> {
+                Arc::new(SimRestore {
+                    inner: DirRestore::new(&self.artifact_root)
+                        .with_scratch_dir(self.dir.path().join("scratch")),
+                    board: Arc::clone(&self.board),
+                })
+            };
+            let repair = match self.s.repair {
+                Repair::None => ExpiryRepair::None,
+                Repair::Relist => ExpiryRepair::Relist(reader),
+                Repair::Restore => ExpiryRepair::Restore {
+                    reader,
+                    restore: restore(),
+                },
+                Repair::Auto => ExpiryRepair::Auto {
+                    reader,
+                    restore: restore(),
+                },
             };
             spawn_run(&mut self.main, watcher, scope, config, repair, &self.board);
         }
+        self.start_exporter();
+    }
+
+    /// Starts the exporter's run when it has none (restore worlds).
+    fn start_exporter(&mut self) {
+        let config = self.config();
+        if let (Some(node), Some(watcher)) = (self.exporter.as_mut(), &self.exporter_watcher)
+            && node.run.is_none()
+            && node.store.is_some()
+        {
+            spawn_run(
+                node,
+                Arc::clone(watcher),
+                WatchScope::All,
+                config,
+                ExpiryRepair::None,
+                &self.board,
+            );
+        }
+    }
+
+    /// Restarts the exporter's run if it ended (it has no faults: it never crashes).
+    async fn reap_exporter(&mut self) {
+        let Some(node) = self.exporter.as_mut() else {
+            return;
+        };
+        if !node.run.as_ref().is_some_and(|r| r.handle.is_finished()) {
+            return;
+        }
+        let run = node.run.take().expect("checked");
+        match run.handle.await {
+            Ok(end) => {
+                let text = match &end.result {
+                    Ok(c) => format!("Ok({})", c.rank()),
+                    Err(e) => format!("Err({e})"),
+                };
+                node.resume = Some(end.applied.clone());
+                node.store = end.store;
+                self.log(format!("exporter run ended: {text}"));
+            }
+            Err(e) => {
+                lock(&self.board).violate(Check::RunEnd, format!("the exporter panicked: {e}"));
+                self.broken = true;
+            }
+        }
+        self.start_exporter();
+    }
+
+    /// Waits (virtual time) until the exporter folded every retained write.
+    async fn exporter_catch_up(&mut self) {
+        let Some(id) = self.exporter.as_ref().map(|n| n.id) else {
+            return;
+        };
+        for _ in 0..500 {
+            let (at, target) = {
+                let b = lock(&self.board);
+                (
+                    b.nodes[id].committed.rank(),
+                    b.truth.target(&[String::new()]),
+                )
+            };
+            if at >= target {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(self.shape.window_ms + 2)).await;
+            self.reap_exporter().await;
+        }
+        self.log("the exporter did not catch up".to_string());
+    }
+
+    /// Restore worlds: reads the bucket's floor; every key's latest write below it
+    /// (a current value or the marker of a deleted key) was evicted, and one the
+    /// exporter never received is lost.
+    async fn observe(&mut self) {
+        if !self.s.repair.restores() {
+            return;
+        }
+        let Ok(Some(retention)) = self.status.retention().await else {
+            return;
+        };
+        let first = retention.first_revision;
+        let mut lost = Vec::new();
+        {
+            let mut b = lock(&self.board);
+            b.truth.set_floor(first);
+            for (key, rev) in b.truth.evicted_latest(first) {
+                if !self.evicted_seen.insert(rev) {
+                    continue;
+                }
+                b.stats.values_evicted += 1;
+                if !b.exporter_received.contains(&rev) {
+                    b.stats.lost += 1;
+                    b.lost.insert(key.clone(), rev);
+                    lost.push(format!("{key}@{rev}"));
+                }
+            }
+        }
+        if !lost.is_empty() {
+            self.log(format!(
+                "lost before the exporter folded them: {}",
+                lost.join(", ")
+            ));
+        }
+    }
+
+    async fn advance_clock(&mut self, ms: u64) {
+        self.clock.advance(Duration::from_millis(ms));
+        self.log(format!("manual clock +{ms} ms"));
+        self.observe().await;
     }
 
     /// Restarts the run if it ended on its own.
@@ -210,6 +384,7 @@ impl World {
             self.after_run(end, false);
             self.start();
         }
+        self.reap_exporter().await;
     }
 
     /// Asks the run to stop and waits for its end.
@@ -316,6 +491,23 @@ impl World {
                 store.cursor().rank()
             );
             lock(&self.board).violate(Check::RunEnd, text);
+        }
+        // Restore worlds: a run that ended with a failed, re-queued batch (an error,
+        // or a stop whose last flush failed) leaves `apply`'s domain ahead of the
+        // store. Resuming redelivers it, but when the cursor has also expired the
+        // repair diffs the *store*, which never held it: nothing corrects the domain,
+        // and a restore's rewrite can move it back (docs/decisions.md 119). The
+        // caller here does what such a caller must: rebuild from the store (only
+        // then: the run's last store call failed).
+        if self.s.repair.restores() && streak > 0 {
+            let want = domain_of(&store.fold());
+            let mut b = lock(&self.board);
+            if b.nodes[id].domain != want {
+                b.nodes[id].domain = want;
+                b.stats.domain_rebuilt += 1;
+                b.trace
+                    .push("-- the domain ran ahead of the store: rebuilt from it".to_string());
+            }
         }
         self.main.resume = Some(match (self.s.mutation, last_on_applied) {
             (Mutation::ResumeFromOnApplied, Some(c)) if c.rank() > end.applied.rank() => c,
@@ -437,6 +629,7 @@ impl World {
             }
         ));
         lock(&self.board).truth.record(rev, key, op);
+        self.observe().await;
     }
 
     async fn writes(&mut self, count: u64) {
@@ -449,7 +642,17 @@ impl World {
 
     /// Rewrites the `refresh` oldest live keys (3 = every live key, which lets the
     /// eviction take every delete marker), then evicts below the safe floor.
+    ///
+    /// Restore worlds evict only the way their bucket does (age, size): `evict_below`
+    /// there would remove young delete markers, which is a marker purge, outside
+    /// what the resume checks can see (docs/repair.md, "Limits"). They move the
+    /// clock instead, up to the age limit.
     async fn evict(&mut self, refresh: u64) {
+        if self.s.repair.restores() {
+            let ms = self.rng.between(1, MAX_AGE_MS + 1);
+            self.advance_clock(ms).await;
+            return;
+        }
         let count = if refresh >= 3 {
             KEYS.len()
         } else {
@@ -474,20 +677,31 @@ impl World {
                 .faults()
                 .evict_below(BUCKET, floor)
                 .expect("evict");
-            let mut b = lock(&self.board);
-            b.truth.set_floor(floor);
-            b.stats.evictions += 1;
-            drop(b);
+            {
+                let mut b = lock(&self.board);
+                b.truth.set_floor(floor);
+                b.stats.evictions += 1;
+            }
             self.log(format!("evict below {floor} (first revision now {first})"));
+            self.observe().await;
         }
     }
 
     async fn export(&mut self, refused: bool) {
-        let Some(sender) = self.main.run.as_ref().map(|r| r.exports.clone()) else {
+        // A restore world exports from the exporter into the restore source's root.
+        let (node, expected_scope) = match self.exporter.as_ref() {
+            Some(node) => (node, vec![String::new()]),
+            None => (&self.main, lock(&self.board).prefixes.clone()),
+        };
+        let Some(sender) = node.run.as_ref().map(|r| r.exports.clone()) else {
             return;
         };
         self.exports += 1;
-        let dest = self.dir.path().join(format!("artifact-{}", self.exports));
+        let dest = if self.exporter.is_some() && !refused {
+            self.artifact_root.join(format!("{:04}", self.exports))
+        } else {
+            self.dir.path().join(format!("artifact-{}", self.exports))
+        };
         if refused {
             std::fs::create_dir_all(&dest).expect("mkdir");
             std::fs::write(dest.join("occupied"), b"x").expect("write");
@@ -513,17 +727,17 @@ impl World {
                         "an export into a non-empty directory succeeded",
                     );
                 }
-                if manifest.scope.as_deref() != Some(b.prefixes.as_slice()) {
+                if manifest.scope.as_deref() != Some(expected_scope.as_slice()) {
                     let text = format!(
                         "artifact scope {:?}, watch scope {:?}",
-                        manifest.scope, b.prefixes
+                        manifest.scope, expected_scope
                     );
                     b.violate(Check::Artifact, text);
                 }
                 b.stats.exports_ok += 1;
                 drop(b);
                 self.log(format!("export at cursor {}", manifest.cursor.rank()));
-                if !refused {
+                if !refused && self.exporter.is_none() {
                     self.artifacts.push((dest, manifest));
                 }
             }
@@ -554,9 +768,13 @@ impl World {
             if self.broken {
                 return;
             }
-            let action = self
-                .rng
-                .weighted(&[30, 14, 3, 4, 3, 2, 3, 2, 3, 3, 3, 2, 2, 2, 2]);
+            let action = if self.s.repair.restores() {
+                self.rng
+                    .weighted(&[30, 14, 3, 4, 3, 2, 3, 2, 3, 3, 4, 2, 2, 4, 2, 4, 1])
+            } else {
+                self.rng
+                    .weighted(&[30, 14, 3, 4, 3, 2, 3, 2, 3, 3, 3, 2, 2, 2, 2])
+            };
             match action {
                 0 => {
                     let n = self.rng.between(1, 4);
@@ -610,7 +828,17 @@ impl World {
                 }
                 10 => {
                     let refused = self.rng.chance(20);
-                    self.export(refused).await;
+                    if self.exporter.is_some() {
+                        // A restore reads the artifact directory on blocking threads:
+                        // publishing only while the main node is down keeps which
+                        // artifact a restore sees a function of the seed.
+                        self.log("main node down while the exporter publishes".to_string());
+                        self.stop().await;
+                        self.export(refused).await;
+                        self.start();
+                    } else {
+                        self.export(refused).await;
+                    }
                 }
                 11 => {
                     self.log("restart in-process".to_string());
@@ -624,17 +852,70 @@ impl World {
                 }
                 13 => {
                     let ms = self.rng.between(1, 20_000);
-                    self.clock.advance(Duration::from_millis(ms));
-                    self.log(format!("manual clock +{ms} ms"));
+                    if !self.paused {
+                        self.exporter_catch_up().await;
+                    }
+                    self.advance_clock(ms).await;
                 }
                 14 => {
                     self.kill().await;
                     self.start();
                 }
+                15 => self.offline_age_out().await,
+                16 => self.lose().await,
                 _ => {}
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
             self.reap().await;
+        }
+    }
+
+    /// Restore worlds: the main node goes offline, the bucket moves on, the exporter
+    /// publishes, and everything the main node last saw ages out before it returns:
+    /// its cursor has expired and it must restore.
+    async fn offline_age_out(&mut self) {
+        self.log("main node offline".to_string());
+        self.stop().await;
+        let n = self.rng.between(1, 6);
+        self.writes(n).await;
+        // Half the time a key is deleted before the export and re-created after
+        // the age-out: the restore must keep the main node's copy (the listing
+        // shows it live) and let the resume deliver the new value.
+        let churn = self.rng.chance(50).then(|| self.rng.pick(&KEYS));
+        if let Some(key) = churn {
+            self.write(key, 7).await;
+        }
+        if self.paused {
+            self.resume_delivery();
+        }
+        self.exporter_catch_up().await;
+        self.export(false).await;
+        let ms = MAX_AGE_MS + self.rng.between(1, 20_000);
+        self.advance_clock(ms).await;
+        if let Some(key) = churn {
+            self.write(key, 0).await;
+        }
+        self.log("main node back".to_string());
+        self.start();
+    }
+
+    /// Restore worlds: writes that age out before any node folded them (delivery
+    /// paused). Unrecoverable; the fleet must say so.
+    async fn lose(&mut self) {
+        let was_paused = self.paused;
+        if !was_paused {
+            self.server.faults().pause_delivery(BUCKET).expect("pause");
+            self.paused = true;
+        }
+        self.log("lose: paused, puts, age out".to_string());
+        let n = self.rng.between(1, 2);
+        for _ in 0..n {
+            let key = self.rng.pick(&KEYS);
+            self.write(key, 0).await;
+        }
+        self.advance_clock(MAX_AGE_MS + 1).await;
+        if !was_paused {
+            self.resume_delivery();
         }
     }
 
@@ -751,6 +1032,15 @@ impl World {
         let id = self.main.id;
         lock(&self.board).nodes[id].armed = false;
         self.log("converge: every fault cleared".to_string());
+        if self.exporter.is_some() {
+            self.stop().await;
+            // One more write: after a loss the exporter's newest artifact may sit
+            // below the floor (a restore then refuses, loudly, until a newer one
+            // exists); folding a new write moves the exporter past the gap.
+            self.write("a/r", 0).await;
+            self.exporter_catch_up().await;
+            self.export(false).await;
+        }
         // A batch re-queued after a store failure waits for the next flush
         // (docs/protocols/fold-machine.md, "The flush procedure": with no traffic it
         // waits); the shutdown flush retries it.
