@@ -561,3 +561,88 @@ async fn a_refused_relist_logs_one_error_naming_the_eviction() {
         "{events:#?}"
     );
 }
+
+/// Retention polling on the embedded backend under tokio's paused clock: a relist-armed
+/// fold on a bucket whose limits can evict, but that has not evicted yet, does not set
+/// the eviction memo at start; after the bucket evicts, the next poll — 60 s after the
+/// watch started, not earlier — sees it, logs it and commits the memo into the store.
+#[tokio::test(start_paused = true)]
+async fn the_retention_poll_sees_eviction_sixty_seconds_after_the_watch_started() {
+    use common::repair::{batch, open_store};
+    use kvfold::{ExpiryRepair, MemoryConnection, SnapshotStore};
+    use std::time::Duration;
+    use tracing::Level;
+
+    let conn = MemoryConnection::new();
+    let bucket = memory_bucket(&conn, "polled", true).await;
+    let w = bucket.writer().unwrap();
+    w.put("a", b"1").await.unwrap(); // 1
+    w.put("b", b"1").await.unwrap(); // 2
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fold.snap");
+
+    let collector = capture::Collector::default();
+    let captured = Arc::clone(&collector.captured);
+    let _default = tracing::subscriber::set_default(collector);
+    let evictions_seen = || {
+        captured
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| {
+                e.target == "kvfold::repair"
+                    && e.level == Level::INFO
+                    && e.message().starts_with("the bucket evicted current values")
+            })
+            .count()
+    };
+
+    let (stop, shutdown) = watch::channel(false);
+    let (reached_tx, mut reached) = mpsc::unbounded_channel();
+    let started = tokio::time::Instant::now();
+    let run = tokio::spawn(watch_applied_owned(
+        bucket.watcher().unwrap(),
+        WatchScope::All,
+        None,
+        ExpiryRepair::Relist(bucket.reader()),
+        Some(open_store(&path)),
+        None,
+        batch(),
+        |u: &KvUpdate| Some(u.key().to_string()),
+        |_: Vec<String>| {},
+        move |c: WatchCursor| {
+            let _ = reached_tx.send(c.rank());
+        },
+        shutdown,
+    ));
+    while reached.recv().await.expect("the fold runs") < 2 {}
+    assert_eq!(evictions_seen(), 0, "nothing evicted at start: no memo");
+
+    // The bucket evicts now; the poll that sees it is due 60 s after the watch started.
+    w.put("c", b"1").await.unwrap(); // 3
+    conn.faults().evict_below("polled", 3).unwrap();
+    while started.elapsed() < Duration::from_secs(59) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            evictions_seen(),
+            0,
+            "no poll before 60 s (at {:?})",
+            started.elapsed()
+        );
+    }
+    while started.elapsed() < Duration::from_secs(62) && evictions_seen() == 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(evictions_seen(), 1, "the 60 s poll saw the eviction");
+
+    stop.send(true).unwrap();
+    let end = run.await.unwrap();
+    assert!(end.result.is_ok(), "{:?}", end.result);
+    let store = end.store.expect("store back");
+    assert!(
+        store.cursor().seen_evicting(),
+        "the memo is committed into the store's cursor: {:?}",
+        store.cursor()
+    );
+}
