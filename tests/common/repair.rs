@@ -61,54 +61,19 @@ pub async fn fold_until(
     until: u64,
     export_to: Option<&Path>,
 ) -> (WatchEnd<AppendLogSnapshot>, Vec<KvUpdate>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let applied = Arc::clone(&seen);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (reached_tx, mut reached_rx) = mpsc::unbounded_channel();
-    let (exports_tx, exports_rx) = mpsc::channel(1);
-    let run = tokio::spawn(watch_applied_owned(
-        bucket.watcher().unwrap(),
-        WatchScope::All,
-        resume,
-        repair,
-        Some(store),
-        Some(exports_rx),
-        batch(),
-        |u: &KvUpdate| Some(u.clone()),
-        move |updates: Vec<KvUpdate>| applied.lock().unwrap().extend(updates),
-        move |c: WatchCursor| {
-            if c.rank() >= until {
-                let _ = reached_tx.send(());
-            }
-        },
-        stop_rx,
-    ));
-    // `None`: the run ended by itself before reaching `until`.
-    let reached = tokio::time::timeout(WAIT, reached_rx.recv())
-        .await
-        .expect("the fold reaches its target or ends");
-    if reached.is_some()
+    let replica = Replica::start(bucket, resume, repair, store);
+    wait_until("the fold to reach its target or end", WAIT, || {
+        replica.applied() >= until || replica.run.is_finished()
+    })
+    .await;
+    // Not reached: the run ended by itself first.
+    if replica.applied() >= until
         && let Some(dest) = export_to
     {
-        let (reply, replied) = oneshot::channel();
-        exports_tx
-            .send(ExportRequest {
-                dest_dir: dest.to_path_buf(),
-                reply,
-            })
-            .await
-            .unwrap();
-        let manifest = tokio::time::timeout(WAIT, replied)
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("the export succeeds");
+        let manifest = replica.export(dest).await;
         assert_eq!(manifest.cursor.rank(), until);
     }
-    let _ = stop_tx.send(true);
-    let end = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
-    let seen = seen.lock().unwrap().clone();
-    (end, seen)
+    replica.stop().await
 }
 
 /// A replica folds the bucket into a new store at `path` up to `until` and goes away:
