@@ -31,7 +31,7 @@ pub fn check_fold(board: &Shared, what: &str, fold: &Fold, foreign: &Fold) {
         {
             // Its write aged out before the exporter folded it: what the fleet still
             // holds is absent or an older value the key really had. That is allowed
-            // only loudly (docs/repair.md, "Guarantees").
+            // only loudly (docs/protocols/repair.md, "Guarantees").
             b.stats.lost_excused += 1;
             if super::trace::current().loud == b.loud_base {
                 let text = format!(

@@ -213,7 +213,7 @@ impl SimStore {
             .map(|e| e.version.as_u64().unwrap_or(0))
     }
 
-    /// Repair guarantees at a store batch (docs/repair.md, "Guarantees"), against
+    /// Repair guarantees at a store batch (docs/protocols/repair.md, "Guarantees"), against
     /// what the store holds before it: no put moves a key to an older revision (G1);
     /// a synthetic delete removes only a value the truth deleted later, and (main
     /// node) never a key live when the repair listed its prefix (G2). Keys lost to

@@ -645,7 +645,7 @@ impl World {
     ///
     /// Restore worlds evict only the way their bucket does (age, size): `evict_below`
     /// there would remove young delete markers, which is a marker purge, outside
-    /// what the resume checks can see (docs/repair.md, "Limits"). They move the
+    /// what the resume checks can see (docs/protocols/repair.md, "Limits"). They move the
     /// clock instead, up to the age limit.
     async fn evict(&mut self, refresh: u64) {
         if self.s.repair.restores() {
