@@ -10,6 +10,23 @@ pub fn export_held(committed_rank: u64, hold: Option<u64>) -> bool {
     hold.is_some_and(|until| committed_rank < until)
 }
 
+/// The hold after a commit at `committed_rank`: `hold` while the rank is below it,
+/// `None` once reached.
+pub fn settle_export_hold(hold: Option<u64>, committed_rank: u64) -> Option<u64> {
+    hold.filter(|&until| export_held(committed_rank, Some(until)))
+}
+
+/// The hold after a restore's commit at the artifact's rank `committed_rank`: the
+/// higher of the hold already set and the restore's [`kept_high`] (an earlier
+/// restore's kept keys may still be waiting), settled at that rank.
+pub fn export_hold_after_restore(
+    hold: Option<u64>,
+    kept_high: Option<u64>,
+    committed_rank: u64,
+) -> Option<u64> {
+    settle_export_hold(hold.max(kept_high), committed_rank)
+}
+
 /// The revision a restore's kept keys wait for, from facts read after the listing:
 /// `kept` has, per kept key, the revision the bucket holds it at (`None` = the key
 /// is gone again); `last_revision` is the bucket's last revision, read after those
@@ -39,6 +56,18 @@ mod tests {
         assert!(export_held(4, Some(5)));
         assert!(!export_held(5, Some(5)));
         assert!(!export_held(6, Some(5)));
+    }
+
+    #[test]
+    fn a_restore_keeps_the_higher_hold_until_a_commit_reaches_it() {
+        assert_eq!(export_hold_after_restore(None, None, 20), None);
+        assert_eq!(export_hold_after_restore(None, Some(25), 20), Some(25));
+        assert_eq!(export_hold_after_restore(Some(30), Some(25), 20), Some(30));
+        assert_eq!(export_hold_after_restore(Some(22), None, 20), Some(22));
+        assert_eq!(export_hold_after_restore(Some(22), Some(21), 22), None);
+        assert_eq!(settle_export_hold(Some(25), 24), Some(25));
+        assert_eq!(settle_export_hold(Some(25), 25), None);
+        assert_eq!(settle_export_hold(None, 25), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use super::{
     ChunkSource, ExportReply, FoldCommand, FoldConfig, FoldEvent, FoldNotice, FoldPhase,
     MAX_STORE_APPLY_FAILURES, Pending, RepairIo, RepairKind, RestoreRefused, StoreOutcome, TaskEnd,
-    TaskOutcome, Unexpected, Wants, expiry_action, export_held,
+    TaskOutcome, Unexpected, Wants, expiry_action, export_hold_after_restore, settle_export_hold,
 };
 use crate::kv::{KvError, KvUpdate, WatchCursor};
 use crate::protocol::time::Millis;
@@ -645,8 +645,11 @@ impl<U> FoldMachine<U> {
             Then::Flush(then) => self.flush(*then),
             Then::RestoreCommit(target) => {
                 // The kept keys' hold starts with the commit at the artifact's cursor.
-                self.export_hold = self.export_hold.max(self.restore_hold.take());
-                self.settle_export_hold();
+                self.export_hold = export_hold_after_restore(
+                    self.export_hold,
+                    self.restore_hold.take(),
+                    self.committed.rank(),
+                );
                 self.commands.push_back(FoldCommand::DropRestored);
                 self.commands
                     .push_back(FoldCommand::ReplyRestore(Ok(target)));
@@ -658,9 +661,7 @@ impl<U> FoldMachine<U> {
 
     /// Clears the export hold once the committed cursor reached it.
     fn settle_export_hold(&mut self) {
-        if !export_held(self.committed.rank(), self.export_hold) {
-            self.export_hold = None;
-        }
+        self.export_hold = settle_export_hold(self.export_hold, self.committed.rank());
     }
 
     fn next_chunk(&mut self, source: ChunkSource) {

@@ -12,7 +12,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use expiry::{ExpiryAction, arm_expiry, effective_mode, expiry_action};
-pub use hold::{export_held, kept_high};
+pub use hold::{export_held, export_hold_after_restore, kept_high, settle_export_hold};
 pub use machine::FoldMachine;
 
 use crate::kv::{KvError, KvUpdate, WatchCursor};
