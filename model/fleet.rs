@@ -4,7 +4,9 @@
 //! own. Each node's watch task is the production [`RepairMachine`], driven the way the
 //! watch-task executor drives it (docs/protocols/repair.md, "Watch-task executor"); the fold's
 //! half of a restore calls the production kernels (`restore_ahead`, `restore_key`,
-//! `resume_window_ok`); publishing runs the manifest kernels (`encode_manifest`,
+//! `resume_window_ok`, and the export hold's `kept_high` and
+//! `export_hold_after_restore`); a publish is enabled only when `export_held` is
+//! false, and publishing runs the manifest kernels (`encode_manifest`,
 //! `decode_manifest`, `ArtifactView::of`, `pointer_publish_allowed`). Nothing is
 //! re-implemented; mutations are model-side wrappers that hide one fact from one
 //! decision (docs/verification.md, "Mutations").
@@ -33,6 +35,7 @@
 
 use std::fmt;
 
+use kvfold::protocol::fold::export_held;
 use kvfold::protocol::{PointerState, pointer_publish_allowed};
 use stateright::{Model, Property};
 
@@ -142,6 +145,10 @@ pub enum Mutation {
     /// the cursor its run resumed from instead of the one its fold is consistent
     /// with, so a node seeding from it is handed older revisions again.
     ArtifactCursorBehind,
+    /// "No export hold": the fold is not told which revision a restore's kept
+    /// listed-live keys wait for (`kept_high: None`), so it exports as soon as the
+    /// restore committed.
+    NoExportHold,
 }
 
 impl Mutation {
@@ -153,6 +160,7 @@ impl Mutation {
             Mutation::FreshStartRelist => "fresh-start-relist",
             Mutation::NoEvictionMemo => "no-eviction-memo",
             Mutation::ArtifactCursorBehind => "artifact-cursor-behind",
+            Mutation::NoExportHold => "no-export-hold",
         }
     }
 }
@@ -164,10 +172,10 @@ pub struct FleetModel {
     pub bounds: Bounds,
     /// The decision altered, if any.
     pub mutation: Mutation,
-    /// A candidate fix, not production behaviour (docs/decisions.md, entry 115): a
-    /// node publishes only while its fold equals the truth at its cursor (so never
-    /// while a key a restore kept because the bucket lists it live is stale).
-    pub exports_wait_for_exact: bool,
+    /// Not production behaviour (docs/decisions.md, entry 127): the export hold
+    /// survives the end of a run, as if the store persisted it. It shows that what
+    /// the deep bounds still find is the hold ending with its run.
+    pub hold_survives_restart: bool,
 }
 
 impl FleetModel {
@@ -176,15 +184,14 @@ impl FleetModel {
         Self {
             bounds,
             mutation: Mutation::None,
-            exports_wait_for_exact: false,
+            hold_survives_restart: false,
         }
     }
 
-    /// The same model with exports held back while a fold is not exact at its
-    /// cursor (the candidate fix of docs/decisions.md, entry 115).
-    pub fn exports_waiting_for_exact(self) -> Self {
+    /// The same model with the export hold kept across runs (entry 127).
+    pub fn hold_surviving_restarts(self) -> Self {
         Self {
-            exports_wait_for_exact: true,
+            hold_survives_restart: true,
             ..self
         }
     }
@@ -198,8 +205,8 @@ impl FleetModel {
 impl fmt::Display for FleetModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "fleet model, mutation {}", self.mutation.name())?;
-        if self.exports_wait_for_exact {
-            write!(f, ", exports wait for an exact fold")?;
+        if self.hold_survives_restart {
+            write!(f, ", the export hold survives restarts")?;
         }
         Ok(())
     }
@@ -532,10 +539,10 @@ impl Model for FleetModel {
                         .artifact
                         .as_ref()
                         .is_none_or(|a| a.cursor < node.cursor);
-                    let exact = !self.exports_wait_for_exact
-                        || node.store == fold_of(&state.log, usize::from(node.cursor), b.keys);
+                    // The fold machine's row X4: a held export does not run.
+                    let held = export_held(u64::from(node.cursor), node.export_hold.map(u64::from));
                     if node.cursor > 0
-                        && exact
+                        && !held
                         && newer
                         && state.used.publishes < b.publishes
                         && pointer_publish_allowed(&state.pointer(), u64::from(node.cursor))
@@ -571,6 +578,10 @@ impl Model for FleetModel {
             Action::Offline(i) => {
                 state.used.offline += 1;
                 state.nodes[i].run = Run::Offline;
+                // The run's fold machine, and its hold, end with it.
+                if !self.hold_survives_restart {
+                    state.nodes[i].export_hold = None;
+                }
             }
             Action::Publish(i) => {
                 state.used.publishes += 1;

@@ -150,7 +150,7 @@ mod stores;
 mod sync;
 
 pub use fold::{
-    BatchConfig, ExportRequest, FoldProgress, WatchEnd, WatchScope, watch_applied,
+    BatchConfig, ExportHeld, ExportRequest, FoldProgress, WatchEnd, WatchScope, watch_applied,
     watch_applied_owned,
 };
 pub use kv::{

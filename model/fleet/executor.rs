@@ -4,7 +4,9 @@
 //! runs the manifest kernels. One model step runs the machine until it waits on a
 //! watch or finishes (see the module docs of `model/fleet.rs` for what that leaves out).
 
-use kvfold::protocol::fold::effective_mode;
+use kvfold::protocol::fold::{
+    effective_mode, export_hold_after_restore, kept_high, settle_export_hold,
+};
 use kvfold::protocol::manifest::{
     ARTIFACT_SCHEMA_VERSION, ArtifactFile, ExportManifest, decode_manifest, encode_manifest,
 };
@@ -57,6 +59,9 @@ pub struct Node {
     pub high: Vec<u8>,
     /// History: the node's machine observed eviction (`SendEvicting`) at least once.
     pub observed: bool,
+    /// The fold's export hold (`FoldMachine::export_hold`): set by a restore that kept
+    /// listed-live keys, settled as the cursor moves; it lives as long as the run.
+    pub export_hold: Option<u8>,
     /// The current run.
     pub run: Run,
 }
@@ -70,6 +75,7 @@ impl Node {
             memo: false,
             high: vec![0; usize::from(keys)],
             observed: false,
+            export_hold: None,
             run: Run::Offline,
         }
     }
@@ -151,6 +157,10 @@ impl FleetModel {
     /// `Start`: a run of `watch_applied` with `ExpiryRepair::Auto` and a store.
     pub(super) fn start(&self, state: &mut FleetState, i: usize) {
         let armed = arm_repair(RepairMode::Auto, true).expect("Auto with a store arms");
+        // A new run: a new fold machine, without a hold.
+        if !self.hold_survives_restart {
+            state.nodes[i].export_hold = None;
+        }
         let node = &state.nodes[i];
         let mut machine = RepairMachine::new(RepairStart {
             mode: effective_mode(RepairMode::Auto, armed),
@@ -237,6 +247,7 @@ impl FleetModel {
         let node = &mut state.nodes[i];
         node.take(w.key, w.put.then_some(next), next, &mut seen);
         node.cursor = next;
+        node.export_hold = settle(node.export_hold, next);
         node.run = Run::Watching {
             machine,
             next: next + 1,
@@ -403,6 +414,10 @@ impl FleetModel {
                 Run::Offline
             }
         };
+        if !matches!(node.run, Run::Watching { .. }) && !self.hold_survives_restart {
+            // The run's fold machine, and its hold, end with it.
+            node.export_hold = None;
+        }
     }
 
     /// `StartWatch{None}`: the full-scope state-sync watch's snapshot: the last
@@ -422,6 +437,7 @@ impl FleetModel {
         if let Some(rev) = last_delivered {
             let node = &mut state.nodes[i];
             node.cursor = node.cursor.max(rev);
+            node.export_hold = settle(node.export_hold, node.cursor);
         }
         state.seen = seen;
     }
@@ -474,15 +490,27 @@ impl FleetModel {
                 candidates.push(k);
             }
         }
+        let mut kept = None;
         if !candidates.is_empty() {
             let before = candidates.len();
+            let mut revisions = Vec::new();
             candidates.retain(|&k| {
                 let listed = state.listed(k as u8);
-                restore_key(state_of(node.store[k]), KeyState::Absent, false, listed)
-                    == KeyRestore::Delete
+                let delete = restore_key(state_of(node.store[k]), KeyState::Absent, false, listed)
+                    == KeyRestore::Delete;
+                if !delete {
+                    // `reader.entry(key)` after the listing: the key's current revision.
+                    revisions.push(state.last_write(k as u8).map(|(rev, _)| u64::from(rev)));
+                }
+                delete
             });
             if candidates.len() < before {
                 state.seen.insert(Seen::KEPT_LISTED_LIVE);
+            }
+            // What `FilterListedLive` reports (`RepairIo::LiveFiltered::kept_high`).
+            kept = kept_high(&revisions, Some(state.log.len() as u64));
+            if self.mutation == Mutation::NoExportHold {
+                kept = None;
             }
             if !resume_window_ok(target, u64::from(state.floor)) {
                 return Err(KvError::WatchError(
@@ -505,12 +533,23 @@ impl FleetModel {
             node.store[k] = None;
         }
         node.cursor = artifact.cursor;
+        node.export_hold = export_hold_after_restore(
+            node.export_hold.map(u64::from),
+            kept,
+            u64::from(artifact.cursor),
+        )
+        .map(|h| u8::try_from(h).unwrap_or(u8::MAX));
         if self.mutation != Mutation::NoEvictionMemo {
             node.memo |= artifact.memo;
         }
         state.seen = seen;
         Ok(node.watch_cursor())
     }
+}
+
+/// The hold after the fold committed `cursor` (`settle_export_hold`).
+fn settle(hold: Option<u8>, cursor: u8) -> Option<u8> {
+    settle_export_hold(hold.map(u64::from), u64::from(cursor)).map(|h| h as u8)
 }
 
 /// `RestoreSource::latest` / `fetch`: the newest published artifact's view.

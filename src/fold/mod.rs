@@ -33,6 +33,41 @@ pub struct ExportRequest {
     pub reply: oneshot::Sender<Result<ExportManifest, SnapshotError>>,
 }
 
+/// Why an export was not run: a restore kept local keys the bucket still lists live,
+/// and the fold has not yet committed their newer writes (docs/protocols/repair.md, "Exports
+/// after a restore"). Retry once the applied cursor reached [`until`](Self::until).
+///
+/// The export reply carries it as `SnapshotError::Io` of kind
+/// [`std::io::ErrorKind::WouldBlock`]; [`ExportHeld::of`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[error(
+    "export held: a restore kept listed-live keys; the fold is exact again at revision {until} (committed: {committed})"
+)]
+pub struct ExportHeld {
+    /// The revision the committed cursor must reach before an export runs.
+    pub until: u64,
+    /// The committed cursor's rank when the export was refused.
+    pub committed: u64,
+}
+
+impl ExportHeld {
+    /// The hold behind `error`, when it is one.
+    pub fn of(error: &SnapshotError) -> Option<&ExportHeld> {
+        match error {
+            SnapshotError::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                io.get_ref()?.downcast_ref::<ExportHeld>()
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<ExportHeld> for SnapshotError {
+    fn from(held: ExportHeld) -> Self {
+        SnapshotError::Io(std::io::Error::new(std::io::ErrorKind::WouldBlock, held))
+    }
+}
+
 /// How a `watch_applied_owned` run ended.
 pub struct WatchEnd<S> {
     /// `Ok(cursor)` on a clean end or a shutdown; the error otherwise.

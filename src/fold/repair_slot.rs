@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::watch_task::{RepairRequest, drop_off_runtime};
 use crate::kv::{KvError, KvReader, KvUpdate, KvWatcher, WatchCursor};
-use crate::protocol::fold::{ChunkSource, RepairIo, RepairKind, RestoreRefused};
+use crate::protocol::fold::{ChunkSource, RepairIo, RepairKind, RestoreRefused, kept_high};
 use crate::repair::{
     DeleteChunks, RepairKind as IoRepair, RestoredFold, RewriteChunks, SORT_RUN_BYTES,
     filter_listed_live, relist_stale, restore_diff, sort_listing,
@@ -209,17 +209,51 @@ impl<S: SnapshotStore + Send + 'static> RepairSlot<S> {
         }
     }
 
-    /// `FilterListedLive`: drop every candidate the bucket still lists.
+    /// `FilterListedLive`: drop every candidate the bucket still lists, then read the
+    /// kept keys' current revisions (and, when one is gone again, the bucket's last
+    /// revision) for the machine's export hold ([`kept_high`]).
     pub(crate) async fn filter_listed_live<U>(&mut self, prefixes: &[String]) -> RepairIo<U> {
-        let Some(Active::Restore { reader, .. }) = &self.active else {
+        let Some(Active::Restore {
+            reader, watcher, ..
+        }) = &self.active
+        else {
             unreachable!("the fold machine filters candidates only during a restore");
         };
-        let reader = Arc::clone(reader);
-        match filter_listed_live(&*reader, prefixes, &mut self.candidates).await {
-            Ok(()) => RepairIo::LiveFiltered {
-                remaining: self.candidates.len() as u64,
-            },
-            Err(e) => failed(e, false),
+        let (reader, watcher) = (Arc::clone(reader), Arc::clone(watcher));
+        let before = self.candidates.clone();
+        if let Err(e) = filter_listed_live(&*reader, prefixes, &mut self.candidates).await {
+            return failed(e, false);
+        }
+        let mut kept: Vec<&String> = before.difference(&self.candidates).collect();
+        kept.sort_unstable();
+        let mut revisions = Vec::with_capacity(kept.len());
+        for key in kept {
+            match reader.entry(key).await {
+                Ok(entry) => revisions.push(entry.and_then(|e| e.version.as_u64())),
+                Err(e) => {
+                    return failed(
+                        format!("restore: reading the kept key {key:?} failed: {e}"),
+                        false,
+                    );
+                }
+            }
+        }
+        let last_revision = if revisions.iter().any(Option::is_none) {
+            match watcher.last_revision().await {
+                Ok(last) => last,
+                Err(e) => {
+                    return failed(
+                        format!("restore: reading the bucket's last revision failed: {e}"),
+                        false,
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        RepairIo::LiveFiltered {
+            remaining: self.candidates.len() as u64,
+            kept_high: kept_high(&revisions, last_revision),
         }
     }
 

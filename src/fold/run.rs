@@ -15,7 +15,7 @@ use super::repair_slot::RepairSlot;
 use super::watch_task::{
     ExpiryAnswer, ExpiryReport, RepairPayload, RepairRequest, WatchTask, watch_task,
 };
-use super::{ExportRequest, WatchEnd, WatchScope};
+use super::{ExportHeld, ExportRequest, WatchEnd, WatchScope};
 use crate::artifact::{ExportManifest, stamp_scope};
 use crate::fold::BatchConfig;
 use crate::kv::{KvError, KvUpdate, KvWatcher, WatchCursor};
@@ -419,6 +419,10 @@ where
                             ExportReply::NoStore => Err(SnapshotError::Backend(
                                 "no snapshot store; nothing to export".to_string(),
                             )),
+                            ExportReply::Held { until, committed } => {
+                                tracing::info!(target: "kvfold::fold", until, committed, "export held after a restore that kept listed-live keys");
+                                Err(ExportHeld { until, committed }.into())
+                            }
                         };
                         if let Some(request) = request {
                             let _ = request.reply.send(answer);

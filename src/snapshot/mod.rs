@@ -48,7 +48,8 @@ pub use writer::{DEFAULT_COMPACT_THRESHOLD, SnapshotWriter};
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// The OS refused (permission, no space, I/O error, missing directory), or the
-    /// writer is poisoned after a failed reopen.
+    /// writer is poisoned after a failed reopen; also an export `watch_applied` held
+    /// (kind `WouldBlock`, see [`crate::ExportHeld`]).
     #[error("snapshot I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// Bytes that break the format (bad magic, unsupported version, unknown record

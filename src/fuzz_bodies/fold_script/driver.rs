@@ -473,6 +473,7 @@ impl<M: Subject> Driver<M> {
             },
             Some("FilterListedLive") => RepairIo::LiveFiltered {
                 remaining: u64::from(sel % 3),
+                kept_high: None,
             },
             _ => RepairIo::Retention {
                 first_revision: match sel % 4 {
@@ -583,6 +584,7 @@ impl<M: Subject> Driver<M> {
                 now,
                 result: RepairIo::LiveFiltered {
                     remaining: u64::from(remaining),
+                    kept_high: None,
                 },
             },
             Event::Retention { first } => FoldEvent::RepairIo {

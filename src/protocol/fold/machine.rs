@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use super::{
     ChunkSource, ExportReply, FoldCommand, FoldConfig, FoldEvent, FoldNotice, FoldPhase,
     MAX_STORE_APPLY_FAILURES, Pending, RepairIo, RepairKind, RestoreRefused, StoreOutcome, TaskEnd,
-    TaskOutcome, Unexpected, Wants, expiry_action,
+    TaskOutcome, Unexpected, Wants, expiry_action, export_hold_after_restore, settle_export_hold,
 };
 use crate::kv::{KvError, KvUpdate, WatchCursor};
 use crate::protocol::time::Millis;
@@ -95,6 +95,12 @@ pub struct FoldMachine<U> {
     repair_from: WatchCursor,
     /// Restore counts for the `RestoreApplying` notice: (rewrite, delete).
     restore_counts: (u64, u64),
+    /// The current restore's listed-live filter kept keys: the revision they wait for
+    /// (row P8); it becomes the export hold at the restore's commit (row P5).
+    restore_hold: Option<u64>,
+    /// Exports are held until the committed cursor reaches this revision
+    /// (docs/protocols/fold-machine.md, "The export hold").
+    export_hold: Option<u64>,
     now: Millis,
     commands: VecDeque<FoldCommand<U>>,
     notices: VecDeque<FoldNotice>,
@@ -140,6 +146,8 @@ impl<U> FoldMachine<U> {
             phase: Phase::Idle,
             repair: None,
             restore_counts: (0, 0),
+            restore_hold: None,
+            export_hold: None,
             now: Millis(0),
             commands: VecDeque::new(),
             notices,
@@ -206,6 +214,13 @@ impl<U> FoldMachine<U> {
         } else {
             &self.applied
         }
+    }
+
+    /// The export hold: exports are answered [`ExportReply::Held`] until the committed
+    /// cursor reaches this revision (docs/protocols/fold-machine.md, "The export
+    /// hold"). `None` once it is reached, and before any restore kept a key.
+    pub fn export_hold(&self) -> Option<u64> {
+        self.export_hold
     }
 
     /// Consecutive failed store applies.
@@ -526,6 +541,7 @@ impl<U> FoldMachine<U> {
                     self.memo_dirty = false;
                 }
                 self.committed = in_flight.cursor.clone();
+                self.settle_export_hold();
                 self.notices.push_back(FoldNotice::Committed {
                     cursor: in_flight.cursor.clone(),
                     raw: in_flight.len,
@@ -581,7 +597,18 @@ impl<U> FoldMachine<U> {
                 self.open_and_ingest(update, parsed);
             }
             Then::Export => {
-                if self.has_store {
+                self.settle_export_hold();
+                if let Some(until) = self.export_hold
+                    && self.has_store
+                {
+                    // X4: held; the export does not run.
+                    self.commands
+                        .push_back(FoldCommand::ReplyExport(ExportReply::Held {
+                            until,
+                            committed: self.committed.rank(),
+                        }));
+                    self.phase = Phase::Idle;
+                } else if self.has_store {
                     self.commands.push_back(FoldCommand::RunExport);
                     self.phase = Phase::AwaitingExport;
                 } else {
@@ -617,6 +644,12 @@ impl<U> FoldMachine<U> {
             }
             Then::Flush(then) => self.flush(*then),
             Then::RestoreCommit(target) => {
+                // The kept keys' hold starts with the commit at the artifact's cursor.
+                self.export_hold = export_hold_after_restore(
+                    self.export_hold,
+                    self.restore_hold.take(),
+                    self.committed.rank(),
+                );
                 self.commands.push_back(FoldCommand::DropRestored);
                 self.commands
                     .push_back(FoldCommand::ReplyRestore(Ok(target)));
@@ -624,6 +657,11 @@ impl<U> FoldMachine<U> {
                 self.phase = Phase::Idle;
             }
         }
+    }
+
+    /// Clears the export hold once the committed cursor reached it.
+    fn settle_export_hold(&mut self) {
+        self.export_hold = settle_export_hold(self.export_hold, self.committed.rank());
     }
 
     fn next_chunk(&mut self, source: ChunkSource) {
@@ -667,6 +705,7 @@ impl<U> FoldMachine<U> {
                 });
                 self.repair = Some(kind);
                 self.repair_from = self.applied.clone();
+                self.restore_hold = None;
                 if self.late() {
                     self.flush(Then::Drain);
                 } else {
@@ -708,6 +747,7 @@ impl<U> FoldMachine<U> {
         self.commands
             .push_back(FoldCommand::ReplyRestore(Err(refusal.clone())));
         self.notices.push_back(FoldNotice::RepairRefused(refusal));
+        self.restore_hold = None;
         self.repair = None;
         self.phase = Phase::Idle;
     }
@@ -789,8 +829,15 @@ impl<U> FoldMachine<U> {
                 }
             }
             // P8
-            (Step::LiveFilter, RepairIo::LiveFiltered { remaining }) => {
+            (
+                Step::LiveFilter,
+                RepairIo::LiveFiltered {
+                    remaining,
+                    kept_high,
+                },
+            ) => {
                 self.restore_counts.1 = remaining;
+                self.restore_hold = kept_high;
                 self.commands.push_back(FoldCommand::ReadRetention);
                 self.phase = Phase::AwaitingRepairIo(Step::RetentionRecheck);
             }

@@ -5,12 +5,14 @@
 //! reported. The `watch_applied` executor performs the commands.
 
 mod expiry;
+mod hold;
 mod machine;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use expiry::{ExpiryAction, arm_expiry, effective_mode, expiry_action};
+pub use hold::{export_held, export_hold_after_restore, kept_high, settle_export_hold};
 pub use machine::FoldMachine;
 
 use crate::kv::{KvError, KvUpdate, WatchCursor};
@@ -270,6 +272,9 @@ pub enum RepairIo<U> {
     LiveFiltered {
         /// Candidates left after removing listed-live keys.
         remaining: u64,
+        /// When the filter kept a candidate: the revision the fold must commit
+        /// before it exports again ([`kept_high`]); `None` when it kept none.
+        kept_high: Option<u64>,
     },
     /// `ReadRetention` answered.
     Retention {
@@ -358,6 +363,14 @@ pub enum ExportReply {
     Result,
     /// There is no store to export.
     NoStore,
+    /// Held (docs/protocols/fold-machine.md, "The export hold"): a restore kept
+    /// listed-live keys and the committed cursor has not reached their newer writes.
+    Held {
+        /// The revision the committed cursor must reach.
+        until: u64,
+        /// The committed cursor's rank now.
+        committed: u64,
+    },
 }
 
 /// Why a restore was refused on the fold side.

@@ -85,6 +85,13 @@ impl Tracker {
                     self.outstanding = Some(Effect::Export);
                 }
             }
+            FoldCommand::ReplyExport(ExportReply::Held { until, .. }) => {
+                // The scripts never report a kept key (`kept_high: None`), so no hold is set.
+                return Err((
+                    0,
+                    format!("ReplyExport(Held until {until}) without a kept key"),
+                ));
+            }
             FoldCommand::ReplyExport(ExportReply::Result) => {
                 ensure(self.fed == Fed::ExportDone, 0, || {
                     "ReplyExport(Result) without a finished export".into()

@@ -607,5 +607,6 @@ fn only_a_lower_revision_is_noticed_as_moving_back() {
 }
 
 mod expiry;
+mod export_hold;
 mod in_flight;
 mod repairs;

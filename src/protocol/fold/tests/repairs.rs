@@ -170,7 +170,10 @@ fn restore_rewrites_deletes_rechecks_retention_and_commits_the_target_last() {
     assert_eq!(drain(&mut m), vec![C::FilterListedLive]);
     m.handle(FoldEvent::RepairIo {
         now: Millis(4),
-        result: RepairIo::LiveFiltered { remaining: 1 },
+        result: RepairIo::LiveFiltered {
+            remaining: 1,
+            kept_high: None,
+        },
     })
     .unwrap();
     assert_eq!(drain(&mut m), vec![C::ReadRetention]);
@@ -279,7 +282,10 @@ fn restore_evicted_during_listing_is_refused_with_nothing_folded() {
     .unwrap();
     m.handle(FoldEvent::RepairIo {
         now: Millis(4),
-        result: RepairIo::LiveFiltered { remaining: 1 },
+        result: RepairIo::LiveFiltered {
+            remaining: 1,
+            kept_high: None,
+        },
     })
     .unwrap();
     drain(&mut m);
@@ -367,7 +373,10 @@ fn a_repair_io_answer_of_the_wrong_kind_is_named_in_the_refusal() {
             "RepairIo::RestoreDiffed",
         ),
         (
-            RepairIo::LiveFiltered { remaining: 0 },
+            RepairIo::LiveFiltered {
+                remaining: 0,
+                kept_high: None,
+            },
             "RepairIo::LiveFiltered",
         ),
         (
