@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use kvfold::protocol::fold::{
     ChunkSource, ExpiryAction, FoldCommand, FoldConfig, FoldEvent, FoldMachine, RepairIo,
-    RepairKind, StoreOutcome, TaskEnd, arm_expiry, effective_mode,
+    RepairKind, StoreOutcome, TaskEnd, arm_expiry, effective_mode, kept_high,
 };
 use kvfold::protocol::repair::{
     ArtifactView, RepairCommand, RepairEvent, RepairMachine, RepairPhase, RepairStart,
@@ -556,6 +556,8 @@ impl RepairModel {
         let view = self.diff_view(state);
         let listing = state.bucket.listing(self.bounds.keys);
         let live = self.live_now(state);
+        let truth = state.bucket.truth(self.bounds.keys);
+        let head = state.bucket.head();
         let floor = state.bucket.floor;
         let Some(run) = state.run.as_mut() else {
             return;
@@ -578,12 +580,22 @@ impl RepairModel {
                 // `filter_listed_live`: the kernel keeps a listed-live candidate.
                 let kept = restore_key(KeyState::At(None), KeyState::Absent, false, true)
                     == KeyRestore::Keep;
+                // The slot reads each kept key's current revision (gone again: none)
+                // and the bucket's head; the production kernel turns them into the hold.
+                let mut kept_revisions = Vec::new();
                 if self.mutation != Mutation::RestoreIgnoringListing && kept {
+                    for &k in &run.slot.candidates {
+                        if listing[usize::from(k)] {
+                            let slot = truth[usize::from(k)];
+                            kept_revisions.push(slot.live.then_some(u64::from(slot.rev)));
+                        }
+                    }
                     run.slot.candidates.retain(|&k| !listing[usize::from(k)]);
                 }
                 run.slot.live_at_listing = live;
                 RepairIo::LiveFiltered {
                     remaining: run.slot.candidates.len() as u64,
+                    kept_high: kept_high(&kept_revisions, Some(u64::from(head))),
                 }
             }
             Io::ReadRetention => RepairIo::Retention {
