@@ -400,27 +400,6 @@ async fn an_expired_cursor_is_logged_by_the_watch_task_inside_the_span() {
     );
 }
 
-/// A memory bucket; `evicting` gives it limits that can remove current values.
-async fn memory_bucket(
-    conn: &kvfold::MemoryConnection,
-    name: &str,
-    evicting: bool,
-) -> Arc<dyn kvfold::KvStore> {
-    use kvfold::{Connection, DiscardPolicy, StoreConfig};
-    conn.connect().await.unwrap();
-    let config = StoreConfig {
-        name: name.to_string(),
-        max_bytes: evicting.then_some(1 << 20),
-        discard: if evicting {
-            DiscardPolicy::Old
-        } else {
-            DiscardPolicy::New
-        },
-        ..StoreConfig::default()
-    };
-    conn.store_with_config(config).await.unwrap()
-}
-
 /// The `kvfold::repair` events of a run, as (level, message, cursor field).
 fn repair_events(captured: &capture::Captured) -> Vec<(tracing::Level, String, Option<String>)> {
     captured
@@ -441,7 +420,7 @@ fn repair_events(captured: &capture::Captured) -> Vec<(tracing::Level, String, O
 /// (with the cursor) and the plan as warnings, in that order, and nothing at error level.
 #[tokio::test]
 async fn a_relist_repair_logs_the_expiry_and_the_plan() {
-    use common::repair::{fold_and_leave, fold_until, open_store};
+    use common::repair::{fold_and_leave, fold_until, memory_bucket, open_store};
     use kvfold::{ExpiryRepair, MemoryConnection};
     use tracing::Level;
 
@@ -509,7 +488,7 @@ async fn a_relist_repair_logs_the_expiry_and_the_plan() {
 /// `kvfold::repair` event names why, after the expiry warning.
 #[tokio::test]
 async fn a_refused_relist_logs_one_error_naming_the_eviction() {
-    use common::repair::{fold_and_leave, fold_until, open_store};
+    use common::repair::{fold_and_leave, fold_until, memory_bucket, open_store};
     use kvfold::{ExpiryRepair, MemoryConnection};
     use tracing::Level;
 
@@ -568,7 +547,7 @@ async fn a_refused_relist_logs_one_error_naming_the_eviction() {
 /// watch started, not earlier — sees it, logs it and commits the memo into the store.
 #[tokio::test(start_paused = true)]
 async fn the_retention_poll_sees_eviction_sixty_seconds_after_the_watch_started() {
-    use common::repair::{batch, open_store};
+    use common::repair::{batch, memory_bucket, open_store};
     use kvfold::{ExpiryRepair, MemoryConnection, SnapshotStore};
     use std::time::Duration;
     use tracing::Level;

@@ -9,34 +9,22 @@
 use std::sync::{Arc, Mutex};
 
 use kvfold::{
-    AppendLogSnapshot, Connection, DirRestore, DiscardPolicy, ExpiryRepair, ExportHeld,
-    ExportManifest, ExportRequest, KvStore, KvUpdate, MemoryConnection, RestoreSource,
-    SnapshotError, SnapshotStore, StoreConfig, WatchCursor, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, DirRestore, ExpiryRepair, ExportHeld, ExportManifest, ExportRequest,
+    KvUpdate, MemoryConnection, RestoreSource, SnapshotError, SnapshotStore, WatchCursor,
+    WatchScope, watch_applied_owned,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod common;
 
-use common::repair::{WAIT, batch, export_at, fold_and_leave, open_store};
+use common::repair::{WAIT, batch, export_at, fold_and_leave, memory_bucket, open_store};
 
 type Reply = oneshot::Receiver<Result<ExportManifest, SnapshotError>>;
-
-/// An evicting bucket (discard-old under a size limit) on `conn`.
-async fn bucket(conn: &MemoryConnection, name: &str) -> Arc<dyn KvStore> {
-    conn.connect().await.unwrap();
-    let config = StoreConfig {
-        name: name.to_string(),
-        max_bytes: Some(1 << 20),
-        discard: DiscardPolicy::Old,
-        ..StoreConfig::default()
-    };
-    conn.store_with_config(config).await.unwrap()
-}
 
 #[tokio::test]
 async fn an_export_after_a_restore_that_kept_a_listed_live_key_waits_for_its_newer_write() {
     let conn = MemoryConnection::new();
-    let bucket = bucket(&conn, "hold").await;
+    let bucket = memory_bucket(&conn, "hold", true).await;
     let w = bucket.writer().unwrap();
     w.put("k", b"old").await.unwrap(); // 1
     let dir = tempfile::tempdir().unwrap();

@@ -9,32 +9,16 @@
 use std::sync::Arc;
 
 use kvfold::{
-    AppendLogSnapshot, Connection, DirRestore, DiscardPolicy, ExpiryRepair, KvError, KvStore,
-    KvUpdate, MemoryConnection, RestoreSource, SnapshotStore, StoreConfig, WatchCursor, WatchScope,
-    watch_applied_owned,
+    AppendLogSnapshot, DirRestore, ExpiryRepair, KvError, KvUpdate, MemoryConnection,
+    RestoreSource, SnapshotStore, WatchCursor, WatchScope, watch_applied_owned,
 };
 use tokio::sync::watch;
 
 mod common;
 
-use common::repair::{batch, export_at, fold_and_leave, fold_keys, fold_until, open_store};
-
-/// A bucket on `conn`; `evicting` makes it one whose limits can remove current values
-/// (discard-old under a size limit), so its key listing is not the truth once it evicted.
-async fn bucket(conn: &MemoryConnection, name: &str, evicting: bool) -> Arc<dyn KvStore> {
-    conn.connect().await.unwrap();
-    let config = StoreConfig {
-        name: name.to_string(),
-        max_bytes: evicting.then_some(1 << 20),
-        discard: if evicting {
-            DiscardPolicy::Old
-        } else {
-            DiscardPolicy::New
-        },
-        ..StoreConfig::default()
-    };
-    conn.store_with_config(config).await.unwrap()
-}
+use common::repair::{
+    batch, export_at, fold_and_leave, fold_keys, fold_until, memory_bucket as bucket, open_store,
+};
 
 fn is_delete_of(update: &KvUpdate, key: &str) -> bool {
     matches!(update, KvUpdate::Delete { key: k, .. } if k == key)

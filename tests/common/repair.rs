@@ -10,8 +10,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use kvfold::{
-    AppendLogSnapshot, BatchConfig, ExpiryRepair, ExportManifest, ExportRequest, KvStore, KvUpdate,
-    SnapshotStore, WatchCursor, WatchEnd, WatchScope, watch_applied_owned,
+    AppendLogSnapshot, BatchConfig, Connection, DiscardPolicy, ExpiryRepair, ExportManifest,
+    ExportRequest, KvStore, KvUpdate, MemoryConnection, SnapshotStore, StoreConfig, WatchCursor,
+    WatchEnd, WatchScope, watch_applied_owned,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -28,6 +29,28 @@ pub fn batch() -> BatchConfig {
         max: 64,
         channel_capacity: 16,
     }
+}
+
+/// A bucket on the embedded backend `conn` (connected first); `evicting` makes it one
+/// whose limits can remove current values (discard-old under a size limit), so its key
+/// listing is not the truth once it evicted.
+pub async fn memory_bucket(
+    conn: &MemoryConnection,
+    name: &str,
+    evicting: bool,
+) -> Arc<dyn KvStore> {
+    conn.connect().await.unwrap();
+    let config = StoreConfig {
+        name: name.to_string(),
+        max_bytes: evicting.then_some(1 << 20),
+        discard: if evicting {
+            DiscardPolicy::Old
+        } else {
+            DiscardPolicy::New
+        },
+        ..StoreConfig::default()
+    };
+    conn.store_with_config(config).await.unwrap()
 }
 
 /// A new (or existing) append log at `path`.
