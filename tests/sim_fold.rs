@@ -650,14 +650,17 @@ fn a_silent_loss_is_a_violation() {
         b.lost.insert("a/0".to_string(), 2);
     }
     let fold: Fold = [("a/0".to_string(), (1, b"old".to_vec()))].into();
+    let violated = |board: &std::sync::Arc<std::sync::Mutex<Board>>| -> Vec<Check> {
+        board
+            .lock()
+            .unwrap()
+            .violations
+            .iter()
+            .map(|v| v.check)
+            .collect()
+    };
     check_fold(&board, "silent", &fold, &Fold::new());
-    let checks: Vec<Check> = board
-        .lock()
-        .unwrap()
-        .violations
-        .iter()
-        .map(|v| v.check)
-        .collect();
+    let checks = violated(&board);
     assert_eq!(
         checks,
         [Check::Loss, Check::FoldTruth],
@@ -666,13 +669,7 @@ fn a_silent_loss_is_a_violation() {
     tracing::error!(target: "kvfold::fold", "watch finished with an error");
     board.lock().unwrap().violations.clear();
     check_fold(&board, "unrelated error", &fold, &Fold::new());
-    let checks: Vec<Check> = board
-        .lock()
-        .unwrap()
-        .violations
-        .iter()
-        .map(|v| v.check)
-        .collect();
+    let checks = violated(&board);
     assert_eq!(
         checks,
         [Check::Loss, Check::FoldTruth],
@@ -681,13 +678,7 @@ fn a_silent_loss_is_a_violation() {
     tracing::warn!(target: "kvfold::repair", "watch cursor expired");
     board.lock().unwrap().violations.clear();
     check_fold(&board, "loud", &fold, &Fold::new());
-    let checks: Vec<Check> = board
-        .lock()
-        .unwrap()
-        .violations
-        .iter()
-        .map(|v| v.check)
-        .collect();
+    let checks = violated(&board);
     assert_eq!(
         checks,
         [Check::FoldTruth],
