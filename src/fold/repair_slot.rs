@@ -220,14 +220,13 @@ impl<S: SnapshotStore + Send + 'static> RepairSlot<S> {
             unreachable!("the fold machine filters candidates only during a restore");
         };
         let (reader, watcher) = (Arc::clone(reader), Arc::clone(watcher));
-        let before = self.candidates.clone();
-        if let Err(e) = filter_listed_live(&*reader, prefixes, &mut self.candidates).await {
-            return failed(e, false);
-        }
-        let mut kept: Vec<&String> = before.difference(&self.candidates).collect();
+        let mut kept = match filter_listed_live(&*reader, prefixes, &mut self.candidates).await {
+            Ok(kept) => kept,
+            Err(e) => return failed(e, false),
+        };
         kept.sort_unstable();
         let mut revisions = Vec::with_capacity(kept.len());
-        for key in kept {
+        for key in &kept {
             match reader.entry(key).await {
                 Ok(entry) => revisions.push(entry.and_then(|e| e.version.as_u64())),
                 Err(e) => {

@@ -150,22 +150,24 @@ fn finish_walk(
 /// Removes from `candidates` every key the bucket lists as live under
 /// `disjoint_prefixes(scope)` (`restore_key(At(_), Absent, false, listed_live = true)
 /// == Keep`: its live value is a write after the artifact's cursor, which the resume
-/// delivers). Lists nothing when there are no candidates. A listing error fails with
-/// the prefix named.
+/// delivers). Returns the keys it removed (the kept local keys), in listing order.
+/// Lists nothing when there are no candidates. A listing error fails with the prefix
+/// named.
 pub(crate) async fn filter_listed_live(
     reader: &dyn KvReader,
     scope: &[String],
     candidates: &mut HashSet<String>,
-) -> Result<(), RepairIoError> {
+) -> Result<Vec<String>, RepairIoError> {
+    let mut removed = Vec::new();
     if candidates.is_empty() {
-        return Ok(());
+        return Ok(removed);
     }
     let kept = restore_key(KeyState::At(None), KeyState::Absent, false, true) == KeyRestore::Keep;
     for prefix in disjoint_prefixes(scope) {
         let result = reader
             .for_each_key(&prefix, &mut |key| {
-                if kept {
-                    candidates.remove(&key);
+                if kept && candidates.remove(&key) {
+                    removed.push(key);
                 }
             })
             .await;
@@ -175,7 +177,7 @@ pub(crate) async fn filter_listed_live(
             source,
         })?;
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// The restore's puts: the spilled rewrite keys with the artifact fold's entries.

@@ -314,9 +314,11 @@ async fn the_listed_live_filter_lists_each_disjoint_prefix_once_and_fails_with_t
         .iter()
         .map(|s| s.to_string())
         .collect();
-    filter_listed_live(&reader, &scope(), &mut candidates)
+    let mut kept = filter_listed_live(&reader, &scope(), &mut candidates)
         .await
         .unwrap();
+    kept.sort();
+    assert_eq!(kept, vec!["s.a".to_string(), "s.b.1".to_string()]);
     let mut left: Vec<_> = candidates.iter().cloned().collect();
     left.sort();
     assert_eq!(left, vec!["s.c".to_string(), "t".to_string()]);
